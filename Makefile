@@ -1,0 +1,50 @@
+# pakr: every target bootstraps .venv from nothing (Python 3.11 is all a machine needs).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint proto bench faults fuzz wheel clean venv
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pakr demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict -p pakr
+
+test: $(STAMP) lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -x -m "not slow and not postgres"
+
+proto: $(STAMP)
+	$(BIN)/python tools/genproto.py
+
+bench: $(STAMP)
+	$(BIN)/python bench/steps.py
+	$(BIN)/python bench/node_throughput.py
+	$(BIN)/python bench/recover_latency.py
+
+faults: $(STAMP)
+	PAKR_FAULTS=long $(BIN)/pytest -q tests/faults
+
+fuzz: $(STAMP)
+	PAKR_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q tests/security/test_fuzz_rpc.py
+
+wheel: $(STAMP)
+	rm -rf dist build
+	$(BIN)/python -m build --wheel --outdir dist .
+
+clean:
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache *.egg-info

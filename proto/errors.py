@@ -1,0 +1,184 @@
+"""The one exception hierarchy of pakr, rooted in :class:`PakrError`.
+
+Every layer (protocol core, node, SDK, coordinator) raises these, so an application catches
+``pakr.PakrError`` and nothing else. Messages say what happened and what to do about it; they
+never carry a password, a secret, a share or a token.
+
+The SDK-facing errors are those of PROTOCOL.md §7. When several nodes fail differently the SDK
+reports the *most actionable* one; that ordering lives in :func:`most_actionable`, once.
+
+:class:`ErrorKind` is the typed kind that travels on the wire in the gRPC error detail, so the
+node and the SDK agree on what went wrong without parsing message text.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+
+
+class ErrorKind(enum.IntEnum):
+    """Typed error kinds carried in the wire error detail (``ErrorDetail.kind``).
+
+    The numeric values are part of the wire contract (``node.proto``); never renumber.
+    """
+
+    UNSPECIFIED = 0
+    INVALID_REQUEST = 1  # malformed field, bad encoding, oversized message
+    INVALID_AUTH = 2  # token missing, expired, for another user/node/tenant, replayed
+    NOT_REGISTERED = 3  # no such user, or no such version
+    NO_GUESSES = 4  # guess limit reached for this version
+    BAD_UNLOCK_TAG = 5  # Recover3 proof did not match (the guess stays counted)
+    CONFLICT = 6  # concurrent registration / stale epoch / not the pending version
+    RATE_LIMITED = 7
+    UPGRADE_REQUIRED = 8  # the node does not speak the client's protocol_version
+    LOCKED = 9  # the version was locked out and its shares erased
+    UNAVAILABLE = 10  # the node is draining or its store is down
+    INTERNAL = 11  # a bug on the node; details only in the node's log
+    STALE_ATTEMPT = 12  # Recover3 names an attempt that is not the latest, or was used
+
+
+class PakrError(Exception):
+    """Root of every error pakr raises."""
+
+
+class InvalidPassword(PakrError):
+    """The password is wrong (or the version is locked out).
+
+    ``guesses_remaining`` is how many more guesses the cluster will accept for this version.
+    """
+
+    def __init__(self, guesses_remaining: int, message: str | None = None) -> None:
+        self.guesses_remaining = guesses_remaining
+        super().__init__(
+            message
+            or (
+                f"invalid password: {guesses_remaining} guess(es) remaining"
+                if guesses_remaining > 0
+                else "invalid password: no guesses remaining; the secret is locked out"
+            )
+        )
+
+
+class NotRegistered(PakrError):
+    """No secret is registered for this user (never registered, or deleted)."""
+
+    def __init__(self, message: str = "no secret is registered for this user") -> None:
+        super().__init__(message)
+
+
+class InvalidAuth(PakrError):
+    """A node rejected the access token; mint a fresh token for that user and node."""
+
+
+class RateLimited(PakrError):
+    """Too many requests; retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float, message: str | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message or f"rate limited: retry after {retry_after:.1f} s")
+
+
+class UpgradeRequired(PakrError):
+    """A node does not speak this client's protocol version; upgrade the SDK or the node."""
+
+
+class Conflict(PakrError):
+    """A concurrent registration for the same user won the race; start over."""
+
+
+class ClusterUnavailable(PakrError):
+    """Too few nodes answered to complete the operation.
+
+    ``reasons`` maps each node that failed (by its name or hex id) to why.
+    """
+
+    def __init__(self, reasons: Mapping[str, str], message: str | None = None) -> None:
+        self.reasons = dict(reasons)
+        detail = "; ".join(f"{node}: {why}" for node, why in sorted(self.reasons.items()))
+        super().__init__(
+            (message or "cluster unavailable: too few nodes answered")
+            + (f" ({detail})" if detail else "")
+        )
+
+
+class ProtocolError(PakrError):
+    """A node misbehaved or the cluster is inconsistent; ``nodes`` names the culprits."""
+
+    def __init__(self, nodes: Sequence[str], reason: str) -> None:
+        self.nodes = list(nodes)
+        self.reason = reason
+        who = ", ".join(self.nodes) if self.nodes else "unknown node"
+        super().__init__(f"protocol error from {who}: {reason}")
+
+
+class WeakParameters(PakrError):
+    """Argon2id parameters outside the client's floor/ceiling, or nodes disagree on them."""
+
+
+class CommitIncomplete(PakrError):
+    """Too few nodes committed a new registration.
+
+    The new password may or may not be in force; calling ``register`` again is safe.
+    """
+
+
+class ConfigError(PakrError):
+    """A manifest, config file or argument is invalid; the message names what to fix."""
+
+
+class MalformedMessage(PakrError):
+    """A field read off the wire or from storage has the wrong length or encoding."""
+
+
+class NodeRefusal(PakrError):
+    """A node-side refusal with a typed :class:`ErrorKind`, turned into a gRPC status.
+
+    Raised by the pure node steps (``pakr.proto.node_steps``) and by the node's servicer.
+    Also what the SDK transport produces from a node's error detail before classifying it.
+    """
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        guesses_remaining: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.kind = kind
+        self.guesses_remaining = guesses_remaining
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+# Most actionable first: InvalidPassword < NotRegistered < InvalidAuth < RateLimited <
+# UpgradeRequired < ProtocolError < ClusterUnavailable (PROTOCOL.md §7).
+_ORDER: tuple[type[PakrError], ...] = (
+    InvalidPassword,
+    NotRegistered,
+    InvalidAuth,
+    RateLimited,
+    UpgradeRequired,
+    Conflict,
+    ProtocolError,
+    ClusterUnavailable,
+)
+
+
+def _rank(error: PakrError) -> int:
+    for rank, cls in enumerate(_ORDER):
+        if isinstance(error, cls):
+            return rank
+    return len(_ORDER)
+
+
+def most_actionable(errors: Iterable[PakrError]) -> PakrError:
+    """Return the error an application can act on best, per PROTOCOL.md §7's order.
+
+    Ties keep the first one seen, so callers control precedence among equals.
+    """
+    candidates = list(errors)
+    if not candidates:
+        raise ValueError("most_actionable() needs at least one error")
+    return min(candidates, key=_rank)

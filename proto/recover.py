@@ -1,0 +1,426 @@
+"""Recovery (PROTOCOL.md §4), one function per step, client side then node side.
+
+Client: :func:`choose_version` (after Recover1) → Argon2id (``kdf.stretch_password``) →
+:func:`start_recover2` → :func:`finish_recover2` (verify, combine, check the commitment) →
+:func:`finish_recover3` (verify secret shares, decrypt). Node: :func:`admit_recover2` is the
+reference model of the durable guess count that stores implement as one conditional UPDATE;
+:func:`node_recover2` evaluates; :func:`check_recover3` and :func:`node_recover3` release
+the share against the unlock proof or keep the guess counted.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from pakr.proto import kdf, oprf, seal, shamir
+from pakr.proto.errors import (
+    ClusterUnavailable,
+    ErrorKind,
+    InvalidPassword,
+    MalformedMessage,
+    NodeRefusal,
+    NotRegistered,
+    ProtocolError,
+)
+from pakr.proto.group import Element, Scalar
+from pakr.proto.kdf import Argon2Params
+from pakr.proto.messages import (
+    ATTEMPT_ID_LEN,
+    NONCE_LEN,
+    NodeRef,
+    Recover2,
+    Recover2Reply,
+    Recover3,
+    Recover3Reply,
+    UserRef,
+    UserStatus,
+    VersionInfo,
+)
+from pakr.proto.randomness import SYSTEM, Randomness
+from pakr.proto.records import Attempt, VersionRecord
+from pakr.proto.register import verify_oprf_key_signature
+
+# --------------------------------------------------------------------------- client side
+
+
+@dataclass(frozen=True, slots=True)
+class VersionChoice:
+    """The version recovery will use and the nodes that can serve it."""
+
+    version: bytes
+    epoch: int
+    argon2: Argon2Params
+    nodes: tuple[NodeRef, ...]  # hold the version with the agreed parameters and can guess
+    pending_nodes: tuple[NodeRef, ...]  # hold it only as pending: roll forward on success
+    suspects: tuple[NodeRef, ...] = ()  # reported the version with other Argon2 parameters
+
+
+def choose_version(
+    answers: Mapping[NodeRef, UserStatus],
+    failures: Mapping[NodeRef, str],
+    *,
+    threshold: int,
+    node_count: int,
+) -> VersionChoice:
+    """Recover1 → which version to recover, committed first (§4 step 2).
+
+    The highest-epoch version committed on ≥ t nodes wins; failing that, the highest-epoch
+    version held (committed or pending) by ≥ t nodes: a minority cannot steer recovery to an
+    abandoned pending version, and after a failed password change the old password works.
+    The nodes used must agree on the Argon2id parameters, which must lie within the client's
+    floor and ceiling (the parameter attack).
+    """
+    t = threshold
+    committed: Counter[tuple[bytes, int]] = Counter()
+    held: Counter[tuple[bytes, int]] = Counter()
+    for status in answers.values():
+        keys = set()
+        for info in (status.committed, status.pending):
+            if info is not None:
+                keys.add((info.version, info.epoch))
+        if status.committed is not None:
+            committed[(status.committed.version, status.committed.epoch)] += 1
+        held.update(keys)
+
+    def best(counter: Counter[tuple[bytes, int]]) -> tuple[bytes, int] | None:
+        eligible = [key for key, count in counter.items() if count >= t]
+        return max(eligible, key=lambda key: key[1], default=None)
+
+    candidate = best(committed) or best(held)
+    if candidate is None:
+        without = sum(1 for s in answers.values() if s.committed is None and s.pending is None)
+        if without > node_count - t:
+            raise NotRegistered()
+        reasons = {node.name: why for node, why in failures.items()}
+        raise ClusterUnavailable(
+            reasons, "cluster unavailable: no version is held by enough reachable nodes"
+        )
+    version, epoch = candidate
+    newer_tombstones = sum(1 for s in answers.values() if s.tombstone_epoch > epoch)
+    if newer_tombstones >= t:
+        raise NotRegistered("the secret for this user was deleted")
+
+    holders: list[tuple[NodeRef, VersionInfo, bool]] = []
+    for node, status in answers.items():
+        for info, is_pending in ((status.committed, False), (status.pending, True)):
+            if info is not None and (info.version, info.epoch) == candidate:
+                holders.append((node, info, is_pending))
+    by_params: Counter[Argon2Params] = Counter(info.argon2 for _, info, _ in holders)
+    params, agreeing = by_params.most_common(1)[0]
+    suspects = tuple(node for node, info, _ in holders if info.argon2 != params)
+    if agreeing < t:
+        raise ProtocolError(
+            [node.name for node, _, _ in holders],
+            "nodes disagree on the Argon2id parameters of the version",
+        )
+    params.check()  # WeakParameters: a floor/ceiling violation, whoever reports it
+    usable = tuple(node for node, info, _ in holders if info.argon2 == params and info.usable)
+    if len(usable) < t:
+        raise InvalidPassword(0)
+    pending = tuple(node for node, info, p in holders if p and info.argon2 == params)
+    return VersionChoice(
+        version=version,
+        epoch=epoch,
+        argon2=params,
+        nodes=usable,
+        pending_nodes=pending,
+        suspects=suspects,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryAttempt:
+    """Client state between Recover2 and Recover3 (holds secrets: never logged)."""
+
+    user: UserRef
+    choice: VersionChoice
+    attempt_id: bytes
+    blind: Scalar = field(repr=False)
+    blinded_element: Element
+    access_key: bytes = field(repr=False)
+    encryption_key_seed: bytes = field(repr=False)
+
+    @property
+    def request(self) -> Recover2:
+        """The Recover2 request, identical for every node."""
+        return Recover2(
+            version=self.choice.version,
+            attempt_id=self.attempt_id,
+            blinded_element=self.blinded_element,
+        )
+
+
+def start_recover2(
+    user: UserRef,
+    choice: VersionChoice,
+    access_key: bytes,
+    encryption_key_seed: bytes,
+    rng: Randomness = SYSTEM,
+) -> RecoveryAttempt:
+    """Blind the access key with a fresh blind and attempt id (§4 step 4)."""
+    blind, blinded = oprf.blind(access_key, blind=rng.scalar())
+    return RecoveryAttempt(
+        user=user,
+        choice=choice,
+        attempt_id=rng.bytes(ATTEMPT_ID_LEN),
+        blind=blind,
+        blinded_element=blinded,
+        access_key=access_key,
+        encryption_key_seed=encryption_key_seed,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UnlockedAttempt:
+    """The password checked out: the Recover3 request for each node of the group."""
+
+    attempt: RecoveryAttempt
+    unlock_key: bytes = field(repr=False)
+    requests: Mapping[NodeRef, Recover3] = field(repr=False)
+
+
+def verify_recover2_reply(
+    attempt: RecoveryAttempt, node: NodeRef, reply: Recover2Reply
+) -> str | None:
+    """Why ``reply`` is invalid, or ``None``: the signed public share and the DLEQ proof."""
+    if not verify_oprf_key_signature(
+        user=attempt.user,
+        node=node,
+        version=attempt.choice.version,
+        epoch=attempt.choice.epoch,
+        public_share=reply.oprf_public_share,
+        signature=reply.oprf_key_signature,
+        verifying_key=reply.verifying_key,
+    ):
+        return "public share signature does not verify for this node"
+    if not oprf.verify_proof(
+        Element.generator(),
+        reply.oprf_public_share,
+        [attempt.blinded_element],
+        [reply.evaluated_element],
+        reply.proof,
+    ):
+        return "evaluation proof (DLEQ) does not verify"
+    if len(reply.nonce) != NONCE_LEN:
+        return "nonce has the wrong length"
+    return None
+
+
+def finish_recover2(
+    attempt: RecoveryAttempt,
+    replies: Mapping[NodeRef, Recover2Reply],
+    *,
+    threshold: int,
+) -> UnlockedAttempt:
+    """Verify the evaluations, combine ≥ t of them and check the password (§4 step 6).
+
+    Raises ``InvalidPassword`` (guesses remaining = the t-th largest count in the group),
+    ``ProtocolError`` naming nodes with invalid replies when too few valid ones remain, or
+    ``ClusterUnavailable`` when too few replied at all.
+    """
+    invalid: dict[NodeRef, str] = {}
+    groups: dict[tuple[bytes, bytes], dict[NodeRef, Recover2Reply]] = {}
+    for node, reply in replies.items():
+        why = verify_recover2_reply(attempt, node, reply)
+        if why is not None:
+            invalid[node] = why
+            continue
+        groups.setdefault((reply.verifying_key, reply.commitment), {})[node] = reply
+    group = max(groups.values(), key=len, default={})
+    if len(group) < threshold:
+        outsiders = [n for n in replies if n not in group]
+        if outsiders:
+            reasons = "; ".join(
+                f"{n.name}: {invalid.get(n, 'inconsistent with the other nodes')}"
+                for n in outsiders
+            )
+            raise ProtocolError([n.name for n in outsiders], reasons)
+        raise ClusterUnavailable({}, f"only {len(group)} valid evaluations; {threshold} are needed")
+    shares = {node.index: reply.evaluated_element for node, reply in group.items()}
+    combined = shamir.combine_elements(shares, threshold)
+    output = oprf.finalize(attempt.access_key, attempt.blind, combined)
+    unlock_key = kdf.unlock_key(output)
+    reference = next(iter(group.values())).commitment
+    if not hmac.compare_digest(kdf.commitment(output, attempt.access_key), reference):
+        remaining = sorted((r.guesses_remaining for r in group.values()), reverse=True)
+        raise InvalidPassword(remaining[threshold - 1])
+    requests = {
+        node: Recover3(
+            version=attempt.choice.version,
+            attempt_id=attempt.attempt_id,
+            unlock_proof=kdf.unlock_proof(
+                kdf.unlock_tag(unlock_key, node.node_id), reply.nonce, attempt.attempt_id
+            ),
+        )
+        for node, reply in group.items()
+    }
+    return UnlockedAttempt(attempt=attempt, unlock_key=unlock_key, requests=requests)
+
+
+def finish_recover3(
+    unlocked: UnlockedAttempt,
+    replies: Mapping[NodeRef, Recover3Reply],
+    *,
+    threshold: int,
+) -> bytes:
+    """Verify the secret shares, combine ``s`` and decrypt the secret (§4 step 8)."""
+    attempt = unlocked.attempt
+    invalid: list[NodeRef] = []
+    groups: dict[bytes, dict[int, Scalar]] = {}
+    for node, reply in replies.items():
+        expected = kdf.secret_commitment(
+            unlocked.unlock_key, node.node_id, reply.secret_share.encoded, reply.encrypted_secret
+        )
+        if not hmac.compare_digest(expected, reply.secret_commitment):
+            invalid.append(node)
+            continue
+        groups.setdefault(reply.encrypted_secret, {})[node.index] = reply.secret_share
+    if not groups or max(len(g) for g in groups.values()) < threshold:
+        if invalid:
+            raise ProtocolError(
+                [n.name for n in invalid], "secret share does not match its commitment"
+            )
+        raise ClusterUnavailable({}, f"fewer than {threshold} nodes released their share")
+    ciphertext, shares = max(groups.items(), key=lambda item: len(item[1]))
+    s = shamir.reconstruct(shares, threshold)
+    key = kdf.encryption_key(attempt.encryption_key_seed, s.encoded)
+    ad = kdf.secret_ad(attempt.user.tenant, attempt.user.user_id, attempt.choice.version)
+    try:
+        return seal.decrypt_secret(key, ciphertext, ad)
+    except MalformedMessage as exc:
+        raise ProtocolError(
+            [n.name for n in replies], "the encrypted secret failed authentication"
+        ) from exc
+
+
+# --------------------------------------------------------------------------- node side
+
+
+class Admission(enum.Enum):
+    """What a node does with a Recover2 (the reference model of the store's UPDATE)."""
+
+    COUNT = "count"  # a new guess: count it, remember the attempt, evaluate
+    REPLAY = "replay"  # the same attempt id and element as the latest: free, same nonce
+    NO_GUESSES = "no_guesses"  # limit reached
+    LOCKED = "locked"  # shares erased
+
+
+def admit_recover2(record: VersionRecord, request: Recover2, now: float) -> Admission:
+    """Decide a Recover2 against the stored version (no I/O).
+
+    Stores implement this decision as one conditional ``UPDATE … RETURNING`` so concurrent
+    requests can never spend more than ``max_guesses``; the storage contract tests check
+    that their behaviour matches this function.
+    """
+    if record.locked or record.lockout_due(now):
+        return Admission.LOCKED
+    last = record.attempt
+    if (
+        last is not None
+        and last.attempt_id == request.attempt_id
+        and last.blinded_element == request.blinded_element.encoded
+    ):
+        return Admission.REPLAY
+    if record.guess_count >= record.max_guesses:
+        return Admission.NO_GUESSES
+    return Admission.COUNT
+
+
+def count_guess(
+    record: VersionRecord, request: Recover2, nonce: bytes, now: float
+) -> VersionRecord:
+    """The record after an admitted (``COUNT``) guess: count + 1 and the new latest attempt."""
+    return replace(
+        record,
+        guess_count=record.guess_count + 1,
+        attempt=Attempt(
+            attempt_id=request.attempt_id,
+            blinded_element=request.blinded_element.encoded,
+            nonce=nonce,
+            started_at=now,
+        ),
+    )
+
+
+def node_recover2(
+    record: VersionRecord,
+    request: Recover2,
+    *,
+    nonce: bytes,
+    rng: Randomness = SYSTEM,
+) -> Recover2Reply:
+    """Evaluate ``Z_i = k_i·B`` with its DLEQ proof, after the guess is durably counted."""
+    if record.shares is None:
+        raise NodeRefusal(ErrorKind.LOCKED, "this version is locked out", guesses_remaining=0)
+    k_i = record.shares.oprf_key_share
+    evaluated = oprf.blind_evaluate(k_i, request.blinded_element)
+    proof = oprf.generate_proof(
+        k_i,
+        Element.generator(),
+        record.oprf_public_share,
+        [request.blinded_element],
+        [evaluated],
+        r=rng.scalar(),
+    )
+    return Recover2Reply(
+        evaluated_element=evaluated,
+        proof=proof,
+        oprf_public_share=record.oprf_public_share,
+        oprf_key_signature=record.oprf_key_signature,
+        verifying_key=record.verifying_key,
+        commitment=record.commitment,
+        guesses_remaining=record.guesses_remaining,
+        nonce=nonce,
+    )
+
+
+class Recover3Outcome(enum.Enum):
+    MATCH = "match"  # right password: release, reset the count
+    MISMATCH = "mismatch"  # wrong proof: the guess stays counted; lock if the limit is spent
+    STALE = "stale"  # not the latest attempt, already used, or none: nothing changes
+
+
+def check_recover3(record: VersionRecord, request: Recover3) -> Recover3Outcome:
+    """Classify a Recover3 against the latest attempt (constant-time proof comparison)."""
+    attempt = record.attempt
+    if (
+        record.shares is None
+        or attempt is None
+        or attempt.used
+        or not hmac.compare_digest(attempt.attempt_id, request.attempt_id)
+    ):
+        return Recover3Outcome.STALE
+    expected = kdf.unlock_proof(record.shares.unlock_tag, attempt.nonce, attempt.attempt_id)
+    if hmac.compare_digest(expected, request.unlock_proof):
+        return Recover3Outcome.MATCH
+    return Recover3Outcome.MISMATCH
+
+
+def node_recover3(
+    record: VersionRecord, request: Recover3, now: float
+) -> tuple[VersionRecord, Recover3Reply | None, Recover3Outcome]:
+    """Recover3 on a node: the new record, the reply (on a match) and the outcome.
+
+    A match resets the count to 0 and consumes the attempt; a mismatch consumes it and, at
+    the limit, erases the shares (lockout); a stale request changes nothing.
+    """
+    outcome = check_recover3(record, request)
+    if outcome is Recover3Outcome.STALE:
+        return record, None, outcome
+    assert record.attempt is not None and record.shares is not None
+    used = replace(record.attempt, used=True)
+    if outcome is Recover3Outcome.MISMATCH:
+        after = replace(record, attempt=used)
+        if after.lockout_due(now):
+            after = after.locked_out()
+        return after, None, outcome
+    reply = Recover3Reply(
+        secret_share=record.shares.secret_share,
+        encrypted_secret=record.shares.encrypted_secret,
+        secret_commitment=record.secret_commitment,
+    )
+    return replace(record, guess_count=0, attempt=used), reply, outcome

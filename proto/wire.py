@@ -1,0 +1,352 @@
+"""Conversion between the protobuf messages of ``node.proto`` and the protocol dataclasses.
+
+Decoding validates every field before anything else sees it: lengths, canonical scalars,
+valid non-identity elements, integer ranges, UTF-8 and size limits. Every failure is a
+:class:`MalformedMessage` naming the field, so the node answers INVALID_REQUEST and changes
+nothing stored, and the SDK treats a malformed reply as that node misbehaving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
+from pakr.proto.group import Element, Scalar
+from pakr.proto.kdf import Argon2Params
+from pakr.proto.messages import (
+    ATTEMPT_ID_LEN,
+    MAC_LEN,
+    MAX_EPOCH,
+    MAX_GUESSES_LIMIT,
+    MAX_TENANT_BYTES,
+    MAX_USER_ID_BYTES,
+    NONCE_LEN,
+    PROTOCOL_VERSION,
+    REQUEST_ID_LEN,
+    SIGNATURE_LEN,
+    VERIFYING_KEY_LEN,
+    VERSION_LEN,
+    Delete,
+    Recover2,
+    Recover2Reply,
+    Recover3,
+    Recover3Reply,
+    Register2,
+    Register3,
+    UserRef,
+    UserStatus,
+    VersionInfo,
+)
+from pakr.proto.oprf import Proof
+from pakr.proto.seal import CIPHERTEXT_LEN
+from pakr.proto.v1 import node_pb2 as pb
+
+ERROR_METADATA_KEY = "pakr-error-bin"
+
+# ------------------------------------------------------------------------ field checks
+
+
+def _exact(name: str, value: bytes, length: int) -> bytes:
+    if len(value) != length:
+        raise MalformedMessage(f"{name} must be {length} bytes, got {len(value)}")
+    return bytes(value)
+
+
+def _scalar(name: str, value: bytes) -> Scalar:
+    try:
+        return Scalar.decode(_exact(name, value, 32))
+    except MalformedMessage as exc:
+        raise MalformedMessage(f"{name}: {exc}") from None
+
+
+def _element(name: str, value: bytes) -> Element:
+    try:
+        return Element.decode(_exact(name, value, 32))
+    except MalformedMessage as exc:
+        raise MalformedMessage(f"{name}: {exc}") from None
+
+
+def _verifying_key(name: str, value: bytes) -> bytes:
+    raw = _exact(name, value, VERIFYING_KEY_LEN)
+    try:
+        Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError:
+        raise MalformedMessage(f"{name} is not an Ed25519 public key") from None
+    return raw
+
+
+def _epoch(name: str, value: int) -> int:
+    if not 1 <= value <= MAX_EPOCH:
+        raise MalformedMessage(f"{name} must be 1..2^64-1")
+    return value
+
+
+def _text(name: str, value: str, max_bytes: int, *, allow_empty: bool = False) -> str:
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise MalformedMessage(f"{name} is not valid UTF-8") from None
+    if size > max_bytes or (size == 0 and not allow_empty):
+        low = 0 if allow_empty else 1
+        raise MalformedMessage(f"{name} must be {low}..{max_bytes} UTF-8 bytes, got {size}")
+    return value
+
+
+def argon2_from_pb(msg: pb.Argon2Params) -> Argon2Params:
+    """Decode Argon2 parameters; bounds are the client's policy (``Argon2Params.check``)."""
+    if msg.memory_kib == 0 or msg.iterations == 0 or msg.parallelism == 0:
+        raise MalformedMessage("argon2 parameters must all be positive")
+    return Argon2Params(
+        memory_kib=msg.memory_kib, iterations=msg.iterations, parallelism=msg.parallelism
+    )
+
+
+def argon2_to_pb(params: Argon2Params) -> pb.Argon2Params:
+    return pb.Argon2Params(
+        memory_kib=params.memory_kib,
+        iterations=params.iterations,
+        parallelism=params.parallelism,
+    )
+
+
+# ------------------------------------------------------------------------ header
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A validated request header."""
+
+    request_id: bytes
+    user: UserRef
+
+
+def header_from_pb(msg: pb.RequestHeader, *, allow_empty_user: bool = False) -> Header:
+    """Validate a request header; an unknown protocol version is UPGRADE_REQUIRED."""
+    if msg.protocol_version != PROTOCOL_VERSION:
+        raise NodeRefusal(
+            ErrorKind.UPGRADE_REQUIRED,
+            f"this node speaks pakr protocol {PROTOCOL_VERSION}, the request uses"
+            f" {msg.protocol_version}; upgrade the older side",
+        )
+    request_id = _exact("header.request_id", msg.request_id, REQUEST_ID_LEN)
+    tenant = _text("header.tenant", msg.tenant, MAX_TENANT_BYTES)
+    user_id = _text("header.user_id", msg.user_id, MAX_USER_ID_BYTES, allow_empty=allow_empty_user)
+    return Header(request_id=request_id, user=UserRef(tenant=tenant, user_id=user_id))
+
+
+def header_to_pb(request_id: bytes, user: UserRef) -> pb.RequestHeader:
+    return pb.RequestHeader(
+        protocol_version=PROTOCOL_VERSION,
+        request_id=request_id,
+        tenant=user.tenant,
+        user_id=user.user_id,
+    )
+
+
+# ------------------------------------------------------------------------ status
+
+
+def version_info_from_pb(msg: pb.VersionInfo) -> VersionInfo:
+    return VersionInfo(
+        version=_exact("version", msg.version, VERSION_LEN),
+        epoch=_epoch("epoch", msg.epoch),
+        argon2=argon2_from_pb(msg.argon2),
+        guesses_remaining=min(msg.guesses_remaining, MAX_GUESSES_LIMIT),
+        locked=msg.locked,
+    )
+
+
+def version_info_to_pb(info: VersionInfo) -> pb.VersionInfo:
+    return pb.VersionInfo(
+        version=info.version,
+        epoch=info.epoch,
+        argon2=argon2_to_pb(info.argon2),
+        guesses_remaining=info.guesses_remaining,
+        locked=info.locked,
+    )
+
+
+def status_from_pb(msg: pb.UserStatus) -> UserStatus:
+    """Decode a node's user status (Register1/Recover1 replies)."""
+    committed = version_info_from_pb(msg.committed) if msg.HasField("committed") else None
+    pending = version_info_from_pb(msg.pending) if msg.HasField("pending") else None
+    return UserStatus(committed=committed, pending=pending, tombstone_epoch=msg.tombstone_epoch)
+
+
+def status_to_pb(status: UserStatus) -> pb.UserStatus:
+    msg = pb.UserStatus(tombstone_epoch=status.tombstone_epoch)
+    if status.committed is not None:
+        msg.committed.CopyFrom(version_info_to_pb(status.committed))
+    if status.pending is not None:
+        msg.pending.CopyFrom(version_info_to_pb(status.pending))
+    return msg
+
+
+# ------------------------------------------------------------------------ register
+
+
+def register2_from_pb(msg: pb.Register2Request) -> Register2:
+    if not 1 <= msg.max_guesses <= MAX_GUESSES_LIMIT:
+        raise MalformedMessage(f"max_guesses must be 1..{MAX_GUESSES_LIMIT}")
+    if not msg.HasField("argon2"):
+        raise MalformedMessage("argon2 parameters are missing")
+    expected = _exact("expected", msg.expected, VERSION_LEN) if msg.expected else None
+    return Register2(
+        version=_exact("version", msg.version, VERSION_LEN),
+        epoch=_epoch("epoch", msg.epoch),
+        expected=expected,
+        oprf_key_share=_scalar("oprf_key_share", msg.oprf_key_share),
+        oprf_public_share=_element("oprf_public_share", msg.oprf_public_share),
+        oprf_key_signature=_exact("oprf_key_signature", msg.oprf_key_signature, SIGNATURE_LEN),
+        verifying_key=_verifying_key("verifying_key", msg.verifying_key),
+        commitment=_exact("commitment", msg.commitment, MAC_LEN),
+        unlock_tag=_exact("unlock_tag", msg.unlock_tag, MAC_LEN),
+        secret_share=_scalar("secret_share", msg.secret_share),
+        encrypted_secret=_exact("encrypted_secret", msg.encrypted_secret, CIPHERTEXT_LEN),
+        secret_commitment=_exact("secret_commitment", msg.secret_commitment, MAC_LEN),
+        max_guesses=msg.max_guesses,
+        argon2=argon2_from_pb(msg.argon2),
+    )
+
+
+def register2_to_pb(header: pb.RequestHeader, req: Register2) -> pb.Register2Request:
+    return pb.Register2Request(
+        header=header,
+        version=req.version,
+        epoch=req.epoch,
+        expected=req.expected or b"",
+        oprf_key_share=req.oprf_key_share.encoded,
+        oprf_public_share=req.oprf_public_share.encoded,
+        oprf_key_signature=req.oprf_key_signature,
+        verifying_key=req.verifying_key,
+        commitment=req.commitment,
+        unlock_tag=req.unlock_tag,
+        secret_share=req.secret_share.encoded,
+        encrypted_secret=req.encrypted_secret,
+        secret_commitment=req.secret_commitment,
+        max_guesses=req.max_guesses,
+        argon2=argon2_to_pb(req.argon2),
+    )
+
+
+def register3_from_pb(msg: pb.Register3Request) -> Register3:
+    return Register3(version=_exact("version", msg.version, VERSION_LEN))
+
+
+# ------------------------------------------------------------------------ recover
+
+
+def recover2_from_pb(msg: pb.Recover2Request) -> Recover2:
+    return Recover2(
+        version=_exact("version", msg.version, VERSION_LEN),
+        attempt_id=_exact("attempt_id", msg.attempt_id, ATTEMPT_ID_LEN),
+        blinded_element=_element("blinded_element", msg.blinded_element),
+    )
+
+
+def recover2_to_pb(header: pb.RequestHeader, req: Recover2) -> pb.Recover2Request:
+    return pb.Recover2Request(
+        header=header,
+        version=req.version,
+        attempt_id=req.attempt_id,
+        blinded_element=req.blinded_element.encoded,
+    )
+
+
+def recover2_reply_from_pb(msg: pb.Recover2Response) -> Recover2Reply:
+    return Recover2Reply(
+        evaluated_element=_element("evaluated_element", msg.evaluated_element),
+        proof=Proof.decode(_exact("proof", msg.proof, 64)),
+        oprf_public_share=_element("oprf_public_share", msg.oprf_public_share),
+        oprf_key_signature=_exact("oprf_key_signature", msg.oprf_key_signature, SIGNATURE_LEN),
+        verifying_key=_verifying_key("verifying_key", msg.verifying_key),
+        commitment=_exact("commitment", msg.commitment, MAC_LEN),
+        guesses_remaining=min(msg.guesses_remaining, MAX_GUESSES_LIMIT),
+        nonce=_exact("nonce", msg.nonce, NONCE_LEN),
+    )
+
+
+def recover2_reply_to_pb(reply: Recover2Reply) -> pb.Recover2Response:
+    return pb.Recover2Response(
+        evaluated_element=reply.evaluated_element.encoded,
+        proof=reply.proof.encode(),
+        oprf_public_share=reply.oprf_public_share.encoded,
+        oprf_key_signature=reply.oprf_key_signature,
+        verifying_key=reply.verifying_key,
+        commitment=reply.commitment,
+        guesses_remaining=reply.guesses_remaining,
+        nonce=reply.nonce,
+    )
+
+
+def recover3_from_pb(msg: pb.Recover3Request) -> Recover3:
+    return Recover3(
+        version=_exact("version", msg.version, VERSION_LEN),
+        attempt_id=_exact("attempt_id", msg.attempt_id, ATTEMPT_ID_LEN),
+        unlock_proof=_exact("unlock_proof", msg.unlock_proof, MAC_LEN),
+    )
+
+
+def recover3_to_pb(header: pb.RequestHeader, req: Recover3) -> pb.Recover3Request:
+    return pb.Recover3Request(
+        header=header,
+        version=req.version,
+        attempt_id=req.attempt_id,
+        unlock_proof=req.unlock_proof,
+    )
+
+
+def recover3_reply_from_pb(msg: pb.Recover3Response) -> Recover3Reply:
+    return Recover3Reply(
+        secret_share=_scalar("secret_share", msg.secret_share),
+        encrypted_secret=_exact("encrypted_secret", msg.encrypted_secret, CIPHERTEXT_LEN),
+        secret_commitment=_exact("secret_commitment", msg.secret_commitment, MAC_LEN),
+    )
+
+
+def recover3_reply_to_pb(reply: Recover3Reply) -> pb.Recover3Response:
+    return pb.Recover3Response(
+        secret_share=reply.secret_share.encoded,
+        encrypted_secret=reply.encrypted_secret,
+        secret_commitment=reply.secret_commitment,
+    )
+
+
+# ------------------------------------------------------------------------ delete
+
+
+def delete_from_pb(msg: pb.DeleteRequest) -> Delete:
+    return Delete(epoch=_epoch("epoch", msg.epoch))
+
+
+# ------------------------------------------------------------------------ errors
+
+
+def error_detail_to_pb(error: NodeRefusal) -> pb.ErrorDetail:
+    detail = pb.ErrorDetail(kind=int(error.kind), message=str(error))  # type: ignore[arg-type]
+    if error.guesses_remaining is not None:
+        detail.has_guesses_remaining = True
+        detail.guesses_remaining = error.guesses_remaining
+    if error.retry_after is not None:
+        detail.retry_after_seconds = error.retry_after
+    return detail
+
+
+def error_detail_from_bytes(data: bytes) -> NodeRefusal:
+    """Decode the ``pakr-error-bin`` trailer into a :class:`NodeRefusal`."""
+    detail = pb.ErrorDetail()
+    try:
+        detail.ParseFromString(data)
+    except Exception as exc:  # protobuf raises DecodeError, but also others on garbage
+        raise MalformedMessage("error detail is not a valid ErrorDetail message") from exc
+    try:
+        kind = ErrorKind(detail.kind)
+    except ValueError:
+        kind = ErrorKind.UNSPECIFIED
+    return NodeRefusal(
+        kind,
+        detail.message[:500],
+        guesses_remaining=detail.guesses_remaining if detail.has_guesses_remaining else None,
+        retry_after=detail.retry_after_seconds or None,
+    )
