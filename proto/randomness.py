@@ -11,6 +11,7 @@ import os
 from typing import Protocol
 
 from Crypto.Hash import SHAKE256
+
 from pakr.proto.group import Scalar
 
 

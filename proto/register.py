@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
 from pakr.proto import kdf, oprf, seal, shamir
 from pakr.proto.errors import ConfigError, ErrorKind, NodeRefusal
 from pakr.proto.group import Element

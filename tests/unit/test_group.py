@@ -7,6 +7,7 @@ import contextlib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pakr.proto.errors import MalformedMessage
 from pakr.proto.group import ELEMENT_LEN, ORDER, SCALAR_LEN, Element, Scalar
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from Crypto.Hash import KMAC256, TupleHash256
+
 from pakr.proto import kdf
 from pakr.proto.errors import MalformedMessage, WeakParameters
 from pakr.proto.kdf import DEFAULT_ARGON2, DEV_ARGON2, Argon2Params

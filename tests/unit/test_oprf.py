@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pakr.proto import oprf
 from pakr.proto.errors import MalformedMessage
 from pakr.proto.group import Element, Scalar

@@ -11,6 +11,7 @@ import os
 from dataclasses import replace
 
 import pytest
+
 from pakr.proto import kdf
 from pakr.proto.delete import delete_epoch, node_delete
 from pakr.proto.errors import (

@@ -8,6 +8,7 @@ import os
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pakr.proto import seal
 from pakr.proto.errors import ConfigError, MalformedMessage
 

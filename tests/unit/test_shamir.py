@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pakr.proto import shamir
 from pakr.proto.errors import MalformedMessage
 from pakr.proto.group import Element, Scalar

@@ -1,0 +1,446 @@
+"""The signed cluster manifest (PROTOCOL.md §2): which nodes exist and how to reach them.
+
+The manifest is the client's root of trust for a cluster: node ids and Shamir indices (bound
+into every signed OPRF key), addresses, the pinned TLS certificates, the threshold and the
+Argon2id parameters for new registrations. The operator signs it with Ed25519 over a
+domain-separated canonical JSON encoding, so whitespace or key order never matter and a
+manifest signature can never be confused with any other signature the operator makes.
+
+Document shape::
+
+    {"manifest": {"format": "pakr-manifest/1", "cluster_id": ..., "serial": 3, ...},
+     "signature": {"alg": "Ed25519", "public_key": "ed25519:...", "value": "<base64url>"}}
+
+Loading checks every rule of §2 and raises ``ConfigError`` naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from pakr.proto.errors import ConfigError, WeakParameters
+from pakr.proto.kdf import Argon2Params
+from pakr.proto.messages import NODE_ID_LEN, NodeRef
+from pakr.proto.shamir import MAX_INDEX, MIN_INDEX
+from pakr.proto.tokens import SigningKey, parse_public_key
+
+FORMAT = "pakr-manifest/1"
+SIGNATURE_CONTEXT = b"pakr/v1/manifest\x00"
+MAX_NODES = 255
+MAX_DOCUMENT_BYTES = 1 << 20
+DEFAULT_TTL_SECONDS = 365 * 24 * 3600
+
+
+class OperatorKey(SigningKey):
+    """The cluster operator's manifest-signing key (same key-file format as tenant keys)."""
+
+    @classmethod
+    def generate(cls, name: str = "operator", number: int = 1) -> OperatorKey:
+        """A fresh random operator key."""
+        return cls(name=name, number=number, private_key=Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> OperatorKey:
+        """Read an operator key file."""
+        key = SigningKey.load(path)
+        return cls(name=key.name, number=key.number, private_key=key.private_key)
+
+
+def cert_fingerprint(pem: str) -> bytes:
+    """SHA-256 of a PEM certificate's DER encoding (what the manifest may pin instead)."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise ConfigError("a node's tls_cert is not a PEM certificate") from exc
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestNode:
+    """One node as the client sees it: identity, Shamir index, address and pinned TLS cert."""
+
+    node_id: bytes
+    index: int
+    address: str
+    tls_cert_pem: str | None = field(default=None, repr=False)
+    tls_cert_sha256: bytes | None = None
+
+    @property
+    def ref(self) -> NodeRef:
+        """The protocol's view of this node."""
+        return NodeRef(node_id=self.node_id, index=self.index)
+
+    @property
+    def id_hex(self) -> str:
+        """The node id as 32 hex characters (token audience, JSON form)."""
+        return self.node_id.hex()
+
+    @property
+    def insecure(self) -> bool:
+        """Whether the manifest pins no certificate (plaintext; dev manifests only)."""
+        return self.tls_cert_pem is None and self.tls_cert_sha256 is None
+
+    def to_document(self) -> dict[str, Any]:
+        """The node's JSON object inside the manifest."""
+        return {
+            "id": self.node_id.hex(),
+            "index": self.index,
+            "address": self.address,
+            "tls_cert": self.tls_cert_pem,
+            "tls_cert_sha256": None if self.tls_cert_sha256 is None else self.tls_cert_sha256.hex(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSet:
+    """An older node configuration clients may still recover from (users not yet migrated)."""
+
+    threshold: int
+    nodes: tuple[ManifestNode, ...]
+
+    def to_document(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"threshold": self.threshold, "nodes": [n.to_document() for n in self.nodes]}
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A verified cluster manifest."""
+
+    cluster_id: str
+    serial: int
+    issued_at: int
+    expires_at: int
+    threshold: int
+    register_threshold: int
+    dev: bool
+    argon2: Argon2Params
+    nodes: tuple[ManifestNode, ...]
+    previous_configurations: tuple[NodeSet, ...] = ()
+
+    @property
+    def node_refs(self) -> tuple[NodeRef, ...]:
+        """The nodes' protocol identities, in manifest order."""
+        return tuple(n.ref for n in self.nodes)
+
+    def node(self, node_id: bytes) -> ManifestNode:
+        """The node with this id (``ConfigError`` when the manifest has none)."""
+        for candidate in self.nodes:
+            if candidate.node_id == node_id:
+                return candidate
+        raise ConfigError(f"node {node_id.hex()} is not in the manifest")
+
+    def to_document(self) -> dict[str, Any]:
+        """The unsigned JSON object that :func:`sign_manifest` signs."""
+        return {
+            "format": FORMAT,
+            "cluster_id": self.cluster_id,
+            "serial": self.serial,
+            "issued_at": self.issued_at,
+            "expires_at": self.expires_at,
+            "threshold": self.threshold,
+            "register_threshold": self.register_threshold,
+            "dev": self.dev,
+            "argon2": {
+                "memory_kib": self.argon2.memory_kib,
+                "iterations": self.argon2.iterations,
+                "parallelism": self.argon2.parallelism,
+            },
+            "nodes": [n.to_document() for n in self.nodes],
+            "previous_configurations": [c.to_document() for c in self.previous_configurations],
+        }
+
+
+def canonical_bytes(document: Mapping[str, Any]) -> bytes:
+    """The bytes the operator signs: a context prefix and sorted, compact JSON."""
+    body = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return SIGNATURE_CONTEXT + body.encode("utf-8")
+
+
+def sign_manifest(manifest: Manifest, key: SigningKey) -> dict[str, Any]:
+    """Validate ``manifest`` and return the signed document to publish as ``manifest.json``."""
+    check_manifest(manifest)
+    document = manifest.to_document()
+    signature = key.sign(canonical_bytes(document))
+    return {
+        "manifest": document,
+        "signature": {
+            "alg": "Ed25519",
+            "public_key": key.public_key_text,
+            "value": base64.urlsafe_b64encode(signature).rstrip(b"=").decode("ascii"),
+        },
+    }
+
+
+def write_manifest(document: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write a signed document atomically (readers never see half a manifest)."""
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+# -- parsing -------------------------------------------------------------------------------------
+
+
+def _int(obj: Mapping[str, Any], key: str, where: str) -> int:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"manifest {where}{key} must be an integer")
+    return value
+
+
+def _str(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"manifest {where}{key} must be a non-empty string")
+    return value
+
+
+def _parse_node(obj: Any, where: str) -> ManifestNode:
+    if not isinstance(obj, Mapping):
+        raise ConfigError(f"manifest {where} must be an object")
+    id_hex = _str(obj, "id", where)
+    try:
+        node_id = bytes.fromhex(id_hex)
+    except ValueError as exc:
+        raise ConfigError(f"manifest {where}id must be hex") from exc
+    if len(node_id) != NODE_ID_LEN or id_hex != node_id.hex():
+        raise ConfigError(f"manifest {where}id must be 32 lowercase hex characters")
+    index = _int(obj, "index", where)
+    address = _str(obj, "address", where)
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"manifest {where}address must be host:port, not {address!r}")
+    pem = obj.get("tls_cert")
+    if pem is not None and not isinstance(pem, str):
+        raise ConfigError(f"manifest {where}tls_cert must be a PEM string or null")
+    fp_hex = obj.get("tls_cert_sha256")
+    fingerprint: bytes | None = None
+    if fp_hex is not None:
+        try:
+            fingerprint = bytes.fromhex(fp_hex) if isinstance(fp_hex, str) else None
+        except ValueError:
+            fingerprint = None
+        if fingerprint is None or len(fingerprint) != 32:
+            raise ConfigError(f"manifest {where}tls_cert_sha256 must be 64 hex characters")
+    if pem is not None:
+        actual = cert_fingerprint(pem)
+        if fingerprint is not None and actual != fingerprint:
+            raise ConfigError(f"manifest {where}tls_cert does not match its tls_cert_sha256")
+    return ManifestNode(node_id, index, address, pem, fingerprint)
+
+
+def _parse_nodes(value: Any, where: str) -> tuple[ManifestNode, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"manifest {where}nodes must be a non-empty list")
+    return tuple(_parse_node(item, f"{where}nodes[{i}].") for i, item in enumerate(value))
+
+
+def _check_node_set(nodes: Sequence[ManifestNode], threshold: int, dev: bool, where: str) -> None:
+    n = len(nodes)
+    if not 1 <= n <= MAX_NODES:
+        raise ConfigError(f"manifest {where}has {n} nodes; 1..{MAX_NODES} are allowed")
+    if not 1 <= threshold <= n:
+        raise ConfigError(f"manifest {where}threshold {threshold} must be in 1..{n}")
+    if 2 * threshold <= n:
+        raise ConfigError(
+            f"manifest {where}threshold {threshold} must exceed half of the {n} nodes "
+            "(so at most one version can be held by t nodes)"
+        )
+    if threshold < 2 and not dev:
+        raise ConfigError(f'manifest {where}threshold 1 is allowed only with "dev": true')
+    ids = [node.node_id for node in nodes]
+    if len(set(ids)) != n:
+        raise ConfigError(f"manifest {where}node ids must be unique")
+    indices = [node.index for node in nodes]
+    if len(set(indices)) != n:
+        raise ConfigError(f"manifest {where}node indices must be unique")
+    for node in nodes:
+        if not MIN_INDEX <= node.index <= MAX_INDEX:
+            raise ConfigError(f"manifest {where}node index {node.index} must be in 1..255")
+        if node.insecure and not dev:
+            raise ConfigError(
+                f"manifest {where}node {node.id_hex} pins no TLS certificate; "
+                "plaintext nodes are allowed only in dev manifests"
+            )
+
+
+def check_manifest(manifest: Manifest) -> None:
+    """Every shape rule of PROTOCOL.md §2 that needs no clock or signature."""
+    if manifest.serial < 1:
+        raise ConfigError("manifest serial must be >= 1")
+    if manifest.expires_at <= manifest.issued_at:
+        raise ConfigError("manifest expires_at must be after issued_at")
+    _check_node_set(manifest.nodes, manifest.threshold, manifest.dev, "")
+    n = len(manifest.nodes)
+    if not manifest.threshold <= manifest.register_threshold <= n:
+        raise ConfigError(
+            f"manifest register_threshold {manifest.register_threshold} must be in "
+            f"{manifest.threshold}..{n}"
+        )
+    try:
+        manifest.argon2.check()
+    except WeakParameters as exc:
+        raise ConfigError(f"manifest {exc}") from exc
+    for i, previous in enumerate(manifest.previous_configurations):
+        _check_node_set(
+            previous.nodes, previous.threshold, manifest.dev, f"previous_configurations[{i}]."
+        )
+
+
+def parse_manifest(document: Mapping[str, Any]) -> Manifest:
+    """The unsigned manifest object → :class:`Manifest`, checking every shape rule."""
+    if document.get("format") != FORMAT:
+        raise ConfigError(f"manifest format must be {FORMAT!r}")
+    dev = document.get("dev", False)
+    if not isinstance(dev, bool):
+        raise ConfigError("manifest dev must be true or false")
+    argon = document.get("argon2")
+    if not isinstance(argon, Mapping):
+        raise ConfigError("manifest argon2 must be an object")
+    params = Argon2Params(
+        memory_kib=_int(argon, "memory_kib", "argon2."),
+        iterations=_int(argon, "iterations", "argon2."),
+        parallelism=_int(argon, "parallelism", "argon2."),
+    )
+    nodes = _parse_nodes(document.get("nodes"), "")
+    previous_raw = document.get("previous_configurations", [])
+    if not isinstance(previous_raw, list):
+        raise ConfigError("manifest previous_configurations must be a list")
+    previous: list[NodeSet] = []
+    for i, item in enumerate(previous_raw):
+        where = f"previous_configurations[{i}]."
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"manifest {where[:-1]} must be an object")
+        previous.append(
+            NodeSet(_int(item, "threshold", where), _parse_nodes(item.get("nodes"), where))
+        )
+    threshold = _int(document, "threshold", "")
+    register_threshold = document.get("register_threshold", len(nodes))
+    if isinstance(register_threshold, bool) or not isinstance(register_threshold, int):
+        raise ConfigError("manifest register_threshold must be an integer")
+    manifest = Manifest(
+        cluster_id=_str(document, "cluster_id", ""),
+        serial=_int(document, "serial", ""),
+        issued_at=_int(document, "issued_at", ""),
+        expires_at=_int(document, "expires_at", ""),
+        threshold=threshold,
+        register_threshold=register_threshold,
+        dev=dev,
+        argon2=params,
+        nodes=nodes,
+        previous_configurations=tuple(previous),
+    )
+    check_manifest(manifest)
+    return manifest
+
+
+def _read_document(source: str | os.PathLike[str] | Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(source, Mapping):
+        return source
+    path = Path(source)
+    try:
+        size = path.stat().st_size
+        if size > MAX_DOCUMENT_BYTES:
+            raise ConfigError(f"manifest {path} is larger than 1 MiB")
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read manifest {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"manifest {path} is not valid JSON") from exc
+    if not isinstance(document, dict):
+        raise ConfigError(f"manifest {path} is not a JSON object")
+    return document
+
+
+def load_manifest(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    operator_key: str | None = None,
+    now: float | None = None,
+    min_serial: int = 0,
+) -> Manifest:
+    """Read, verify and check a signed manifest (a path or the parsed JSON document).
+
+    With ``operator_key`` (``ed25519:...``) the signature must come from that key, which is
+    how an application pins its cluster operator; without it the key embedded in the document
+    is used, which protects integrity in transit but not against a substituted manifest.
+    """
+    document = _read_document(source)
+    body = document.get("manifest")
+    signature = document.get("signature")
+    if not isinstance(body, Mapping) or not isinstance(signature, Mapping):
+        raise ConfigError("a signed manifest has a 'manifest' and a 'signature' object")
+    if signature.get("alg") != "Ed25519":
+        raise ConfigError("manifest signature alg must be Ed25519")
+    embedded = signature.get("public_key")
+    if not isinstance(embedded, str):
+        raise ConfigError("manifest signature public_key is missing")
+    if operator_key is not None and embedded != operator_key:
+        raise ConfigError("manifest is signed by a different operator key than the pinned one")
+    public_key = parse_public_key(operator_key if operator_key is not None else embedded)
+    value = signature.get("value")
+    try:
+        raw = base64.urlsafe_b64decode(str(value) + "=" * (-len(str(value)) % 4))
+    except ValueError as exc:
+        raise ConfigError("manifest signature value is not base64url") from exc
+    try:
+        public_key.verify(raw, canonical_bytes(body))
+    except InvalidSignature as exc:
+        raise ConfigError("manifest signature is invalid: it was altered or not signed") from exc
+    manifest = parse_manifest(body)
+    current = time.time() if now is None else now
+    if current >= manifest.expires_at:
+        raise ConfigError("manifest has expired: ask the operator for a fresh one")
+    if manifest.serial < min_serial:
+        raise ConfigError(
+            f"manifest serial {manifest.serial} is older than serial {min_serial} already seen "
+            "(a rollback?)"
+        )
+    return manifest
+
+
+def new_manifest(
+    *,
+    cluster_id: str,
+    nodes: Sequence[ManifestNode],
+    threshold: int,
+    register_threshold: int | None = None,
+    argon2: Argon2Params,
+    dev: bool = False,
+    serial: int = 1,
+    ttl_seconds: int = DEFAULT_TTL_SECONDS,
+    now: float | None = None,
+    previous_configurations: Sequence[NodeSet] = (),
+) -> Manifest:
+    """Build and check a manifest for signing (``pakr manifest create``, the local cluster)."""
+    issued = int(time.time() if now is None else now)
+    manifest = Manifest(
+        cluster_id=cluster_id,
+        serial=serial,
+        issued_at=issued,
+        expires_at=issued + ttl_seconds,
+        threshold=threshold,
+        register_threshold=len(nodes) if register_threshold is None else register_threshold,
+        dev=dev,
+        argon2=argon2,
+        nodes=tuple(nodes),
+        previous_configurations=tuple(previous_configurations),
+    )
+    check_manifest(manifest)
+    return manifest
