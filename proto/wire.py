@@ -9,8 +9,11 @@ nothing stored, and the SDK treats a malformed reply as that node misbehaving.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as _PbMessage
 
 from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
 from pakr.proto.group import Element, Scalar
@@ -44,6 +47,27 @@ from pakr.proto.seal import CIPHERTEXT_LEN
 from pakr.proto.v1 import node_pb2 as pb
 
 ERROR_METADATA_KEY = "pakr-error-bin"
+MAX_MESSAGE_BYTES = 64 * 1024
+
+_M = TypeVar("_M", bound=_PbMessage)
+
+
+def parse(message_type: type[_M], data: bytes) -> _M:
+    """Parse serialized bytes into ``message_type``; ``MalformedMessage`` on anything wrong.
+
+    gRPC parses requests itself; this is for bytes from elsewhere (storage, trailers, tests)
+    and keeps protobuf's own exceptions from leaking past the wire layer.
+    """
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise MalformedMessage(f"message is larger than {MAX_MESSAGE_BYTES} bytes")
+    message = message_type()
+    try:
+        message.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise MalformedMessage(
+            f"{message_type.__name__} could not be parsed: not valid protobuf"
+        ) from exc
+    return message
 
 # ------------------------------------------------------------------------ field checks
 
@@ -336,11 +360,7 @@ def error_detail_to_pb(error: NodeRefusal) -> pb.ErrorDetail:
 
 def error_detail_from_bytes(data: bytes) -> NodeRefusal:
     """Decode the ``pakr-error-bin`` trailer into a :class:`NodeRefusal`."""
-    detail = pb.ErrorDetail()
-    try:
-        detail.ParseFromString(data)
-    except Exception as exc:  # protobuf raises DecodeError, but also others on garbage
-        raise MalformedMessage("error detail is not a valid ErrorDetail message") from exc
+    detail = parse(pb.ErrorDetail, data)
     try:
         kind = ErrorKind(detail.kind)
     except ValueError:
