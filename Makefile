@@ -43,8 +43,8 @@ fuzz: $(STAMP)
 	PAKR_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q tests/security/test_fuzz_rpc.py
 
 wheel: $(STAMP)
-	rm -rf dist build
-	$(BIN)/python -m build --wheel --outdir dist .
+	rm -rf dist
+	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache *.egg-info
