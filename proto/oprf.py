@@ -237,7 +237,8 @@ def generate_proof(
     M = _weighted_sum(weights, C)  # noqa: N806 - RFC names
     Z = M * k  # noqa: N806
     nonce = Scalar.random() if r is None else r
-    t2 = A * nonce
+    # A is the generator in every pakr proof: the fixed-base multiplication is ~3x cheaper.
+    t2 = Element.base_mult(nonce) if A == Element.generator() else A * nonce
     t3 = M * nonce
     c = _challenge(B, M, Z, t2, t3, mode)
     s = nonce - c * k
