@@ -11,6 +11,8 @@ mapped to an exit code here, once, so every command agrees:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from importlib import import_module
@@ -85,6 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `pakr cluster status | head`: the reader left; exit quietly like other Unix tools.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except PakrError as error:
         print(f"pakr: {error}", file=sys.stderr)
         return exit_code_for(error)

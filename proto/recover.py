@@ -406,8 +406,12 @@ def node_recover3(
     """Recover3 on a node: the new record, the reply (on a match) and the outcome.
 
     A match resets the count to 0 and consumes the attempt; a mismatch consumes it and, at
-    the limit, erases the shares (lockout); a stale request changes nothing.
+    the limit, erases the shares (lockout); a stale request changes nothing. When the last
+    allowed guess's grace has run out (``lockout_due``) it is too late even for the right
+    proof: LOCKED (the store erases the shares then, or on the next access).
     """
+    if record.lockout_due(now):
+        raise NodeRefusal(ErrorKind.LOCKED, "this version is locked out", guesses_remaining=0)
     outcome = check_recover3(record, request)
     if outcome is Recover3Outcome.STALE:
         return record, None, outcome

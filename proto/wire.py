@@ -69,6 +69,7 @@ def parse(message_type: type[_M], data: bytes) -> _M:
         ) from exc
     return message
 
+
 # ------------------------------------------------------------------------ field checks
 
 

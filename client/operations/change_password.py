@@ -1,0 +1,27 @@
+"""Change password: recover with the old password, then register the secret under the new one.
+
+Crash-safe through the two-phase registration: the old version stays committed (and the old
+password keeps working) until r nodes have committed the new version. A crash in between
+leaves the old password in force; calling ``change_password`` again is safe. The guess policy
+(``max_guesses``) of the old registration is kept unless a new one is given.
+"""
+
+from __future__ import annotations
+
+from pakr.cluster import ClusterContext
+from pakr.operations.recover import recover
+from pakr.operations.register import register
+from pakr.proto.messages import UserRef
+
+
+async def change_password(
+    ctx: ClusterContext,
+    user: UserRef,
+    old_password: bytes,
+    new_password: bytes,
+    *,
+    max_guesses: int | None = None,
+) -> None:
+    """Re-register ``user``'s secret under ``new_password`` (needs the old one)."""
+    secret = await recover(ctx, user, old_password)
+    await register(ctx, user, new_password, secret, max_guesses=max_guesses)

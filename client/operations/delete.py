@@ -1,0 +1,43 @@
+"""Delete (PROTOCOL.md §5): tombstone every version of the user at a new epoch.
+
+Register1 finds the highest epoch any node holds; Delete goes to every node with one above it,
+so a node that missed the delete can never bring the secret back. Success needs
+``register_threshold`` acknowledgements. A ``Conflict`` (a registration raced ahead) starts
+over a bounded number of times. Idempotent: deleting a deleted or unknown user succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pakr.cluster import ClusterContext
+from pakr.operations.register import MAX_CONFLICT_RETRIES, read_states
+from pakr.proto.delete import delete_epoch
+from pakr.proto.errors import Conflict
+from pakr.proto.messages import Delete, UserRef
+from pakr.transport import NodeTransport
+
+log = logging.getLogger("pakr")
+
+
+async def delete(ctx: ClusterContext, user: UserRef) -> None:
+    """Replace every version of ``user`` with a tombstone on at least r nodes."""
+    r = ctx.register_threshold
+    for round_ in range(1, MAX_CONFLICT_RETRIES + 1):
+        states = await read_states(ctx, user, need=r)
+        request = Delete(epoch=delete_epoch(states.values()))
+
+        async def rpc(
+            transport: NodeTransport, token: str, timeout: float, request: Delete = request
+        ) -> None:
+            await transport.delete(user, token, request, timeout=timeout)
+
+        result = await ctx.step(
+            "delete", user, ctx.nodes, rpc, need=r, wait_all=True, fresh_token=True
+        )
+        if len(result.replies) >= r:
+            return
+        failure = result.failure(r)
+        if not isinstance(failure, Conflict) or round_ == MAX_CONFLICT_RETRIES:
+            raise failure
+        log.info("delete: a concurrent registration raced ahead; starting over")

@@ -1,0 +1,178 @@
+"""Register (PROTOCOL.md §3): Register1 → epoch → Argon2id → Register2 → Register3.
+
+The new version is stored as *pending* on the nodes and committed only once
+``register_threshold`` (r) nodes hold it, so an interrupted registration or password change
+never strands the secret: the old version stays committed until the new one is. A
+``Conflict`` (another registration for the same user raced ahead) starts over from Register1 a
+bounded number of times.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from pakr.cluster import ClusterContext
+from pakr.fanout import is_transient
+from pakr.passwords import stretch
+from pakr.proto.errors import (
+    CommitIncomplete,
+    Conflict,
+    ErrorKind,
+    InvalidAuth,
+    NodeRefusal,
+    PakrError,
+    UpgradeRequired,
+)
+from pakr.proto.messages import (
+    DEFAULT_MAX_GUESSES,
+    NodeRef,
+    Register2,
+    Register3,
+    UserRef,
+    UserStatus,
+)
+from pakr.proto.register import (
+    check_registration_args,
+    new_version,
+    prepare_registration,
+    registration_epoch,
+)
+from pakr.transport import NodeTransport
+
+log = logging.getLogger("pakr")
+
+MAX_CONFLICT_RETRIES = 3
+COMMIT_ROUNDS = 3
+
+
+async def read_states(
+    ctx: ClusterContext, user: UserRef, *, need: int
+) -> dict[NodeRef, UserStatus]:
+    """Register1 at every node: each node's view of the user (≥ ``need`` answers or raise)."""
+
+    async def rpc(transport: NodeTransport, token: str, timeout: float) -> UserStatus:
+        return await transport.register1(user, token, timeout=timeout)
+
+    result = await ctx.step("register1", user, ctx.nodes, rpc, need=need)
+    return result.require(need)
+
+
+async def commit(
+    ctx: ClusterContext, user: UserRef, version: bytes, nodes: list[NodeRef], *, need: int
+) -> set[NodeRef]:
+    """Register3 at ``nodes`` until ``need`` committed, retrying the stragglers a few rounds.
+
+    Returns the nodes that committed; raises ``CommitIncomplete`` when fewer than ``need``.
+    """
+    request = Register3(version=version)
+
+    async def rpc(transport: NodeTransport, token: str, timeout: float) -> None:
+        await transport.register3(user, token, request, timeout=timeout)
+
+    committed: set[NodeRef] = set()
+    errors: dict[NodeRef, PakrError] = {}
+    todo = list(nodes)
+    for _ in range(COMMIT_ROUNDS):
+        result = await ctx.step(
+            "register3", user, todo, rpc, need=need, wait_all=True, fresh_token=True
+        )
+        committed |= set(result.replies)
+        errors = dict(result.errors)
+        todo = [node for node in todo if node not in committed]
+        if len(committed) >= need or not any(map(is_transient, errors.values())):
+            break
+    if len(committed) < need:
+        why = "; ".join(
+            f"{n.name}: {e}" for n, e in sorted(errors.items(), key=lambda i: i[0].index)
+        )
+        raise CommitIncomplete(
+            f"only {len(committed)} of the {need} needed nodes committed the new registration"
+            f" ({why}); the new password may or may not be in force: call register again"
+        )
+    return committed
+
+
+async def register(
+    ctx: ClusterContext,
+    user: UserRef,
+    password: bytes,
+    secret: bytes,
+    *,
+    max_guesses: int | None,
+) -> bytes:
+    """Store ``secret`` under ``password`` for ``user``; returns the new version id.
+
+    ``max_guesses=None`` keeps the policy of the currently committed version (used by
+    ``change_password``), or the default when there is none.
+    """
+    if max_guesses is not None:
+        check_registration_args(secret, max_guesses)
+    last_conflict: Conflict | None = None
+    for _ in range(MAX_CONFLICT_RETRIES):
+        try:
+            return await _register_once(ctx, user, password, secret, max_guesses)
+        except Conflict as conflict:
+            last_conflict = conflict
+            log.info("register: a concurrent registration won the race; starting over")
+    assert last_conflict is not None
+    raise last_conflict
+
+
+async def _register_once(
+    ctx: ClusterContext, user: UserRef, password: bytes, secret: bytes, max_guesses: int | None
+) -> bytes:
+    """One pass from Register1 to Register3; ``Conflict`` when a concurrent one interfered."""
+    r = ctx.register_threshold
+    states = await read_states(ctx, user, need=r)
+    guesses = max_guesses if max_guesses is not None else current_policy(states)
+    check_registration_args(secret, guesses)
+    epoch = registration_epoch(states.values())
+    version = new_version(ctx.rng)
+    with ctx.phase("argon2"):
+        access_key, seed = await stretch(password, user, version, ctx.argon2)
+    plan = prepare_registration(
+        user=user,
+        nodes=ctx.nodes,
+        threshold=ctx.threshold,
+        version=version,
+        epoch=epoch,
+        expected={
+            node.node_id: (status.committed.version if status.committed else None)
+            for node, status in states.items()
+        },
+        access_key=access_key,
+        encryption_key_seed=seed,
+        secret=secret,
+        argon2=ctx.argon2,
+        max_guesses=guesses,
+        rng=ctx.rng,
+    )
+    del access_key, seed
+    requests: Mapping[bytes, Register2] = plan.requests
+
+    async def store(transport: NodeTransport, token: str, timeout: float) -> None:
+        await transport.register2(user, token, requests[transport.node.node_id], timeout=timeout)
+
+    result = await ctx.step("register2", user, ctx.nodes, store, need=r, fresh_token=True)
+    if len(result.replies) < r:
+        failure = result.failure(r)
+        if any(
+            isinstance(e, NodeRefusal) and e.kind is ErrorKind.CONFLICT
+            for e in result.errors.values()
+        ) and not isinstance(failure, InvalidAuth | UpgradeRequired):
+            raise Conflict("a concurrent registration for this user won the race; try again")
+        raise failure
+    acked = sorted(result.replies, key=lambda n: n.index)
+    await commit(ctx, user, version, acked, need=r)
+    return version
+
+
+def current_policy(states: dict[NodeRef, UserStatus]) -> int:
+    """The guess limit to keep on a password change: the committed version's full count.
+
+    Right after a successful recovery the count is reset, so the nodes report
+    ``guesses_remaining == max_guesses``; the highest report is the policy.
+    """
+    reported = [s.committed.guesses_remaining for s in states.values() if s.committed is not None]
+    return max(reported, default=DEFAULT_MAX_GUESSES) or DEFAULT_MAX_GUESSES

@@ -1,0 +1,87 @@
+"""What a node's failure means to the application: node answers → SDK errors (§7).
+
+The transport reports raw per-node failures (a typed :class:`NodeRefusal`, a
+:class:`NodeUnreachable`, a malformed reply). This module maps each to the SDK error an
+application acts on, and a failed step to the single most actionable error among its nodes.
+Only the typed ``ErrorKind`` is used, never gRPC status codes or message text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pakr.proto.errors import (
+    ClusterUnavailable,
+    Conflict,
+    ErrorKind,
+    InvalidAuth,
+    InvalidPassword,
+    MalformedMessage,
+    NodeRefusal,
+    NotRegistered,
+    PakrError,
+    ProtocolError,
+    RateLimited,
+    UpgradeRequired,
+    most_actionable,
+)
+from pakr.proto.messages import NodeRef
+from pakr.transport import NodeUnreachable
+
+
+def reason(error: PakrError) -> str:
+    """A short, secret-free description of one node's failure for ``ClusterUnavailable``."""
+    if isinstance(error, NodeRefusal):
+        return f"{error.kind.name.lower()}: {error}"
+    return str(error) or type(error).__name__
+
+
+def classify(node: NodeRef, error: PakrError) -> PakrError | None:
+    """The SDK error one node's failure stands for; ``None`` if it only means "no answer"."""
+    if isinstance(error, NodeUnreachable):
+        return None
+    if isinstance(error, MalformedMessage):
+        return ProtocolError([node.name], f"malformed reply: {error}")
+    if not isinstance(error, NodeRefusal):
+        return error
+    kind = error.kind
+    message = f"{node.name}: {error}"
+    if kind is ErrorKind.INVALID_AUTH:
+        return InvalidAuth(f"{node.name} rejected the access token: {error}")
+    if kind is ErrorKind.NOT_REGISTERED:
+        return NotRegistered()
+    if kind in (ErrorKind.NO_GUESSES, ErrorKind.LOCKED):
+        return InvalidPassword(0)
+    if kind is ErrorKind.RATE_LIMITED:
+        return RateLimited(error.retry_after or 1.0)
+    if kind is ErrorKind.UPGRADE_REQUIRED:
+        return UpgradeRequired(message)
+    if kind is ErrorKind.CONFLICT:
+        return Conflict(f"concurrent registration for this user ({message}); try again")
+    if kind in (ErrorKind.UNAVAILABLE, ErrorKind.INTERNAL, ErrorKind.UNSPECIFIED):
+        return None
+    # INVALID_REQUEST, BAD_UNLOCK_TAG, STALE_ATTEMPT: this client computed the request
+    # correctly, so the node (or the cluster's state) is inconsistent.
+    return ProtocolError([node.name], str(error))
+
+
+def step_failure(
+    step: str, errors: Mapping[NodeRef, PakrError], *, have: int, need: int
+) -> PakrError:
+    """The error to raise when ``step`` got ``have`` good answers out of ``need``.
+
+    The most actionable classified error wins; ``ClusterUnavailable`` (naming every failed
+    node and why) only when nothing more specific was reported.
+    """
+    reasons = {node.name: reason(err) for node, err in errors.items()}
+    candidates: list[PakrError] = []
+    for node, err in errors.items():
+        mapped = classify(node, err)
+        if mapped is not None:
+            candidates.append(mapped)
+    candidates.append(
+        ClusterUnavailable(
+            reasons, f"cluster unavailable: {step} got {have} answer(s), {need} needed"
+        )
+    )
+    return most_actionable(candidates)

@@ -1,0 +1,199 @@
+"""The coordinator's configuration: ``coordinator.toml`` parsed into a frozen dataclass.
+
+The coordinator is the control plane (manifest distribution, cluster health, metrics); it
+never sees a password, a share or a secret, so its config holds no data key. The one
+credential it may hold is a tenant token key for the *canary* probe: a Recover1 (a read of a
+user's public status) on a user that is never registered, which proves a node's auth and
+storage paths work end to end. Give it a dedicated tenant so that key can mint tokens for
+nothing else of value.
+
+Layout::
+
+    [coordinator]
+    listen = "127.0.0.1:7000"
+    manifest = "manifest.json"        # the signed manifest it serves and probes
+    insecure = false                  # plaintext; loopback only
+    health_cache_seconds = 2.0        # ClusterHealth answers from a cache this fresh
+    probe_timeout_seconds = 2.0
+
+    [tls]
+    cert = "tls/coordinator.crt"
+    key = "tls/coordinator.key"
+
+    [canary]                          # optional: without it, health is grpc.health only
+    tenant_key = "tenants/canary.key"
+    user_id = "pakr-canary"
+
+    [metrics]
+    listen = "127.0.0.1:9200"
+
+Relative paths resolve against the config file's directory.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pakr.node.config import is_loopback, split_host_port
+from pakr.proto.errors import ConfigError
+
+DEFAULT_CANARY_USER = "pakr-canary"
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryConfig:
+    """The tenant key and user the canary Recover1 uses."""
+
+    tenant_key: Path
+    user_id: str = DEFAULT_CANARY_USER
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorConfig:
+    """A validated ``coordinator.toml``."""
+
+    path: Path
+    listen: str
+    manifest: Path
+    insecure: bool
+    tls_cert: Path | None
+    tls_key: Path | None
+    canary: CanaryConfig | None
+    metrics_listen: str | None
+    health_cache_seconds: float = 2.0
+    probe_timeout_seconds: float = 2.0
+
+
+def _table(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = doc.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    return value
+
+
+def _known(table: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(
+                f"{prefix}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})"
+            )
+
+
+def _str(table: Mapping[str, Any], key: str, prefix: str) -> str:
+    value = table.get(key)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{prefix}.{key} must be a non-empty string")
+    return value
+
+
+def _seconds(table: Mapping[str, Any], key: str, prefix: str, default: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
+        raise ConfigError(f"{prefix}.{key} must be a number of seconds 0..3600, got {value!r}")
+    return float(value)
+
+
+def _path(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def parse_config(doc: Mapping[str, Any], path: Path) -> CoordinatorConfig:
+    """Validate a parsed TOML document; relative paths resolve against ``path``'s directory."""
+    base = path.parent.resolve()
+    _known(doc, "coordinator.toml", {"coordinator", "tls", "canary", "metrics"})
+    main = _table(doc, "coordinator")
+    _known(
+        main,
+        "coordinator",
+        {"listen", "manifest", "insecure", "health_cache_seconds", "probe_timeout_seconds"},
+    )
+    listen = _str(main, "listen", "coordinator")
+    host, _ = split_host_port(listen, "coordinator.listen")
+    insecure = main.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise ConfigError("coordinator.insecure must be true or false")
+    if insecure and not is_loopback(host):
+        raise ConfigError("coordinator.insecure is allowed only on a loopback listen address")
+    manifest = _path(base, _str(main, "manifest", "coordinator"))
+
+    tls = _table(doc, "tls")
+    _known(tls, "tls", {"cert", "key"})
+    cert = _path(base, _str(tls, "cert", "tls")) if "cert" in tls else None
+    key = _path(base, _str(tls, "key", "tls")) if "key" in tls else None
+    if not insecure and (cert is None or key is None):
+        raise ConfigError("tls.cert and tls.key are required unless coordinator.insecure = true")
+
+    canary_table = _table(doc, "canary")
+    _known(canary_table, "canary", {"tenant_key", "user_id"})
+    canary: CanaryConfig | None = None
+    if canary_table:
+        user = canary_table.get("user_id", DEFAULT_CANARY_USER)
+        if not isinstance(user, str) or not 1 <= len(user.encode("utf-8")) <= 128:
+            raise ConfigError("canary.user_id must be 1..128 bytes of UTF-8")
+        canary = CanaryConfig(_path(base, _str(canary_table, "tenant_key", "canary")), user)
+
+    metrics = _table(doc, "metrics")
+    _known(metrics, "metrics", {"listen"})
+    metrics_listen = _str(metrics, "listen", "metrics") if "listen" in metrics else None
+    if metrics_listen is not None:
+        split_host_port(metrics_listen, "metrics.listen")
+
+    return CoordinatorConfig(
+        path=path.resolve(),
+        listen=listen,
+        manifest=manifest,
+        insecure=insecure,
+        tls_cert=cert,
+        tls_key=key,
+        canary=canary,
+        metrics_listen=metrics_listen,
+        health_cache_seconds=_seconds(main, "health_cache_seconds", "coordinator", 2.0),
+        probe_timeout_seconds=_seconds(main, "probe_timeout_seconds", "coordinator", 2.0),
+    )
+
+
+def load_config(path: str | Path) -> CoordinatorConfig:
+    """Read and validate ``coordinator.toml``; ``ConfigError`` names the file and the key."""
+    file = Path(path)
+    try:
+        doc = tomllib.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read coordinator config {file}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    try:
+        return parse_config(doc, file)
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+
+
+def render_config(
+    *,
+    listen: str,
+    manifest: str,
+    tls_cert: str | None,
+    tls_key: str | None,
+    canary_key: str | None = None,
+    canary_user: str = DEFAULT_CANARY_USER,
+    metrics_listen: str | None = None,
+) -> str:
+    """A ``coordinator.toml`` text for these settings (what the local cluster writes)."""
+
+    def q(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = ["[coordinator]", f"listen = {q(listen)}", f"manifest = {q(manifest)}"]
+    if tls_cert is None or tls_key is None:
+        lines.append("insecure = true")
+    else:
+        lines += ["", "[tls]", f"cert = {q(tls_cert)}", f"key = {q(tls_key)}"]
+    if canary_key is not None:
+        lines += ["", "[canary]", f"tenant_key = {q(canary_key)}", f"user_id = {q(canary_user)}"]
+    if metrics_listen is not None:
+        lines += ["", "[metrics]", f"listen = {q(metrics_listen)}"]
+    return "\n".join(lines) + "\n"

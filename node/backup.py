@@ -1,0 +1,555 @@
+"""Backup and restore of a node's database, across backends (SQLite ⇄ PostgreSQL).
+
+A backup is a JSON-lines file:
+
+1. a header ``{"format": "pakr-node-backup", "format_version": 1, "schema_version": S,
+   "node_id": hex, "source": "sqlite"|"postgresql", "created_at": unix, "data_key_check":
+   b64}``;
+2. one line per row: ``{"table": "users"|"versions"|"audit", "row": {column: value}}`` with
+   ``bytea``/``BLOB`` values in base64;
+3. a trailer ``{"end": true, "counts": {table: n}, "sha256": hex}`` where ``sha256`` covers
+   every byte before the trailer line, so a truncated or edited file is refused.
+
+Rows move **as stored**: ``k_i``, ``s_i`` and the unlock tag stay sealed with the node's data
+key (their AD binds tenant, user, version and field, not the backend), so a backup reveals
+nothing without the key file, and the key never has to be present where the file is kept.
+Restore checks that the backup's data-key check value opens under the target's data key (the
+same node's key), that its node id is the target config's, and that its schema version is
+the target's; it writes into an empty database in one transaction and refuses otherwise.
+
+Both backends use the same columns (see :data:`pakr.node.store.postgres.VERSION_COLUMNS`),
+so this module talks to each database directly (``sqlite3``, ``psycopg``) rather than through
+the :class:`~pakr.node.store.base.Store` protocol, which deals in unsealed records only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import psycopg
+from psycopg import sql
+
+from pakr.node.config import NodeConfig, sqlite_path
+from pakr.node.store import open_store
+from pakr.node.store.base import SCHEMA_VERSION, StoreError
+from pakr.node.store.postgres import (
+    AUDIT_COLUMNS,
+    KEY_CHECK_FIELD,
+    KEY_CHECK_USER,
+    USER_COLUMNS,
+    VERSION_COLUMNS,
+    redact_url,
+)
+from pakr.node.store.sealing import Sealer
+from pakr.proto.errors import ConfigError
+
+FORMAT = "pakr-node-backup"
+FORMAT_VERSION = 1
+
+# Column kinds, per table, in the order rows are written. "bytes" values are base64 in JSON.
+_BYTES = "bytes"
+_TEXT = "text"
+_INT = "int"
+_FLOAT = "float"
+_VERSION_KINDS: dict[str, str] = {
+    "tenant": _TEXT,
+    "user_id": _TEXT,
+    "version": _BYTES,
+    "slot": _TEXT,
+    "epoch": _BYTES,
+    "argon2_memory_kib": _INT,
+    "argon2_iterations": _INT,
+    "argon2_parallelism": _INT,
+    "max_guesses": _INT,
+    "guess_count": _INT,
+    "sealed_oprf_key_share": _BYTES,
+    "sealed_secret_share": _BYTES,
+    "sealed_unlock_tag": _BYTES,
+    "encrypted_secret": _BYTES,
+    "oprf_public_share": _BYTES,
+    "oprf_key_signature": _BYTES,
+    "verifying_key": _BYTES,
+    "commitment": _BYTES,
+    "secret_commitment": _BYTES,
+    "created_at": _FLOAT,
+    "attempt_id": _BYTES,
+    "attempt_element": _BYTES,
+    "attempt_nonce": _BYTES,
+    "attempt_started_at": _FLOAT,
+    "attempt_used": _INT,
+    "locked_at": _FLOAT,
+}
+assert tuple(_VERSION_KINDS) == VERSION_COLUMNS
+TABLES: dict[str, dict[str, str]] = {
+    "users": {"tenant": _TEXT, "user_id": _TEXT, "tombstone_epoch": _BYTES, "updated_at": _FLOAT},
+    "versions": _VERSION_KINDS,
+    "audit": {
+        "id": _INT,
+        "time": _FLOAT,
+        "tenant": _TEXT,
+        "user_id": _TEXT,
+        "op": _TEXT,
+        "outcome": _TEXT,
+        "peer": _TEXT,
+    },
+}
+assert tuple(TABLES["users"]) == USER_COLUMNS and tuple(TABLES["audit"]) == AUDIT_COLUMNS
+# Columns that may be NULL (every other one must hold a value of its kind).
+NULLABLE = frozenset(
+    {
+        "sealed_oprf_key_share",
+        "sealed_secret_share",
+        "sealed_unlock_tag",
+        "encrypted_secret",
+        "attempt_id",
+        "attempt_element",
+        "attempt_nonce",
+        "attempt_started_at",
+        "locked_at",
+    }
+)
+ORDER_BY = {"users": "tenant, user_id", "versions": "tenant, user_id, version", "audit": "id"}
+
+
+@dataclass(frozen=True, slots=True)
+class BackupSummary:
+    """What a backup or restore moved."""
+
+    node_id: str
+    schema_version: int
+    source: str
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "schema_version": self.schema_version,
+            "source": self.source,
+            "counts": dict(self.counts),
+        }
+
+
+# --------------------------------------------------------------------------- value codec
+
+
+def encode_value(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == _BYTES:
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if kind == _INT:
+        return int(value)
+    if kind == _FLOAT:
+        return float(value)
+    return str(value)
+
+
+def decode_row(table: str, row: Any, line_no: int) -> tuple[Any, ...]:
+    """A row of the backup file, checked against the table's columns and kinds."""
+    kinds = TABLES[table]
+    if not isinstance(row, dict) or set(row) != set(kinds):
+        raise ConfigError(f"backup line {line_no}: {table} row has the wrong columns")
+    values: list[Any] = []
+    for column, kind in kinds.items():
+        value = row[column]
+        if value is None:
+            if column not in NULLABLE:
+                raise ConfigError(f"backup line {line_no}: {table}.{column} must not be null")
+            values.append(None)
+        elif kind == _BYTES:
+            if not isinstance(value, str):
+                raise ConfigError(f"backup line {line_no}: {table}.{column} must be base64")
+            try:
+                values.append(base64.b64decode(value, validate=True))
+            except ValueError:
+                raise ConfigError(
+                    f"backup line {line_no}: {table}.{column} is not valid base64"
+                ) from None
+        elif kind == _INT:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"backup line {line_no}: {table}.{column} must be an integer")
+            values.append(value)
+        elif kind == _FLOAT:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"backup line {line_no}: {table}.{column} must be a number")
+            values.append(float(value))
+        else:
+            if not isinstance(value, str):
+                raise ConfigError(f"backup line {line_no}: {table}.{column} must be a string")
+            values.append(value)
+    return tuple(values)
+
+
+# --------------------------------------------------------------------------- databases
+
+
+class _Database(Protocol):
+    """Raw row access to a node database of either backend (one transaction)."""
+
+    source: str
+
+    def schema_version(self) -> int: ...
+
+    def key_check(self) -> bytes | None: ...
+
+    def rows(self, table: str) -> Iterator[Sequence[Any]]: ...
+
+    def is_empty(self) -> bool: ...
+
+    def insert(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None: ...
+
+    def finish_restore(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _SqliteDatabase:
+    source = "sqlite"
+
+    def __init__(self, path: Path, *, write: bool) -> None:
+        if not path.exists():
+            raise ConfigError(f"SQLite database {path} does not exist")
+        mode = "rw" if write else "ro"
+        try:
+            self._conn = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, isolation_level=None)
+            self._conn.execute("PRAGMA busy_timeout = 10000")
+            if write:
+                self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {path}: {exc}") from None
+
+    def schema_version(self) -> int:
+        try:
+            row = self._conn.execute("SELECT version FROM schema_version").fetchone()
+        except sqlite3.OperationalError:
+            return 0
+        return 0 if row is None else int(row[0])
+
+    def key_check(self) -> bytes | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'data_key_check'").fetchone()
+        return None if row is None else bytes(row[0])
+
+    def rows(self, table: str) -> Iterator[Sequence[Any]]:
+        columns = ", ".join(TABLES[table])
+        yield from self._conn.execute(
+            f"SELECT {columns} FROM {table} ORDER BY {ORDER_BY[table]}"  # noqa: S608 - constants
+        )
+
+    def is_empty(self) -> bool:
+        return all(
+            self._conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() is None  # noqa: S608
+            for t in TABLES
+        )
+
+    def insert(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        columns = ", ".join(TABLES[table])
+        marks = ", ".join("?" for _ in TABLES[table])
+        self._conn.executemany(
+            f"INSERT INTO {table} ({columns}) VALUES ({marks})",  # noqa: S608 - constants
+            rows,
+        )
+
+    def finish_restore(self) -> None:
+        """Nothing to do: AUTOINCREMENT follows the largest id inserted."""
+
+    def commit(self) -> None:
+        self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        self._conn.close()
+
+
+class _PostgresDatabase:
+    source = "postgresql"
+
+    def __init__(self, url: str, *, write: bool) -> None:
+        try:
+            self._conn = psycopg.connect(url, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {redact_url(url)}: {type(exc).__name__}"
+            ) from None
+        if write:
+            # Keep a node that might be serving this database out until the restore commits.
+            self._conn.execute("LOCK TABLE users, versions, audit IN EXCLUSIVE MODE")
+        else:
+            # One consistent snapshot while the node keeps serving.
+            self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+    def schema_version(self) -> int:
+        row = self._conn.execute("SELECT to_regclass('schema_version')").fetchone()
+        if row is None or row[0] is None:
+            return 0
+        found = self._conn.execute("SELECT version FROM schema_version").fetchone()
+        return 0 if found is None else int(found[0])
+
+    def key_check(self) -> bytes | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'data_key_check'").fetchone()
+        return None if row is None else bytes(row[0])
+
+    def rows(self, table: str) -> Iterator[Sequence[Any]]:
+        query = sql.SQL("SELECT {columns} FROM {table} ORDER BY {order}").format(
+            columns=sql.SQL(", ").join(map(sql.Identifier, TABLES[table])),
+            table=sql.Identifier(table),
+            order=sql.SQL(", ").join(sql.Identifier(c.strip()) for c in ORDER_BY[table].split(",")),
+        )
+        with self._conn.cursor(name=f"pakr_backup_{table}") as cur:
+            cur.itersize = 2000
+            cur.execute(query)
+            yield from cur
+
+    def is_empty(self) -> bool:
+        return all(
+            self._conn.execute(
+                sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(t))
+            ).fetchone()
+            is None
+            for t in TABLES
+        )
+
+    def insert(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        copy = sql.SQL("COPY {table} ({columns}) FROM STDIN").format(
+            table=sql.Identifier(table),
+            columns=sql.SQL(", ").join(map(sql.Identifier, TABLES[table])),
+        )
+        with self._conn.cursor() as cur, cur.copy(copy) as writer:
+            for row in rows:
+                writer.write_row(row)
+
+    def finish_restore(self) -> None:
+        self._conn.execute(
+            "SELECT setval(pg_get_serial_sequence('audit', 'id'),"
+            " COALESCE((SELECT max(id) FROM audit), 0) + 1, false)"
+        )
+
+    def commit(self) -> None:
+        self._conn.commit()
+
+    def close(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self._conn.rollback()
+        self._conn.close()
+
+
+def _open_database(url: str, *, write: bool) -> _Database:
+    try:
+        if url.startswith("sqlite:///"):
+            return _SqliteDatabase(sqlite_path(url), write=write)
+        if url.startswith(("postgresql://", "postgres://")):
+            return _PostgresDatabase(url, write=write)
+    except psycopg.Error as exc:
+        raise StoreError(f"database error: {type(exc).__name__}") from None
+    raise ConfigError("storage.url must start with sqlite:/// or postgresql://")
+
+
+def _check_key(sealer: Sealer, check: bytes, what: str) -> None:
+    try:
+        sealer.unseal(KEY_CHECK_USER, b"", KEY_CHECK_FIELD, check)
+    except StoreError:
+        raise ConfigError(
+            f"{what} was sealed under another data key than this config's data_key: use the"
+            " node's own key file"
+        ) from None
+
+
+# --------------------------------------------------------------------------- backup
+
+
+def backup_node(config: NodeConfig, out: Path) -> BackupSummary:
+    """Write the node's database to ``out`` (refuses to overwrite; mode 0600)."""
+    if out.exists():
+        raise ConfigError(f"{out} exists; refusing to overwrite a backup")
+    sealer = Sealer(config.data_key.load())
+    db = _open_database(config.storage_url, write=False)
+    tmp = out.with_name(out.name + ".partial")
+    counts: dict[str, int] = {}
+    try:
+        version = db.schema_version()
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"the database schema is {version}, this pakr writes {SCHEMA_VERSION}:"
+                " run `pakr node migrate` first"
+            )
+        check = db.key_check()
+        if check is None:
+            raise StoreError("the database has no data-key check row; run `pakr node migrate`")
+        _check_key(sealer, check, "the node's database")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            digest = hashlib.sha256()
+
+            def emit(obj: Mapping[str, Any]) -> None:
+                line = json.dumps(obj, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+                digest.update(line)
+                fh.write(line)
+
+            emit(
+                {
+                    "format": FORMAT,
+                    "format_version": FORMAT_VERSION,
+                    "schema_version": version,
+                    "node_id": config.node_id_hex,
+                    "source": db.source,
+                    "created_at": time.time(),
+                    "data_key_check": base64.b64encode(check).decode("ascii"),
+                }
+            )
+            for table, kinds in TABLES.items():
+                n = 0
+                for raw in db.rows(table):
+                    emit(
+                        {
+                            "table": table,
+                            "row": {
+                                col: encode_value(kind, raw[i])
+                                for i, (col, kind) in enumerate(kinds.items())
+                            },
+                        }
+                    )
+                    n += 1
+                counts[table] = n
+            trailer = {"end": True, "counts": counts, "sha256": digest.hexdigest()}
+            fh.write(json.dumps(trailer, sort_keys=True).encode() + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except (sqlite3.Error, psycopg.Error) as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"backup failed, no file written: {type(exc).__name__}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        db.close()
+    return BackupSummary(config.node_id_hex, version, db.source, counts)
+
+
+# --------------------------------------------------------------------------- restore
+
+
+def _read_header(fh: IO[bytes], config: NodeConfig, sealer: Sealer) -> dict[str, Any]:
+    first = fh.readline()
+    try:
+        header = json.loads(first)
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ConfigError("not a pakr node backup (no pakr-node-backup header)")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(
+            f"backup format version {header.get('format_version')!r} is not supported"
+            f" (this pakr reads {FORMAT_VERSION})"
+        )
+    if header.get("schema_version") != SCHEMA_VERSION:
+        raise ConfigError(
+            f"the backup holds schema {header.get('schema_version')!r}, this pakr writes"
+            f" {SCHEMA_VERSION}: restore with the pakr version that made it, then migrate"
+        )
+    if header.get("node_id") != config.node_id_hex:
+        raise ConfigError(
+            f"the backup is of node {header.get('node_id')!r}, not of this node"
+            f" ({config.node_id_hex}): a node restores only its own shares"
+        )
+    try:
+        check = base64.b64decode(str(header.get("data_key_check")), validate=True)
+    except ValueError:
+        raise ConfigError("the backup header's data_key_check is not base64") from None
+    _check_key(sealer, check, "the backup")
+    header["_raw"] = first
+    return header
+
+
+def restore_node(config: NodeConfig, src: Path, *, batch: int = 5000) -> BackupSummary:
+    """Load a backup of this node into its (empty) database, in one transaction."""
+    sealer = Sealer(config.data_key.load())
+    try:
+        fh = src.open("rb")
+    except OSError as exc:
+        raise ConfigError(f"cannot read backup {src}: {exc.strerror}") from None
+    with fh:
+        header = _read_header(fh, config, sealer)
+        # Create (or check) the target schema and its key-check row under this data key.
+        asyncio.run(_migrate(config.storage_url, sealer))
+        db = _open_database(config.storage_url, write=True)
+        try:
+            if not db.is_empty():
+                raise ConfigError(
+                    "the node's database already holds users or audit rows; restore only into"
+                    " an empty database (a fresh storage.url)"
+                )
+            digest = hashlib.sha256(header["_raw"])
+            counts = dict.fromkeys(TABLES, 0)
+            pending: dict[str, list[tuple[Any, ...]]] = {t: [] for t in TABLES}
+            order = list(TABLES)
+            trailer: dict[str, Any] | None = None
+            line_no = 1
+            for line in fh:
+                line_no += 1
+                if trailer is not None:
+                    raise ConfigError(f"backup line {line_no}: data after the trailer")
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    raise ConfigError(f"backup line {line_no}: not JSON") from None
+                if isinstance(obj, dict) and obj.get("end") is True:
+                    trailer = obj
+                    continue
+                digest.update(line)
+                table = obj.get("table") if isinstance(obj, dict) else None
+                if table not in TABLES:
+                    raise ConfigError(f"backup line {line_no}: unknown table {table!r}")
+                # Rows come table by table; a parent table is flushed before its children.
+                for earlier in order[: order.index(table)]:
+                    if pending[earlier]:
+                        db.insert(earlier, pending[earlier])
+                        pending[earlier] = []
+                pending[table].append(decode_row(table, obj.get("row"), line_no))
+                counts[table] += 1
+                if len(pending[table]) >= batch:
+                    db.insert(table, pending[table])
+                    pending[table] = []
+            if trailer is None:
+                raise ConfigError("the backup is truncated (no trailer): refusing to restore it")
+            if trailer.get("sha256") != digest.hexdigest():
+                raise ConfigError("the backup's checksum does not match: the file was altered")
+            if trailer.get("counts") != counts:
+                raise ConfigError("the backup's row counts do not match its trailer")
+            for table in order:
+                if pending[table]:
+                    db.insert(table, pending[table])
+            db.finish_restore()
+            db.commit()
+        except (sqlite3.Error, psycopg.Error) as exc:
+            # First line only: a COPY error's context would quote (sealed) row data.
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise StoreError(
+                f"restore failed, nothing was written: {type(exc).__name__}: {detail}"
+            ) from None
+        finally:
+            db.close()
+    return BackupSummary(config.node_id_hex, SCHEMA_VERSION, str(header.get("source")), counts)
+
+
+async def _migrate(url: str, sealer: Sealer) -> int:
+    store = await open_store(url, sealer, migrate=False)
+    try:
+        return await store.migrate()
+    finally:
+        await store.close()

@@ -1,0 +1,251 @@
+"""``pakr node init | serve | migrate``: set up and run a share-server.
+
+``init`` writes a complete node directory (config, self-signed TLS certificate, data key,
+migrated SQLite database) and prints one JSON line describing the node, which the cluster
+tooling reads to build the manifest. ``serve`` runs until SIGTERM/SIGINT and drains.
+Also runnable without the coordinator as ``python -m pakr.node``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pakr.node import logs
+from pakr.node.auth import load_tenant_keys
+from pakr.node.config import is_loopback, load_config, split_host_port
+from pakr.node.server import NodeServer, serve_forever
+from pakr.node.store import open_store
+from pakr.node.store.sealing import Sealer
+from pakr.node.tls import write_certificate, write_private
+from pakr.proto.errors import ConfigError, PakrError
+
+CONFIG_NAME = "node.toml"
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def render_config(
+    *,
+    node_id: str,
+    index: int,
+    listen: str,
+    insecure: bool,
+    storage: str,
+    tenants: dict[str, str],
+    metrics_listen: str | None,
+) -> str:
+    lines = [
+        "# pakr share-server configuration (see pakr.node.config for every key)",
+        "[node]",
+        f"id = {_toml_str(node_id)}",
+        f"index = {index}",
+        f"listen = {_toml_str(listen)}",
+        f"insecure = {'true' if insecure else 'false'}",
+        'log_level = "info"',
+        "",
+        "[tls]",
+        'cert = "tls/node.crt"',
+        'key = "tls/node.key"',
+        "",
+        "[storage]",
+        f"url = {_toml_str(storage)}",
+        "",
+        "[data_key]",
+        'file = "data.key"  # 64 hex characters; keep it apart from database backups',
+        "",
+        "[tenants]",
+        *(f"{_toml_str(kid)} = {_toml_str(key)}" for kid, key in sorted(tenants.items())),
+        "",
+        "[rate_limit]",
+        "user_rate = 5.0",
+        "user_burst = 20",
+        "peer_rate = 500.0",
+        "peer_burst = 1000",
+        "",
+    ]
+    if metrics_listen:
+        lines += ["[metrics]", f"listen = {_toml_str(metrics_listen)}", ""]
+    lines += ["[audit]", "retention_days = 365", ""]
+    return "\n".join(lines)
+
+
+def _parse_tenants(values: Sequence[str]) -> dict[str, str]:
+    tenants: dict[str, str] = {}
+    for item in values:
+        kid, sep, key = item.partition("=")
+        if not sep or not kid or not key:
+            raise ConfigError(f"--tenant must be KID=ed25519:<base64url>, got {item!r}")
+        tenants[kid] = key
+    return tenants
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    directory = Path(args.dir).resolve()
+    config_path = directory / CONFIG_NAME
+    if config_path.exists() and not args.force:
+        raise ConfigError(f"{config_path} exists; refusing to overwrite a node (use --force)")
+    if not 1 <= args.index <= 255:
+        raise ConfigError("--index must be 1..255")
+    host, _ = split_host_port(args.listen, "--listen")
+    if args.insecure and not is_loopback(host):
+        raise ConfigError("--insecure is allowed only with a loopback --listen address")
+    node_id = args.node_id.lower() if args.node_id else secrets.token_hex(16)
+    try:
+        if len(bytes.fromhex(node_id)) != 16:
+            raise ValueError
+    except ValueError:
+        raise ConfigError("--node-id must be 32 hex characters") from None
+    tenants = _parse_tenants(args.tenant or [])
+    directory.mkdir(parents=True, exist_ok=True)
+    if args.force:
+        for stale in ("node.db", "node.db-wal", "node.db-shm"):
+            (directory / stale).unlink(missing_ok=True)
+    write_certificate(
+        directory / "tls" / "node.crt",
+        directory / "tls" / "node.key",
+        f"pakr node {node_id}",
+        [host],
+    )
+    write_private(directory / "data.key", (secrets.token_bytes(32).hex() + "\n").encode())
+    text = render_config(
+        node_id=node_id,
+        index=args.index,
+        listen=args.listen,
+        insecure=args.insecure,
+        storage=args.storage or "sqlite:///node.db",
+        tenants=tenants,
+        metrics_listen=args.metrics_listen,
+    )
+    config_path.write_text(text, encoding="utf-8")
+    config = load_config(config_path)  # validates what was just written (tenant keys too)
+    load_tenant_keys(config.tenants)  # validates the keys given with --tenant
+    if config.storage_url.startswith("sqlite:///"):
+        asyncio.run(_migrate(config.storage_url, config.data_key.load()))
+    print(
+        json.dumps(
+            {
+                "node_id": node_id,
+                "index": args.index,
+                "address": args.listen,
+                "tls_cert": str(directory / "tls" / "node.crt"),
+                "config": str(config_path),
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
+async def _migrate(url: str, data_key: bytes) -> int:
+    store = await open_store(url, Sealer(data_key), migrate=False)
+    try:
+        return await store.migrate()
+    finally:
+        await store.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    logs.configure(config.log_level)
+
+    def ready(node: NodeServer) -> None:
+        info: dict[str, Any] = {
+            "listening": node.address,
+            "node_id": config.node_id_hex,
+            "index": config.index,
+            "tls": not config.insecure,
+        }
+        if node.metrics_port is not None:
+            info["metrics_port"] = node.metrics_port
+        print(json.dumps(info), flush=True)
+
+    asyncio.run(serve_forever(config, on_ready=ready))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    logs.configure(config.log_level)
+    version = asyncio.run(_migrate(config.storage_url, config.data_key.load()))
+    print(json.dumps({"schema_version": version}), flush=True)
+    return 0
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add ``node`` and its subcommands to the ``pakr`` argparse tree."""
+    node = subparsers.add_parser("node", help="run a share-server (node)")
+    sub = node.add_subparsers(dest="node_command", metavar="NODE_COMMAND")
+
+    init = sub.add_parser("init", help="create a node directory (config, TLS, data key, DB)")
+    init.add_argument("--dir", required=True, help="node directory to create")
+    init.add_argument("--index", required=True, type=int, help="Shamir index 1..255")
+    init.add_argument("--listen", required=True, help="HOST:PORT to serve on")
+    init.add_argument(
+        "--tenant",
+        action="append",
+        metavar="KID=PUBKEY",
+        help="trusted tenant token key, e.g. acme:1=ed25519:... (repeatable)",
+    )
+    init.add_argument("--metrics-listen", metavar="HOST:PORT", help="Prometheus endpoint")
+    init.add_argument(
+        "--storage", metavar="URL", help="sqlite:///node.db (default) or postgresql://"
+    )
+    init.add_argument(
+        "--insecure", action="store_true", help="plaintext gRPC (loopback only, development)"
+    )
+    init.add_argument("--node-id", metavar="HEX", help="16-byte node id (default: random)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing node directory")
+    init.set_defaults(func=cmd_init)
+
+    serve = sub.add_parser("serve", help="serve until SIGTERM/SIGINT")
+    serve.add_argument("--config", required=True, help="path to node.toml")
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="create or upgrade the node's database schema")
+    migrate.add_argument("--config", required=True, help="path to node.toml")
+    migrate.set_defaults(func=cmd_migrate)
+
+    from pakr.node import backup_cli  # backup/restore live with the backup format
+
+    backup_cli.add_commands(sub)
+
+    def no_subcommand(_: argparse.Namespace) -> int:
+        node.print_help(sys.stderr)
+        return 2
+
+    node.set_defaults(func=no_subcommand)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pakr.node ...``: the node commands without the rest of the CLI."""
+    parser = argparse.ArgumentParser(prog="pakr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_commands(sub)
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except ConfigError as exc:
+        print(f"pakr: {exc}", file=sys.stderr)
+        return 2
+    except PakrError as exc:
+        print(f"pakr: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

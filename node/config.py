@@ -1,0 +1,342 @@
+"""The node's configuration: ``node.toml`` parsed with :mod:`tomllib` into frozen dataclasses.
+
+Everything is validated when the node starts, so a typo fails fast with a :class:`ConfigError`
+naming the bad key instead of surfacing as a strange failure under load. Relative paths
+resolve against the directory of the config file, so a node directory can be moved whole.
+
+Layout (every table but ``[node]`` is optional)::
+
+    [node]
+    id = "<32 hex chars>"        # 16-byte node id, as in the cluster manifest
+    index = 1                    # Shamir index 1..255
+    listen = "127.0.0.1:7001"
+    insecure = false             # plaintext gRPC; allowed only on a loopback address
+    log_level = "info"
+    crypto_thread = false        # evaluate Recover2 on a second thread (hosts with spare cores)
+
+    [tls]
+    cert = "tls/node.crt"
+    key = "tls/node.key"
+
+    [storage]
+    url = "sqlite:///node.db"    # sqlite:///relative or sqlite:////absolute; postgresql://...
+
+    [data_key]                   # exactly one of file / env
+    file = "data.key"            # 64 hex characters (a trailing newline is fine)
+    # env = "PAKR_DATA_KEY"      # the name of an environment variable holding 64 hex chars
+
+    [tenants]                    # trusted token-signing keys: kid -> public key
+    "acme:1" = "ed25519:<base64url>"
+
+    [rate_limit]
+    user_rate = 5.0              # requests per second per (tenant, user)
+    user_burst = 20
+    peer_rate = 500.0            # requests per second per client address
+    peer_burst = 1000
+
+    [metrics]
+    listen = "127.0.0.1:9100"
+
+    [audit]
+    retention_days = 365
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pakr.proto.errors import ConfigError
+
+DATA_KEY_LEN = 32
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Token-bucket parameters; a rate of 0 disables that limit."""
+
+    user_rate: float = 5.0
+    user_burst: int = 20
+    peer_rate: float = 500.0
+    peer_burst: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class DataKeySource:
+    """Where the 32-byte data key that seals shares at rest comes from (file or env var)."""
+
+    file: Path | None = None
+    env: str | None = None
+
+    def load(self) -> bytes:
+        """Read the key now; ``ConfigError`` naming the source when absent or malformed."""
+        if self.file is not None:
+            where = f"data_key.file ({self.file})"
+            try:
+                raw = self.file.read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"{where}: cannot read the data key: {exc.strerror}") from None
+        else:
+            assert self.env is not None
+            where = f"data_key.env ({self.env})"
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConfigError(f"{where}: environment variable is not set")
+            raw = value.encode()
+        return parse_data_key(raw, where)
+
+
+def parse_data_key(raw: bytes, where: str) -> bytes:
+    """Decode a data key stored as 64 hex characters (surrounding whitespace ignored)."""
+    try:
+        key = bytes.fromhex(raw.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raise ConfigError(f"{where}: the data key must be 64 hex characters") from None
+    if len(key) != DATA_KEY_LEN:
+        raise ConfigError(f"{where}: the data key must be 64 hex characters (32 bytes)")
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """A validated ``node.toml``."""
+
+    path: Path
+    node_id: bytes
+    index: int
+    listen: str
+    insecure: bool
+    tls_cert: Path | None
+    tls_key: Path | None
+    storage_url: str
+    data_key: DataKeySource
+    tenants: Mapping[str, str] = field(default_factory=dict)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    metrics_listen: str | None = None
+    log_level: str = "info"
+    audit_retention_days: int = 365
+    crypto_thread: bool = False
+
+    @property
+    def node_id_hex(self) -> str:
+        return self.node_id.hex()
+
+
+# ------------------------------------------------------------------------------ parsing
+
+
+def split_host_port(value: str, key: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) → (host, port); ``ConfigError`` naming ``key``."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ConfigError(f"{key} must be HOST:PORT, got {value!r}")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{key}: port must be 0..65535, got {port}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _table(doc: Mapping[str, Any], name: str, *, required: bool = False) -> Mapping[str, Any]:
+    value = doc.get(name)
+    if value is None:
+        if required:
+            raise ConfigError(f"[{name}] table is missing")
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a table")
+    return value
+
+
+def _known(table: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(
+                f"{prefix}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})"
+            )
+
+
+def _str(table: Mapping[str, Any], key: str, prefix: str, default: str | None = None) -> str:
+    value = table.get(key, default)
+    if value is None:
+        raise ConfigError(f"{prefix}.{key} is required")
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{prefix}.{key} must be a non-empty string")
+    return value
+
+
+def _int(table: Mapping[str, Any], key: str, prefix: str, default: int, low: int, high: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{prefix}.{key} must be an integer {low}..{high}, got {value!r}")
+    return value
+
+
+def _float(table: Mapping[str, Any], key: str, prefix: str, default: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{prefix}.{key} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _path(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def resolve_storage_url(url: str, base: Path) -> str:
+    """Make a relative ``sqlite:///`` path absolute against ``base``; check the scheme."""
+    if url.startswith("sqlite:///"):
+        rest = url[len("sqlite:///") :]
+        if not rest:
+            raise ConfigError("storage.url: sqlite:/// needs a file path")
+        return "sqlite://" + str(_path(base, rest).resolve())
+    if url.startswith(("postgresql://", "postgres://")):
+        return url
+    raise ConfigError(
+        f"storage.url must start with sqlite:/// or postgresql://, got {url.split(':')[0]!r}"
+    )
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a resolved ``sqlite:///`` URL (``sqlite:////abs/path``)."""
+    if not url.startswith("sqlite:///"):
+        raise ConfigError("storage.url is not an sqlite:/// URL")
+    return Path(url[len("sqlite://") :])
+
+
+def parse_config(doc: Mapping[str, Any], path: Path) -> NodeConfig:
+    """Validate a parsed TOML document; relative paths resolve against ``path``'s directory."""
+    base = path.parent.resolve()
+    _known(
+        doc,
+        "node.toml",
+        {"node", "tls", "storage", "data_key", "tenants", "rate_limit", "metrics", "audit"},
+    )
+    node = _table(doc, "node", required=True)
+    _known(node, "node", {"id", "index", "listen", "insecure", "log_level", "crypto_thread"})
+    id_text = _str(node, "id", "node")
+    try:
+        node_id = bytes.fromhex(id_text)
+    except ValueError:
+        raise ConfigError("node.id must be 32 hex characters") from None
+    if len(node_id) != 16 or id_text != id_text.lower():
+        raise ConfigError("node.id must be 32 lowercase hex characters (16 bytes)")
+    index = _int(node, "index", "node", 0, 1, 255)
+    listen = _str(node, "listen", "node")
+    host, _ = split_host_port(listen, "node.listen")
+    insecure = node.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise ConfigError("node.insecure must be true or false")
+    if insecure and not is_loopback(host):
+        raise ConfigError(
+            "node.insecure is allowed only on a loopback listen address; configure [tls]"
+        )
+    crypto_thread = node.get("crypto_thread", False)
+    if not isinstance(crypto_thread, bool):
+        raise ConfigError("node.crypto_thread must be true or false")
+    log_level = _str(node, "log_level", "node", "info").lower()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"node.log_level must be one of {', '.join(LOG_LEVELS)}")
+
+    tls = _table(doc, "tls")
+    _known(tls, "tls", {"cert", "key"})
+    tls_cert = _path(base, _str(tls, "cert", "tls")) if "cert" in tls else None
+    tls_key = _path(base, _str(tls, "key", "tls")) if "key" in tls else None
+    if not insecure and (tls_cert is None or tls_key is None):
+        raise ConfigError("tls.cert and tls.key are required unless node.insecure = true")
+
+    storage = _table(doc, "storage")
+    _known(storage, "storage", {"url"})
+    storage_url = resolve_storage_url(_str(storage, "url", "storage", "sqlite:///node.db"), base)
+
+    data_key = _table(doc, "data_key", required=True)
+    _known(data_key, "data_key", {"file", "env"})
+    if ("file" in data_key) == ("env" in data_key):
+        raise ConfigError("data_key needs exactly one of data_key.file or data_key.env")
+    source = (
+        DataKeySource(file=_path(base, _str(data_key, "file", "data_key")))
+        if "file" in data_key
+        else DataKeySource(env=_str(data_key, "env", "data_key"))
+    )
+
+    tenants_table = _table(doc, "tenants")
+    tenants: dict[str, str] = {}
+    for kid, key_text in tenants_table.items():
+        tenant, sep, number = kid.rpartition(":")
+        if not sep or not tenant or not number.isdigit():
+            raise ConfigError(f"tenants.{kid}: a key id must look like <tenant>:<number>")
+        if not isinstance(key_text, str) or not key_text.startswith("ed25519:"):
+            raise ConfigError(f"tenants.{kid} must be a string 'ed25519:<base64url>'")
+        tenants[kid] = key_text
+
+    rl = _table(doc, "rate_limit")
+    _known(rl, "rate_limit", {"user_rate", "user_burst", "peer_rate", "peer_burst"})
+    defaults = RateLimits()
+    limits = RateLimits(
+        user_rate=_float(rl, "user_rate", "rate_limit", defaults.user_rate),
+        user_burst=_int(rl, "user_burst", "rate_limit", defaults.user_burst, 1, 10**9),
+        peer_rate=_float(rl, "peer_rate", "rate_limit", defaults.peer_rate),
+        peer_burst=_int(rl, "peer_burst", "rate_limit", defaults.peer_burst, 1, 10**9),
+    )
+
+    metrics = _table(doc, "metrics")
+    _known(metrics, "metrics", {"listen"})
+    metrics_listen = _str(metrics, "listen", "metrics") if "listen" in metrics else None
+    if metrics_listen is not None:
+        split_host_port(metrics_listen, "metrics.listen")
+
+    audit = _table(doc, "audit")
+    _known(audit, "audit", {"retention_days"})
+    retention = _int(audit, "retention_days", "audit", 365, 1, 100_000)
+
+    return NodeConfig(
+        path=path.resolve(),
+        node_id=node_id,
+        index=index,
+        listen=listen,
+        insecure=insecure,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        storage_url=storage_url,
+        data_key=source,
+        tenants=tenants,
+        rate_limits=limits,
+        metrics_listen=metrics_listen,
+        log_level=log_level,
+        audit_retention_days=retention,
+        crypto_thread=crypto_thread,
+    )
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    """Read and validate ``node.toml``; ``ConfigError`` names the file and the bad key."""
+    file = Path(path)
+    try:
+        text = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read node config {file}: {exc.strerror}") from None
+    try:
+        doc = tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    try:
+        return parse_config(doc, file)
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None

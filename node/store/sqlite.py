@@ -1,0 +1,705 @@
+"""The embedded SQLite store: WAL, ``synchronous=FULL``, one DB thread, group commit.
+
+All database work runs on one dedicated thread that owns the connection. Requests queue up
+as *jobs* (a function of the connection); the thread takes every job waiting, runs each in
+its own SAVEPOINT inside one transaction, and COMMITs once: one fsync for all the requests
+that arrived while the previous commit was on disk (group commit, NOTES-crypto.md). Each
+caller's future is resolved only after that COMMIT returned, so no reply — and in
+particular no OPRF evaluation — leaves the node before its guess is durable. A job that
+fails rolls back to its savepoint and fails alone.
+
+Epochs are u64 and SQLite integers are signed 64-bit, so epochs are stored as 8-byte
+big-endian blobs (which also sort correctly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pakr.node.store.base import (
+    SCHEMA_VERSION,
+    AuditRecord,
+    GuessResult,
+    ReleaseResult,
+    StoreError,
+)
+from pakr.node.store.sealing import (
+    FIELD_OPRF_KEY_SHARE,
+    FIELD_SECRET_SHARE,
+    FIELD_UNLOCK_TAG,
+    Sealer,
+    row_ad,
+)
+from pakr.proto.delete import node_delete
+from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
+from pakr.proto.group import Element, Scalar
+from pakr.proto.kdf import Argon2Params
+from pakr.proto.messages import NodeRef, Recover2, Recover3, Register2, UserRef
+from pakr.proto.records import Attempt, ShareMaterial, UserRecord, VersionRecord
+from pakr.proto.recover import Admission, Recover3Outcome, admit_recover2, node_recover3
+from pakr.proto.register import node_register2, node_register3
+
+log = logging.getLogger("pakr.node.store")
+
+T = TypeVar("T")
+
+MAX_BATCH = 1024
+KEY_CHECK_PLAINTEXT = b"pakr node data key check"
+_KEY_CHECK_USER = UserRef(tenant="-", user_id="-")
+
+# Schema migrations: index i upgrades from version i to i + 1.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE users (
+        tenant TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        tombstone_epoch BLOB NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (tenant, user_id)
+    );
+    CREATE TABLE versions (
+        tenant TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        version BLOB NOT NULL,
+        slot TEXT NOT NULL CHECK (slot IN ('committed', 'pending')),
+        epoch BLOB NOT NULL,
+        argon2_memory_kib INTEGER NOT NULL,
+        argon2_iterations INTEGER NOT NULL,
+        argon2_parallelism INTEGER NOT NULL,
+        max_guesses INTEGER NOT NULL,
+        guess_count INTEGER NOT NULL,
+        sealed_oprf_key_share BLOB,
+        sealed_secret_share BLOB,
+        sealed_unlock_tag BLOB,
+        encrypted_secret BLOB,
+        oprf_public_share BLOB NOT NULL,
+        oprf_key_signature BLOB NOT NULL,
+        verifying_key BLOB NOT NULL,
+        commitment BLOB NOT NULL,
+        secret_commitment BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        attempt_id BLOB,
+        attempt_element BLOB,
+        attempt_nonce BLOB,
+        attempt_started_at REAL,
+        attempt_used INTEGER NOT NULL DEFAULT 0,
+        locked_at REAL,
+        PRIMARY KEY (tenant, user_id, version),
+        UNIQUE (tenant, user_id, slot)
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time REAL NOT NULL,
+        tenant TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        op TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        peer TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_tenant ON audit (tenant, id);
+    CREATE INDEX audit_by_time ON audit (time);
+    """,
+)
+
+DATA_TABLES = ("meta", "users", "versions")
+
+
+def _u64(value: int) -> bytes:
+    return value.to_bytes(8, "big")
+
+
+def _from_u64(blob: bytes) -> int:
+    return int.from_bytes(blob, "big")
+
+
+# --------------------------------------------------------------------------- DB thread
+
+
+@dataclass(slots=True)
+class _Job(Generic[T]):
+    fn: Callable[[sqlite3.Connection], T]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[T]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _notify(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """Hand a result back to its event loop; a loop closed meanwhile has nobody waiting."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in settled:
+        _settle(future, result, error)
+
+
+class _DbThread:
+    """The thread that owns the connection and commits queued jobs in groups."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._ready = threading.Event()
+        self._open_error: BaseException | None = None
+        self.commits = 0
+        self.jobs = 0
+        self._thread = threading.Thread(target=self._run, name="pakr-sqlite", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._open_error is not None:
+            raise StoreError(f"cannot open SQLite database {path}: {self._open_error}")
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(fn, loop, future))
+        return future
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _connect(self) -> sqlite3.Connection:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 10000")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise StoreError(f"SQLite refused WAL mode (got {mode})")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect()
+        except (sqlite3.Error, OSError, StoreError) as exc:
+            self._open_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            stopping = False
+            while not stopping:
+                first = self._queue.get()
+                batch: list[_Job[Any]] = []
+                if first is None:
+                    stopping = True
+                else:
+                    batch.append(first)
+                while len(batch) < MAX_BATCH:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stopping = True
+                        break
+                    batch.append(nxt)
+                if batch:
+                    self._run_batch(conn, batch)
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job[Any]]) -> None:
+        results: list[tuple[_Job[Any], Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            error = StoreError(f"cannot start a transaction: {exc}")
+            for job in batch:
+                _notify(job.loop, _settle, job.future, None, error)
+            return
+        for job in batch:
+            conn.execute("SAVEPOINT job")
+            try:
+                result = job.fn(conn)
+            except BaseException as exc:  # the job fails alone; the batch goes on
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                if isinstance(exc, sqlite3.Error):
+                    exc = StoreError(f"database error: {exc}")
+                results.append((job, None, exc))
+            else:
+                conn.execute("RELEASE job")
+                results.append((job, result, None))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            error = StoreError(f"commit failed: {exc}")
+            results = [(job, None, error) for job, _, _ in results]
+        self.commits += 1
+        self.jobs += len(batch)
+        # one wake-up per event loop for the whole batch, not one per job
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
+        for job, result, err in results:
+            by_loop.setdefault(job.loop, []).append((job.future, result, err))
+        for loop, settled in by_loop.items():
+            _notify(loop, _settle_all, settled)
+
+
+# --------------------------------------------------------------------------- the store
+
+
+@dataclass(frozen=True, slots=True)
+class _RaiseAfterCommit:
+    """A refusal whose side effects (a lazy lockout) must commit: raised after the COMMIT.
+
+    Raising inside the job would roll its savepoint back, undoing the lockout."""
+
+    error: NodeRefusal
+
+
+class SqliteStore:
+    """:class:`~pakr.node.store.base.Store` over one SQLite file."""
+
+    def __init__(self, path: str | Path, sealer: Sealer) -> None:
+        self.path = Path(path)
+        self._sealer = sealer
+        self._db = _DbThread(self.path)
+        self._closed = False
+
+    @property
+    def commit_count(self) -> int:
+        """How many transactions the DB thread committed (group-commit statistics)."""
+        return self._db.commits
+
+    @property
+    def job_count(self) -> int:
+        return self._db.jobs
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T | _RaiseAfterCommit]) -> T:
+        if self._closed:
+            raise StoreError("the store is closed")
+        result = await self._db.submit(fn)
+        if isinstance(result, _RaiseAfterCommit):
+            raise result.error
+        return result
+
+    # ------------------------------------------------------------------ schema
+
+    async def migrate(self) -> int:
+        return await self._run(self._migrate)
+
+    def _migrate(self, conn: sqlite3.Connection) -> int:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        current = 0 if row is None else int(row[0])
+        if row is None:
+            conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"database schema {current} is newer than this node's {SCHEMA_VERSION};"
+                " upgrade pakr"
+            )
+        for step in range(current, SCHEMA_VERSION):
+            for statement in MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("UPDATE schema_version SET version = ?", (step + 1,))
+            log.info("migrated node database schema to version %d", step + 1)
+        check = conn.execute("SELECT value FROM meta WHERE key = 'data_key_check'").fetchone()
+        if check is None:
+            sealed = self._sealer.seal(_KEY_CHECK_USER, b"", "key_check", KEY_CHECK_PLAINTEXT)
+            conn.execute("INSERT INTO meta (key, value) VALUES ('data_key_check', ?)", (sealed,))
+        else:
+            self._sealer.unseal(_KEY_CHECK_USER, b"", "key_check", bytes(check[0]))
+        return SCHEMA_VERSION
+
+    # ------------------------------------------------------------------ row mapping
+
+    def _record(self, user: UserRef, row: sqlite3.Row) -> VersionRecord:
+        version = bytes(row["version"])
+        try:
+            shares: ShareMaterial | None = None
+            if row["sealed_oprf_key_share"] is not None:
+                ad = row_ad(user, version)
+
+                def unseal(field: str, column: str) -> bytes:
+                    return self._sealer.unseal(user, version, field, row[column], row=ad)
+
+                shares = ShareMaterial(
+                    oprf_key_share=Scalar.decode(
+                        unseal(FIELD_OPRF_KEY_SHARE, "sealed_oprf_key_share")
+                    ),
+                    secret_share=Scalar.decode(unseal(FIELD_SECRET_SHARE, "sealed_secret_share")),
+                    unlock_tag=unseal(FIELD_UNLOCK_TAG, "sealed_unlock_tag"),
+                    encrypted_secret=bytes(row["encrypted_secret"]),
+                )
+            attempt = None
+            if row["attempt_id"] is not None:
+                attempt = Attempt(
+                    attempt_id=bytes(row["attempt_id"]),
+                    blinded_element=bytes(row["attempt_element"]),
+                    nonce=bytes(row["attempt_nonce"]),
+                    started_at=float(row["attempt_started_at"]),
+                    used=bool(row["attempt_used"]),
+                )
+            return VersionRecord(
+                version=version,
+                epoch=_from_u64(row["epoch"]),
+                argon2=Argon2Params(
+                    memory_kib=row["argon2_memory_kib"],
+                    iterations=row["argon2_iterations"],
+                    parallelism=row["argon2_parallelism"],
+                ),
+                max_guesses=row["max_guesses"],
+                guess_count=row["guess_count"],
+                shares=shares,
+                oprf_public_share=Element.decode(bytes(row["oprf_public_share"])),
+                oprf_key_signature=bytes(row["oprf_key_signature"]),
+                verifying_key=bytes(row["verifying_key"]),
+                commitment=bytes(row["commitment"]),
+                secret_commitment=bytes(row["secret_commitment"]),
+                created_at=float(row["created_at"]),
+                attempt=attempt,
+            )
+        except MalformedMessage as exc:
+            raise StoreError(f"a stored version row is corrupt: {exc}") from None
+
+    def _write_version(
+        self, conn: sqlite3.Connection, user: UserRef, slot: str, rec: VersionRecord
+    ) -> None:
+        ad = row_ad(user, rec.version)
+
+        def seal(user: UserRef, version: bytes, field: str, value: bytes) -> bytes:
+            return self._sealer.seal(user, version, field, value, row=ad)
+
+        shares = rec.shares
+        attempt = rec.attempt
+        conn.execute(
+            """
+            INSERT OR REPLACE INTO versions (
+                tenant, user_id, version, slot, epoch, argon2_memory_kib, argon2_iterations,
+                argon2_parallelism, max_guesses, guess_count, sealed_oprf_key_share,
+                sealed_secret_share, sealed_unlock_tag, encrypted_secret, oprf_public_share,
+                oprf_key_signature, verifying_key, commitment, secret_commitment, created_at,
+                attempt_id, attempt_element, attempt_nonce, attempt_started_at, attempt_used
+            ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            (
+                user.tenant,
+                user.user_id,
+                rec.version,
+                slot,
+                _u64(rec.epoch),
+                rec.argon2.memory_kib,
+                rec.argon2.iterations,
+                rec.argon2.parallelism,
+                rec.max_guesses,
+                rec.guess_count,
+                None
+                if shares is None
+                else seal(user, rec.version, FIELD_OPRF_KEY_SHARE, shares.oprf_key_share.encoded),
+                None
+                if shares is None
+                else seal(user, rec.version, FIELD_SECRET_SHARE, shares.secret_share.encoded),
+                None
+                if shares is None
+                else seal(user, rec.version, FIELD_UNLOCK_TAG, shares.unlock_tag),
+                None if shares is None else shares.encrypted_secret,
+                rec.oprf_public_share.encoded,
+                rec.oprf_key_signature,
+                rec.verifying_key,
+                rec.commitment,
+                rec.secret_commitment,
+                rec.created_at,
+                None if attempt is None else attempt.attempt_id,
+                None if attempt is None else attempt.blinded_element,
+                None if attempt is None else attempt.nonce,
+                None if attempt is None else attempt.started_at,
+                0 if attempt is None else int(attempt.used),
+            ),
+        )
+
+    def _load_user(self, conn: sqlite3.Connection, user: UserRef) -> UserRecord | None:
+        head = conn.execute(
+            "SELECT tombstone_epoch FROM users WHERE tenant = ? AND user_id = ?",
+            (user.tenant, user.user_id),
+        ).fetchone()
+        if head is None:
+            return None
+        committed = pending = None
+        for row in conn.execute(
+            "SELECT * FROM versions WHERE tenant = ? AND user_id = ?",
+            (user.tenant, user.user_id),
+        ):
+            if row["slot"] == "committed":
+                committed = self._record(user, row)
+            else:
+                pending = self._record(user, row)
+        return UserRecord(
+            committed=committed,
+            pending=pending,
+            tombstone_epoch=_from_u64(head["tombstone_epoch"]),
+        )
+
+    def _save_user(
+        self, conn: sqlite3.Connection, user: UserRef, new: UserRecord, now: float
+    ) -> None:
+        """Write ``new`` as the user's whole record (inside the caller's transaction)."""
+        conn.execute(
+            """
+            INSERT INTO users (tenant, user_id, tombstone_epoch, updated_at) VALUES (?, ?, ?, ?)
+            ON CONFLICT (tenant, user_id) DO UPDATE
+            SET tombstone_epoch = excluded.tombstone_epoch, updated_at = excluded.updated_at
+            """,
+            (user.tenant, user.user_id, _u64(new.tombstone_epoch), now),
+        )
+        conn.execute(
+            "DELETE FROM versions WHERE tenant = ? AND user_id = ?", (user.tenant, user.user_id)
+        )
+        for slot, rec in (("committed", new.committed), ("pending", new.pending)):
+            if rec is not None:
+                self._write_version(conn, user, slot, rec)
+
+    @staticmethod
+    def _audit(
+        conn: sqlite3.Connection, user: UserRef, op: str, outcome: str, now: float, peer: str
+    ) -> None:
+        conn.execute(
+            "INSERT INTO audit (time, tenant, user_id, op, outcome, peer)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (now, user.tenant, user.user_id, op, outcome, peer),
+        )
+
+    def _version_row(
+        self, conn: sqlite3.Connection, user: UserRef, version: bytes
+    ) -> VersionRecord | None:
+        row = conn.execute(
+            "SELECT * FROM versions WHERE tenant = ? AND user_id = ? AND version = ?",
+            (user.tenant, user.user_id, version),
+        ).fetchone()
+        return None if row is None else self._record(user, row)
+
+    def _lock(
+        self, conn: sqlite3.Connection, user: UserRef, version: bytes, now: float, peer: str
+    ) -> bool:
+        """Erase the version's shares if its lockout is due (decided by the pure record)."""
+        record = self._version_row(conn, user, version)
+        if record is None or not record.lockout_due(now):
+            return False
+        cur = conn.execute(
+            """
+            UPDATE versions SET sealed_oprf_key_share = NULL, sealed_secret_share = NULL,
+                sealed_unlock_tag = NULL, encrypted_secret = NULL, attempt_id = NULL,
+                attempt_element = NULL, attempt_nonce = NULL, attempt_started_at = NULL,
+                attempt_used = 0, locked_at = ?
+            WHERE tenant = ? AND user_id = ? AND version = ? AND sealed_oprf_key_share IS NOT NULL
+            """,
+            (now, user.tenant, user.user_id, version),
+        )
+        if cur.rowcount:
+            self._audit(conn, user, "locked", "locked", now, peer)
+            log.info("version locked out after its last failed guess")
+        return bool(cur.rowcount)
+
+    # ------------------------------------------------------------------ Store API
+
+    async def get_user(self, user: UserRef) -> UserRecord | None:
+        return await self._run(lambda conn: self._load_user(conn, user))
+
+    async def register_pending(
+        self, user: UserRef, request: Register2, *, node: NodeRef, now: float, peer: str
+    ) -> bool:
+        def job(conn: sqlite3.Connection) -> bool:
+            current = self._load_user(conn, user)
+            new = node_register2(current, request, user=user, node=node, now=now)
+            if new is None:
+                return False
+            self._save_user(conn, user, new, now)
+            self._audit(conn, user, "registered", "pending", now, peer)
+            return True
+
+        return await self._run(job)
+
+    async def commit(self, user: UserRef, version: bytes, *, now: float, peer: str) -> bool:
+        def job(conn: sqlite3.Connection) -> bool:
+            new = node_register3(self._load_user(conn, user), version)
+            if new is None:
+                return False
+            self._save_user(conn, user, new, now)
+            self._audit(conn, user, "registered", "committed", now, peer)
+            return True
+
+        return await self._run(job)
+
+    async def delete(self, user: UserRef, epoch: int, *, now: float, peer: str) -> bool:
+        def job(conn: sqlite3.Connection) -> bool:
+            new = node_delete(self._load_user(conn, user), epoch)
+            if new is None:
+                return False
+            self._save_user(conn, user, new, now)
+            self._audit(conn, user, "deleted", f"epoch={epoch}", now, peer)
+            return True
+
+        return await self._run(job)
+
+    async def count_guess(
+        self, user: UserRef, request: Recover2, *, nonce: bytes, now: float, peer: str
+    ) -> GuessResult:
+        element = request.blinded_element.encoded
+
+        def job(conn: sqlite3.Connection) -> GuessResult | _RaiseAfterCommit:
+            row = conn.execute(
+                """
+                UPDATE versions
+                SET guess_count = guess_count + 1, attempt_id = :aid, attempt_element = :b,
+                    attempt_nonce = :nonce, attempt_started_at = :now, attempt_used = 0
+                WHERE tenant = :tenant AND user_id = :user AND version = :version
+                  AND sealed_oprf_key_share IS NOT NULL
+                  AND guess_count < max_guesses
+                  AND NOT (attempt_id IS NOT NULL AND attempt_id = :aid AND attempt_element = :b)
+                RETURNING *
+                """,
+                {
+                    "aid": request.attempt_id,
+                    "b": element,
+                    "nonce": nonce,
+                    "now": now,
+                    "tenant": user.tenant,
+                    "user": user.user_id,
+                    "version": request.version,
+                },
+            ).fetchone()
+            if row is not None:
+                counted = self._record(user, row)
+                self._audit(
+                    conn, user, "guess_used", f"remaining={counted.guesses_remaining}", now, peer
+                )
+                return GuessResult(record=counted, counted=True)
+            record = self._version_row(conn, user, request.version)
+            if record is None:
+                raise NodeRefusal(
+                    ErrorKind.NOT_REGISTERED, "this node holds no such version for the user"
+                )
+            admission = admit_recover2(record, request, now)
+            if admission is Admission.REPLAY:
+                return GuessResult(record=record, counted=False)
+            if admission is Admission.LOCKED:
+                self._lock(conn, user, request.version, now, peer)
+                return _RaiseAfterCommit(
+                    NodeRefusal(ErrorKind.LOCKED, "this version is locked out", guesses_remaining=0)
+                )
+            if admission is Admission.NO_GUESSES:
+                raise NodeRefusal(
+                    ErrorKind.NO_GUESSES,
+                    "no guesses remain for this version",
+                    guesses_remaining=0,
+                )
+            raise StoreError("guess count update and stored row disagree")  # pragma: no cover
+
+        return await self._run(job)
+
+    async def release(
+        self, user: UserRef, request: Recover3, *, now: float, peer: str
+    ) -> ReleaseResult:
+        def job(conn: sqlite3.Connection) -> ReleaseResult | _RaiseAfterCommit:
+            record = self._version_row(conn, user, request.version)
+            if record is None:
+                raise NodeRefusal(
+                    ErrorKind.NOT_REGISTERED, "this node holds no such version for the user"
+                )
+            if record.lockout_due(now):  # the last guess's grace ran out: too late to unlock
+                self._lock(conn, user, request.version, now, peer)
+                return _RaiseAfterCommit(
+                    NodeRefusal(ErrorKind.LOCKED, "this version is locked out", guesses_remaining=0)
+                )
+            after, reply, outcome = node_recover3(record, request, now)
+            if outcome is Recover3Outcome.STALE:
+                return ReleaseResult(outcome=outcome, reply=None, record=record)
+            assert record.attempt is not None
+            cur = conn.execute(
+                """
+                UPDATE versions SET guess_count = ?, attempt_used = 1
+                WHERE tenant = ? AND user_id = ? AND version = ? AND attempt_id = ?
+                  AND attempt_used = 0 AND sealed_oprf_key_share IS NOT NULL
+                """,
+                (
+                    after.guess_count,
+                    user.tenant,
+                    user.user_id,
+                    request.version,
+                    record.attempt.attempt_id,
+                ),
+            )
+            if cur.rowcount != 1:  # pragma: no cover - single writer; PostgreSQL may race
+                return ReleaseResult(outcome=Recover3Outcome.STALE, reply=None, record=record)
+            locked = False
+            if outcome is Recover3Outcome.MATCH:
+                self._audit(conn, user, "share_released", "ok", now, peer)
+            else:
+                self._audit(conn, user, "unlock_failed", "bad_unlock_tag", now, peer)
+                if after.locked:
+                    locked = self._lock(conn, user, request.version, now, peer)
+            return ReleaseResult(outcome=outcome, reply=reply, record=after, locked=locked)
+
+        return await self._run(job)
+
+    async def lock_version(self, user: UserRef, version: bytes, *, now: float, peer: str) -> bool:
+        return await self._run(lambda conn: self._lock(conn, user, version, now, peer))
+
+    async def append_audit(
+        self, user: UserRef, op: str, outcome: str, *, now: float, peer: str
+    ) -> None:
+        await self._run(lambda conn: self._audit(conn, user, op, outcome, now, peer))
+
+    async def read_audit(
+        self, tenant: str, user_id: str | None, *, after_id: int, limit: int
+    ) -> Sequence[AuditRecord]:
+        def job(conn: sqlite3.Connection) -> list[AuditRecord]:
+            sql = "SELECT * FROM audit WHERE tenant = ? AND id > ?"
+            args: list[Any] = [tenant, after_id]
+            if user_id:
+                sql += " AND user_id = ?"
+                args.append(user_id)
+            sql += " ORDER BY id LIMIT ?"
+            args.append(limit)
+            return [
+                AuditRecord(
+                    id=row["id"],
+                    time=row["time"],
+                    tenant=row["tenant"],
+                    user_id=row["user_id"],
+                    op=row["op"],
+                    outcome=row["outcome"],
+                    peer=row["peer"],
+                )
+                for row in conn.execute(sql, args)
+            ]
+
+        return await self._run(job)
+
+    async def prune_audit(self, before: float) -> int:
+        def job(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("DELETE FROM audit WHERE time < ?", (before,)).rowcount)
+
+        return await self._run(job)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._db.stop)

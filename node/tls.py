@@ -1,0 +1,77 @@
+"""The node's self-signed TLS certificate (ECDSA P-256; grpcio's TLS stack rejects Ed25519).
+
+Clients do not trust it through a CA: the signed cluster manifest pins the certificate (or
+its SHA-256), so a self-signed certificate is the normal case, not a shortcut. The SAN
+covers 127.0.0.1, localhost and the host the node listens on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+VALIDITY_DAYS = 3650
+UNSPECIFIED_HOSTS = {"0.0.0.0", "::", ""}
+
+
+def _san_entries(hosts: list[str]) -> list[x509.GeneralName]:
+    names: list[x509.GeneralName] = []
+    seen: set[str] = set()
+    for host in ["127.0.0.1", "localhost", *hosts]:
+        if host in seen or host in UNSPECIFIED_HOSTS:
+            continue
+        seen.add(host)
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    return names
+
+
+def make_self_signed(common_name: str, hosts: list[str]) -> tuple[bytes, bytes]:
+    """A fresh P-256 key and self-signed certificate: (cert PEM, key PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=VALIDITY_DAYS))
+        .add_extension(x509.SubjectAlternativeName(_san_entries(hosts)), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert_pem, key_pem
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file readable by the owner only (0600 from creation)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o600)
+
+
+def write_certificate(cert_path: Path, key_path: Path, common_name: str, hosts: list[str]) -> None:
+    cert_pem, key_pem = make_self_signed(common_name, hosts)
+    write_private(key_path, key_pem)
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    cert_path.write_bytes(cert_pem)

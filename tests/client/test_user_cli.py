@@ -1,0 +1,142 @@
+"""The user commands' pieces that need no cluster: parsing, passwords, tokens, progress."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pakr.coordinator import user_cli
+from pakr.coordinator.cli import build_parser, main
+from pakr.proto.errors import ConfigError, InvalidAuth
+from pakr.proto.tokens import TenantKey, verify_token
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    "command", ["register", "recover", "change-password", "delete", "status", "token"]
+)
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert "usage: pakr " + command in capsys.readouterr().out
+
+
+def test_password_is_never_an_argument() -> None:
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["recover", "--manifest", "m", "--user", "u", "--password", "x"])
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert main([]) == 2
+    key = tmp_path / "k.key"
+    TenantKey.generate("acme").save(key)
+    args = ["register", "--manifest", str(tmp_path / "none.json"), "--user", "u"]
+    args += ["--token-key", str(key), "--secret-hex", "zz", "--password-stdin"]
+    assert main(args) == 2  # bad hex, before anything else
+
+
+def _args(**kwargs: object) -> argparse.Namespace:
+    return argparse.Namespace(**kwargs)
+
+
+def test_passwords_from_stdin_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("old pw\nnew pw\n"))
+    passwords = user_cli._Passwords(_args(password_stdin=True))
+    assert passwords.ask("a") == "old pw"
+    assert passwords.ask("b", confirm=True) == "new pw"
+    with pytest.raises(ConfigError, match="not enough lines"):
+        passwords.ask("c")
+
+
+def test_prompt_needs_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    with pytest.raises(ConfigError, match="--password-stdin"):
+        user_cli._Passwords(_args(password_stdin=False))
+
+
+def test_prompted_passwords_must_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", FakeTTY())
+    answers = iter(["one", "two", "same", "same"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    passwords = user_cli._Passwords(_args(password_stdin=False))
+    with pytest.raises(ConfigError, match="differ"):
+        passwords.ask("New password: ", confirm=True)
+    assert passwords.ask("New password: ", confirm=True) == "same"
+
+
+def test_secret_sources(tmp_path: Path) -> None:
+    path = tmp_path / "s.bin"
+    path.write_bytes(b"\x00\x01")
+    base = dict(secret_file=None, secret_hex=None, generate=None)
+    assert user_cli._read_secret(_args(**{**base, "secret_file": path})) == (b"\x00\x01", False)
+    assert user_cli._read_secret(_args(**{**base, "secret_hex": "0aff"})) == (b"\n\xff", False)
+    secret, generated = user_cli._read_secret(_args(**{**base, "generate": 16}))
+    assert len(secret) == 16 and generated
+    with pytest.raises(ConfigError, match=r"1\.\.128"):
+        user_cli._read_secret(_args(**{**base, "generate": 129}))
+
+
+async def test_token_cmd_provider(tmp_path: Path) -> None:
+    key = TenantKey.generate("acme")
+    key_path = tmp_path / "acme.key"
+    key.save(key_path)
+    script = tmp_path / "mint.py"
+    script.write_text(
+        "import os, sys\n"
+        "from pakr.proto.tokens import TenantKey, issue_token\n"
+        "assert os.environ['PAKR_TENANT'] == 'acme'\n"
+        "print(issue_token(TenantKey.load(sys.argv[1]), user_id=os.environ['PAKR_USER_ID'],"
+        " audience=sys.argv[2]))\n"
+    )
+    provider = user_cli.CommandTokenProvider(
+        f"{sys.executable} {script} {key_path} {{audience}}", "acme"
+    )
+    audience = "ab" * 16
+    token = await provider("alice", audience)
+    claims = verify_token(token, keys={key.kid: key.public_key}, audience=audience, now=time.time())
+    assert claims.user_id == "alice"
+    failing = tmp_path / "fail.py"
+    failing.write_text("import sys\nprint('nope', file=sys.stderr)\nsys.exit(3)\n")
+    with pytest.raises(InvalidAuth, match="exited with 3: nope"):
+        await user_cli.CommandTokenProvider(f"{sys.executable} {failing}", "acme")("a", audience)
+    with pytest.raises(InvalidAuth, match="could not run"):
+        await user_cli.CommandTokenProvider("/nonexistent/cmd", "acme")("a", audience)
+    with pytest.raises(ConfigError):
+        user_cli.CommandTokenProvider("", "acme")
+
+
+def test_progress_spins_only_on_a_terminal() -> None:
+    tty = FakeTTY()
+    with user_cli.Progress("recovering", stream=tty) as progress:
+        progress.phase("argon2", 0.03)
+        time.sleep(0.35)
+    assert "recovering: argon2 done (30 ms)" in tty.getvalue()
+    piped = io.StringIO()
+    with user_cli.Progress("recovering", stream=piped):
+        time.sleep(0.15)
+    assert piped.getvalue() == ""
+
+
+def test_token_issue_for_one_node(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = TenantKey.generate("acme")
+    key_path = tmp_path / "acme.key"
+    key.save(key_path)
+    audience = "cd" * 16
+    args = ["token", "issue", "--tenant-key", str(key_path), "--user", "bob"]
+    assert main([*args, "--audience", audience, "--ttl", "60"]) == 0
+    token = capsys.readouterr().out.strip()
+    claims = verify_token(token, keys={key.kid: key.public_key}, audience=audience, now=time.time())
+    assert (claims.user_id, claims.exp - claims.iat) == ("bob", 60)
+    assert main([*args, "--audience", "not-hex"]) == 2
+    assert main(args) == 2  # neither --audience nor --manifest

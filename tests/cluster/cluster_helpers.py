@@ -1,0 +1,90 @@
+"""Helpers for the cluster tests: fake node directories and running the ``pakr`` CLI."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from pakr.coordinator import admin_cli
+from pakr.coordinator.cli import exit_code_for
+from pakr.coordinator.tlsgen import write_self_signed
+from pakr.proto.errors import PakrError
+
+CLI_TIMEOUT = 120
+
+
+def write_node_dir(root: Path, index: int, port: int, *, tenant_line: str = "") -> Path:
+    """A node directory as ``pakr node init`` lays it out (config, cert, key, data key)."""
+    node_dir = root / f"node{index}"
+    (node_dir / "tls").mkdir(parents=True)
+    write_self_signed(
+        node_dir / "tls" / "node.crt",
+        node_dir / "tls" / "node.key",
+        common_name=f"node{index}",
+        hosts=["127.0.0.1"],
+    )
+    (node_dir / "data.key").write_text(os.urandom(32).hex() + "\n")
+    config = node_dir / "node.toml"
+    config.write_text(
+        "[node]\n"
+        f'id = "{os.urandom(16).hex()}"\n'
+        f"index = {index}\n"
+        f'listen = "127.0.0.1:{port}"\n'
+        "\n[tls]\n"
+        'cert = "tls/node.crt"\n'
+        'key = "tls/node.key"\n'
+        "\n[data_key]\n"
+        'file = "data.key"\n' + (f"\n[tenants]\n{tenant_line}\n" if tenant_line else "")
+    )
+    return config
+
+
+def run_admin(*argv: str) -> tuple[int, str, str]:
+    """Run an operator command in-process (exit code, stdout, stderr), as ``pakr`` would."""
+    parser = argparse.ArgumentParser(prog="pakr")
+    admin_cli.add_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(list(argv))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = int(args.func(args) or 0)
+        except PakrError as error:
+            print(f"pakr: {error}", file=sys.stderr)
+            code = exit_code_for(error)
+    return code, out.getvalue(), err.getvalue()
+
+
+def pakr_cli(
+    *argv: str, check: bool = False, timeout: float = CLI_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``pakr`` CLI as a subprocess with this interpreter."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pakr.coordinator", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"pakr {' '.join(argv)} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+        )
+    return done
+
+
+def last_json(text: str) -> Any:
+    """The last line of ``text`` that parses as a JSON object."""
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                return json.loads(line)
+    raise AssertionError(f"no JSON line in output: {text!r}")

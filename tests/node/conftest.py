@@ -1,0 +1,217 @@
+"""Fixtures for node tests: a real TLS grpc.aio node on 127.0.0.1, run in a background thread.
+
+The node's event loop lives in its own thread so tests can be plain synchronous functions
+(hypothesis drives those) and still use grpc.aio clients in their own loops for concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from pakr.node.cli import render_config
+from pakr.node.config import NodeConfig, load_config
+from pakr.node.server import NodeServer
+from pakr.node.tls import write_certificate, write_private
+from pakr.proto import wire
+from pakr.proto.errors import NodeRefusal
+from pakr.proto.messages import NodeRef, UserRef
+from pakr.proto.tokens import TenantKey, issue_token
+from pakr.proto.v1 import node_pb2_grpc
+
+TENANT = "acme"
+OTHER_TENANT = "globex"
+
+
+class Clock:
+    """A settable clock shared by the node and the token minting of a test."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        import time
+
+        return time.time() + self.offset
+
+
+def write_node_dir(
+    directory: Path,
+    *,
+    index: int = 1,
+    listen: str = "127.0.0.1:0",
+    tenants: dict[str, str],
+    rate: tuple[float, int, float, int] = (0.0, 1, 0.0, 1),
+    node_id: bytes | None = None,
+    crypto_thread: bool = False,
+) -> Path:
+    """A node directory like ``pakr node init`` writes, with test rate limits."""
+    node_id = node_id or os.urandom(16)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_certificate(directory / "tls/node.crt", directory / "tls/node.key", "test", [])
+    write_private(directory / "data.key", os.urandom(32).hex().encode())
+    text = render_config(
+        node_id=node_id.hex(),
+        index=index,
+        listen=listen,
+        insecure=False,
+        storage="sqlite:///node.db",
+        tenants=tenants,
+        metrics_listen=None,
+    )
+    if crypto_thread:
+        text = text.replace('log_level = "info"', 'log_level = "info"\ncrypto_thread = true')
+    user_rate, user_burst, peer_rate, peer_burst = rate
+    text = text.replace("user_rate = 5.0", f"user_rate = {user_rate}")
+    text = text.replace("user_burst = 20", f"user_burst = {user_burst}")
+    text = text.replace("peer_rate = 500.0", f"peer_rate = {peer_rate}")
+    text = text.replace("peer_burst = 1000", f"peer_burst = {peer_burst}")
+    path = directory / "node.toml"
+    path.write_text(text)
+    return path
+
+
+def dump_data_tables(db: Path) -> list[str]:
+    """An SQL dump of everything but the audit log (which records authenticated outcomes)."""
+    conn = sqlite3.connect(db)
+    try:
+        return [line for line in conn.iterdump() if "audit" not in line]
+    finally:
+        conn.close()
+
+
+@dataclass
+class RunningNode:
+    config: NodeConfig
+    server: NodeServer
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    clock: Clock
+    key: TenantKey
+    other_key: TenantKey
+    cert: bytes
+    channels: list[grpc.Channel] = field(default_factory=list)
+
+    @property
+    def ref(self) -> NodeRef:
+        return NodeRef(node_id=self.config.node_id, index=self.config.index)
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    @property
+    def db(self) -> Path:
+        return self.config.path.parent / "node.db"
+
+    def dump(self) -> list[str]:
+        return dump_data_tables(self.db)
+
+    def token(
+        self,
+        user: UserRef,
+        *,
+        scope: str = "user",
+        key: TenantKey | None = None,
+        audience: str | None = None,
+        ttl: int = 300,
+        now: float | None = None,
+    ) -> str:
+        return issue_token(
+            key or self.key,
+            user_id=user.user_id,
+            audience=audience or self.config.node_id_hex,
+            scope=scope,
+            ttl=ttl,
+            now=self.clock() if now is None else now,
+        )
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(root_certificates=self.cert)
+
+    def stub(self) -> node_pb2_grpc.NodeStub:
+        channel = grpc.secure_channel(self.address, self.credentials())
+        self.channels.append(channel)
+        return node_pb2_grpc.NodeStub(channel)
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def stop(self) -> None:
+        for channel in self.channels:
+            channel.close()
+        try:
+            self.run(self.server.stop(grace=1.0))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=10)
+
+
+def start_node(directory: Path, **kwargs: Any) -> RunningNode:
+    key = TenantKey.generate(TENANT)
+    other = TenantKey.generate(OTHER_TENANT)
+    path = write_node_dir(
+        directory,
+        tenants={key.kid: key.public_key_text, other.kid: other.public_key_text},
+        **kwargs,
+    )
+    config = load_config(path)
+    clock = Clock()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        server = asyncio.run_coroutine_threadsafe(
+            NodeServer.start(config, clock=clock), loop
+        ).result(timeout=30)
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        raise
+    assert config.tls_cert is not None
+    return RunningNode(
+        config=config,
+        server=server,
+        loop=loop,
+        thread=thread,
+        clock=clock,
+        key=key,
+        other_key=other,
+        cert=config.tls_cert.read_bytes(),
+    )
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[RunningNode]:
+    running = start_node(tmp_path / "node")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
+    running = start_node(tmp_path_factory.mktemp("shared") / "node")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def refusal_of(error: grpc.RpcError) -> NodeRefusal:
+    """The typed refusal in the ``pakr-error-bin`` trailer (fails the test if absent)."""
+    trailers = error.trailing_metadata() or ()  # type: ignore[attr-defined]
+    for key, value in trailers:
+        if key == wire.ERROR_METADATA_KEY:
+            return wire.error_detail_from_bytes(value)
+    raise AssertionError(f"no error detail on status {error.code()}")  # type: ignore[attr-defined]

@@ -1,0 +1,35 @@
+"""The storage contract, unchanged, against the PostgreSQL store (throwaway server)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from store_contract import StoreContract, StoreFactory
+
+from pakr.node.store.base import Store
+from pakr.node.store.postgres import open_postgres_store
+from pakr.node.store.sealing import Sealer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from postgres.pg_fixtures import pg_database_url, pg_url, postgres_server
+
+__all__ = ["pg_database_url", "pg_url", "postgres_server"]
+
+pytestmark = pytest.mark.postgres
+
+
+class TestPostgresStore(StoreContract):
+    @pytest.fixture
+    def store_factory(self, pg_url: str) -> StoreFactory:
+        async def factory(data_key: bytes) -> Store:
+            store = await open_postgres_store(pg_url, Sealer(data_key))
+            try:
+                await store.migrate()
+            except BaseException:
+                await store.close()
+                raise
+            return store
+
+        return factory

@@ -1,0 +1,65 @@
+"""The storage contract against the SQLite store, plus SQLite-specific behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from node_helpers import USER, make_registration, wrong_recover2
+from store_contract import NOW, PEER, StoreContract, StoreFactory
+
+from pakr.node.store.base import Store
+from pakr.node.store.sealing import Sealer
+from pakr.node.store.sqlite import SqliteStore
+
+
+class TestSqliteStore(StoreContract):
+    @pytest.fixture
+    def store_factory(self, tmp_path: Path) -> StoreFactory:
+        async def factory(data_key: bytes) -> Store:
+            store = SqliteStore(tmp_path / "node.db", Sealer(data_key))
+            try:
+                await store.migrate()
+            except BaseException:
+                await store.close()
+                raise
+            return store
+
+        return factory
+
+
+async def test_group_commit_batches_concurrent_guesses(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "node.db", Sealer(os.urandom(32)))
+    try:
+        await store.migrate()
+        reg = make_registration(max_guesses=100)
+        await store.register_pending(USER, reg.request, node=reg.node, now=NOW, peer=PEER)
+        commits_before = store.commit_count
+        await asyncio.gather(
+            *(
+                store.count_guess(
+                    USER, wrong_recover2(reg), nonce=os.urandom(16), now=NOW, peer=PEER
+                )
+                for _ in range(100)
+            )
+        )
+        commits = store.commit_count - commits_before
+        assert commits < 50, f"100 concurrent guesses took {commits} commits"
+    finally:
+        await store.close()
+
+
+async def test_wal_and_full_sync(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = SqliteStore(tmp_path / "node.db", Sealer(os.urandom(32)))
+    await store.migrate()
+    await store.close()
+    conn = sqlite3.connect(tmp_path / "node.db")
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 1
+    finally:
+        conn.close()
