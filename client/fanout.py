@@ -41,6 +41,8 @@ class RetryPolicy:
     attempts: int = 3
     base_delay: float = 0.05
     max_delay: float = 0.5
+    max_rate_limit_wait: float = 2.0
+    """A ``RateLimited`` refusal asking to wait at most this long is waited out and retried."""
 
     def delay(self, attempt: int) -> float:
         """The jittered pause before retry number ``attempt`` (1-based)."""
@@ -55,6 +57,27 @@ def is_transient(error: PakrError) -> bool:
     if isinstance(error, NodeUnreachable):
         return error.transient
     return isinstance(error, NodeRefusal) and error.kind is ErrorKind.UNAVAILABLE
+
+
+def retry_pause(error: PakrError, attempt: int, retry: RetryPolicy) -> float | None:
+    """How long to wait before retrying after ``error``, or ``None`` not to retry.
+
+    Transient failures back off with jitter; a short ``RateLimited`` (a burst of operations
+    on one user) is waited out for the time the node asked. Only steps that run with a
+    retry policy get here: Recover2/Recover3 never do.
+    """
+    if attempt >= retry.attempts:
+        return None
+    if is_transient(error):
+        return retry.delay(attempt)
+    if (
+        isinstance(error, NodeRefusal)
+        and error.kind is ErrorKind.RATE_LIMITED
+        and error.retry_after is not None
+        and 0 < error.retry_after <= retry.max_rate_limit_wait
+    ):
+        return error.retry_after
+    return None
 
 
 @dataclass(slots=True)
@@ -92,9 +115,9 @@ async def _attempt(
         try:
             return await call(node, remaining)
         except PakrError as error:
-            if attempt >= retry.attempts or not is_transient(error):
+            pause = retry_pause(error, attempt, retry)
+            if pause is None:
                 raise
-            pause = retry.delay(attempt)
             if loop.time() + pause >= deadline_at:
                 raise
             await asyncio.sleep(pause)

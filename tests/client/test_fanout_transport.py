@@ -75,6 +75,26 @@ async def test_transient_failures_retried_within_the_deadline_others_not() -> No
     assert attempts[1] == 1 and NODES[0] in result.errors
 
 
+async def test_short_rate_limits_are_waited_out_long_ones_and_no_retry_steps_not() -> None:
+    attempts: dict[int, int] = {}
+
+    async def call(node: NodeRef, timeout: float) -> int:
+        attempts[node.index] = attempts.get(node.index, 0) + 1
+        if node.index == 1 and attempts[1] == 1:
+            raise NodeRefusal(ErrorKind.RATE_LIMITED, "slow down", retry_after=0.02)
+        if node.index == 2:
+            raise NodeRefusal(ErrorKind.RATE_LIMITED, "slow down", retry_after=30.0)
+        return node.index
+
+    policy = RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.002)
+    result = await fan_out("step", NODES, call, need=4, deadline=2.0, retry=policy)
+    assert attempts == {1: 2, 2: 1, 3: 1, 4: 1, 5: 1}
+    assert NODES[0] in result.replies and NODES[1] in result.errors
+    attempts.clear()
+    result = await fan_out("step", NODES, call, need=3, deadline=2.0, retry=NO_RETRY)
+    assert attempts[1] == 1 and NODES[0] in result.errors  # Recover2/3 run with NO_RETRY
+
+
 async def test_bugs_propagate_and_cancel_the_other_calls() -> None:
     cancelled = 0
 
