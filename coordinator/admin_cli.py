@@ -523,7 +523,7 @@ def _add_tls(subparsers: Any) -> None:
 
 
 def _tls_create(args: argparse.Namespace) -> int:
-    from pakr.coordinator.tlsgen import write_self_signed
+    from pakr.node.tls import write_certificate
     from pakr.proto.manifest import cert_fingerprint
 
     if not 1 <= args.days <= 3650:
@@ -531,7 +531,7 @@ def _tls_create(args: argparse.Namespace) -> int:
     for path in (args.cert, args.key):
         if path.exists() and not args.force:
             raise ConfigError(f"{path} exists; pass --force to replace it")
-    write_self_signed(args.cert, args.key, common_name=args.name, hosts=args.host, days=args.days)
+    write_certificate(args.cert, args.key, common_name=args.name, hosts=args.host, days=args.days)
     pem = args.cert.read_text(encoding="ascii")
     print(json.dumps({"cert": str(args.cert), "sha256": cert_fingerprint(pem).hex()}))
     return 0
@@ -654,8 +654,8 @@ def _coordinator_fetch(args: argparse.Namespace) -> int:
 
 def _coordinator_init(args: argparse.Namespace) -> int:
     from pakr.coordinator.config import load_config, render_config
-    from pakr.coordinator.tlsgen import write_self_signed
     from pakr.node.config import split_host_port
+    from pakr.node.tls import write_certificate
 
     host, _ = split_host_port(args.listen, "--listen")
     directory: Path = args.dir
@@ -664,7 +664,7 @@ def _coordinator_init(args: argparse.Namespace) -> int:
         raise ConfigError(f"{config_path} exists; pass --force to overwrite it")
     tls = directory / "tls"
     tls.mkdir(parents=True, exist_ok=True)
-    write_self_signed(
+    write_certificate(
         tls / "coordinator.crt",
         tls / "coordinator.key",
         common_name="pakr coordinator",

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pakr.node import tomlfields as fields
 from pakr.node.config import is_loopback, split_host_port
 from pakr.proto.errors import ConfigError
 
@@ -68,28 +69,6 @@ class CoordinatorConfig:
     probe_timeout_seconds: float = 2.0
 
 
-def _table(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    value = doc.get(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"[{name}] must be a table")
-    return value
-
-
-def _known(table: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
-    for key in table:
-        if key not in allowed:
-            raise ConfigError(
-                f"{prefix}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})"
-            )
-
-
-def _str(table: Mapping[str, Any], key: str, prefix: str) -> str:
-    value = table.get(key)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{prefix}.{key} must be a non-empty string")
-    return value
-
-
 def _seconds(table: Mapping[str, Any], key: str, prefix: str, default: float) -> float:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
@@ -97,49 +76,46 @@ def _seconds(table: Mapping[str, Any], key: str, prefix: str, default: float) ->
     return float(value)
 
 
-def _path(base: Path, value: str) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else base / path
-
-
 def parse_config(doc: Mapping[str, Any], path: Path) -> CoordinatorConfig:
     """Validate a parsed TOML document; relative paths resolve against ``path``'s directory."""
     base = path.parent.resolve()
-    _known(doc, "coordinator.toml", {"coordinator", "tls", "canary", "metrics"})
-    main = _table(doc, "coordinator")
-    _known(
+    fields.known(doc, "coordinator.toml", {"coordinator", "tls", "canary", "metrics"})
+    main = fields.table(doc, "coordinator")
+    fields.known(
         main,
         "coordinator",
         {"listen", "manifest", "insecure", "health_cache_seconds", "probe_timeout_seconds"},
     )
-    listen = _str(main, "listen", "coordinator")
+    listen = fields.string(main, "listen", "coordinator")
     host, _ = split_host_port(listen, "coordinator.listen")
     insecure = main.get("insecure", False)
     if not isinstance(insecure, bool):
         raise ConfigError("coordinator.insecure must be true or false")
     if insecure and not is_loopback(host):
         raise ConfigError("coordinator.insecure is allowed only on a loopback listen address")
-    manifest = _path(base, _str(main, "manifest", "coordinator"))
+    manifest = fields.path_in(base, fields.string(main, "manifest", "coordinator"))
 
-    tls = _table(doc, "tls")
-    _known(tls, "tls", {"cert", "key"})
-    cert = _path(base, _str(tls, "cert", "tls")) if "cert" in tls else None
-    key = _path(base, _str(tls, "key", "tls")) if "key" in tls else None
+    tls = fields.table(doc, "tls")
+    fields.known(tls, "tls", {"cert", "key"})
+    cert = fields.path_in(base, fields.string(tls, "cert", "tls")) if "cert" in tls else None
+    key = fields.path_in(base, fields.string(tls, "key", "tls")) if "key" in tls else None
     if not insecure and (cert is None or key is None):
         raise ConfigError("tls.cert and tls.key are required unless coordinator.insecure = true")
 
-    canary_table = _table(doc, "canary")
-    _known(canary_table, "canary", {"tenant_key", "user_id"})
+    canary_table = fields.table(doc, "canary")
+    fields.known(canary_table, "canary", {"tenant_key", "user_id"})
     canary: CanaryConfig | None = None
     if canary_table:
         user = canary_table.get("user_id", DEFAULT_CANARY_USER)
         if not isinstance(user, str) or not 1 <= len(user.encode("utf-8")) <= 128:
             raise ConfigError("canary.user_id must be 1..128 bytes of UTF-8")
-        canary = CanaryConfig(_path(base, _str(canary_table, "tenant_key", "canary")), user)
+        canary = CanaryConfig(
+            fields.path_in(base, fields.string(canary_table, "tenant_key", "canary")), user
+        )
 
-    metrics = _table(doc, "metrics")
-    _known(metrics, "metrics", {"listen"})
-    metrics_listen = _str(metrics, "listen", "metrics") if "listen" in metrics else None
+    metrics = fields.table(doc, "metrics")
+    fields.known(metrics, "metrics", {"listen"})
+    metrics_listen = fields.string(metrics, "listen", "metrics") if "listen" in metrics else None
     if metrics_listen is not None:
         split_host_port(metrics_listen, "metrics.listen")
 

@@ -44,8 +44,8 @@ from pakr.coordinator.processes import (
     pid_from_file,
     stop_by_pid_files,
 )
-from pakr.coordinator.tlsgen import write_self_signed
 from pakr.node.config import load_config as load_node_config
+from pakr.node.tls import write_certificate
 from pakr.proto.errors import ConfigError, PakrError
 from pakr.proto.kdf import DEV_ARGON2, Argon2Params
 from pakr.proto.manifest import (
@@ -464,7 +464,7 @@ class LocalCluster:
             port, metrics = free_ports(2, self.host)
         tls = self.coordinator_dir / "tls"
         tls.mkdir(parents=True, exist_ok=True)
-        write_self_signed(
+        write_certificate(
             self.coordinator_cert_path,
             tls / "coordinator.key",
             common_name="pakr coordinator",

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pakr.node import tomlfields as fields
 from pakr.proto.errors import ConfigError
 
 DATA_KEY_LEN = 32
@@ -153,60 +154,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _table(doc: Mapping[str, Any], name: str, *, required: bool = False) -> Mapping[str, Any]:
-    value = doc.get(name)
-    if value is None:
-        if required:
-            raise ConfigError(f"[{name}] table is missing")
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{name} must be a table")
-    return value
-
-
-def _known(table: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
-    for key in table:
-        if key not in allowed:
-            raise ConfigError(
-                f"{prefix}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})"
-            )
-
-
-def _str(table: Mapping[str, Any], key: str, prefix: str, default: str | None = None) -> str:
-    value = table.get(key, default)
-    if value is None:
-        raise ConfigError(f"{prefix}.{key} is required")
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{prefix}.{key} must be a non-empty string")
-    return value
-
-
-def _int(table: Mapping[str, Any], key: str, prefix: str, default: int, low: int, high: int) -> int:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{prefix}.{key} must be an integer {low}..{high}, got {value!r}")
-    return value
-
-
-def _float(table: Mapping[str, Any], key: str, prefix: str, default: float) -> float:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError(f"{prefix}.{key} must be a number >= 0, got {value!r}")
-    return float(value)
-
-
-def _path(base: Path, value: str) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else (base / path)
-
-
 def resolve_storage_url(url: str, base: Path) -> str:
     """Make a relative ``sqlite:///`` path absolute against ``base``; check the scheme."""
     if url.startswith("sqlite:///"):
         rest = url[len("sqlite:///") :]
         if not rest:
             raise ConfigError("storage.url: sqlite:/// needs a file path")
-        return "sqlite://" + str(_path(base, rest).resolve())
+        return "sqlite://" + str(fields.path_in(base, rest).resolve())
     if url.startswith(("postgresql://", "postgres://")):
         return url
     raise ConfigError(
@@ -224,22 +178,22 @@ def sqlite_path(url: str) -> Path:
 def parse_config(doc: Mapping[str, Any], path: Path) -> NodeConfig:
     """Validate a parsed TOML document; relative paths resolve against ``path``'s directory."""
     base = path.parent.resolve()
-    _known(
+    fields.known(
         doc,
         "node.toml",
         {"node", "tls", "storage", "data_key", "tenants", "rate_limit", "metrics", "audit"},
     )
-    node = _table(doc, "node", required=True)
-    _known(node, "node", {"id", "index", "listen", "insecure", "log_level", "crypto_thread"})
-    id_text = _str(node, "id", "node")
+    node = fields.table(doc, "node", required=True)
+    fields.known(node, "node", {"id", "index", "listen", "insecure", "log_level", "crypto_thread"})
+    id_text = fields.string(node, "id", "node")
     try:
         node_id = bytes.fromhex(id_text)
     except ValueError:
         raise ConfigError("node.id must be 32 hex characters") from None
     if len(node_id) != 16 or id_text != id_text.lower():
         raise ConfigError("node.id must be 32 lowercase hex characters (16 bytes)")
-    index = _int(node, "index", "node", 0, 1, 255)
-    listen = _str(node, "listen", "node")
+    index = fields.integer(node, "index", "node", 0, 1, 255)
+    listen = fields.string(node, "listen", "node")
     host, _ = split_host_port(listen, "node.listen")
     insecure = node.get("insecure", False)
     if not isinstance(insecure, bool):
@@ -251,32 +205,34 @@ def parse_config(doc: Mapping[str, Any], path: Path) -> NodeConfig:
     crypto_thread = node.get("crypto_thread", False)
     if not isinstance(crypto_thread, bool):
         raise ConfigError("node.crypto_thread must be true or false")
-    log_level = _str(node, "log_level", "node", "info").lower()
+    log_level = fields.string(node, "log_level", "node", "info").lower()
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"node.log_level must be one of {', '.join(LOG_LEVELS)}")
 
-    tls = _table(doc, "tls")
-    _known(tls, "tls", {"cert", "key"})
-    tls_cert = _path(base, _str(tls, "cert", "tls")) if "cert" in tls else None
-    tls_key = _path(base, _str(tls, "key", "tls")) if "key" in tls else None
+    tls = fields.table(doc, "tls")
+    fields.known(tls, "tls", {"cert", "key"})
+    tls_cert = fields.path_in(base, fields.string(tls, "cert", "tls")) if "cert" in tls else None
+    tls_key = fields.path_in(base, fields.string(tls, "key", "tls")) if "key" in tls else None
     if not insecure and (tls_cert is None or tls_key is None):
         raise ConfigError("tls.cert and tls.key are required unless node.insecure = true")
 
-    storage = _table(doc, "storage")
-    _known(storage, "storage", {"url"})
-    storage_url = resolve_storage_url(_str(storage, "url", "storage", "sqlite:///node.db"), base)
+    storage = fields.table(doc, "storage")
+    fields.known(storage, "storage", {"url"})
+    storage_url = resolve_storage_url(
+        fields.string(storage, "url", "storage", "sqlite:///node.db"), base
+    )
 
-    data_key = _table(doc, "data_key", required=True)
-    _known(data_key, "data_key", {"file", "env"})
+    data_key = fields.table(doc, "data_key", required=True)
+    fields.known(data_key, "data_key", {"file", "env"})
     if ("file" in data_key) == ("env" in data_key):
         raise ConfigError("data_key needs exactly one of data_key.file or data_key.env")
     source = (
-        DataKeySource(file=_path(base, _str(data_key, "file", "data_key")))
+        DataKeySource(file=fields.path_in(base, fields.string(data_key, "file", "data_key")))
         if "file" in data_key
-        else DataKeySource(env=_str(data_key, "env", "data_key"))
+        else DataKeySource(env=fields.string(data_key, "env", "data_key"))
     )
 
-    tenants_table = _table(doc, "tenants")
+    tenants_table = fields.table(doc, "tenants")
     tenants: dict[str, str] = {}
     for kid, key_text in tenants_table.items():
         tenant, sep, number = kid.rpartition(":")
@@ -286,25 +242,25 @@ def parse_config(doc: Mapping[str, Any], path: Path) -> NodeConfig:
             raise ConfigError(f"tenants.{kid} must be a string 'ed25519:<base64url>'")
         tenants[kid] = key_text
 
-    rl = _table(doc, "rate_limit")
-    _known(rl, "rate_limit", {"user_rate", "user_burst", "peer_rate", "peer_burst"})
+    rl = fields.table(doc, "rate_limit")
+    fields.known(rl, "rate_limit", {"user_rate", "user_burst", "peer_rate", "peer_burst"})
     defaults = RateLimits()
     limits = RateLimits(
-        user_rate=_float(rl, "user_rate", "rate_limit", defaults.user_rate),
-        user_burst=_int(rl, "user_burst", "rate_limit", defaults.user_burst, 1, 10**9),
-        peer_rate=_float(rl, "peer_rate", "rate_limit", defaults.peer_rate),
-        peer_burst=_int(rl, "peer_burst", "rate_limit", defaults.peer_burst, 1, 10**9),
+        user_rate=fields.number(rl, "user_rate", "rate_limit", defaults.user_rate),
+        user_burst=fields.integer(rl, "user_burst", "rate_limit", defaults.user_burst, 1, 10**9),
+        peer_rate=fields.number(rl, "peer_rate", "rate_limit", defaults.peer_rate),
+        peer_burst=fields.integer(rl, "peer_burst", "rate_limit", defaults.peer_burst, 1, 10**9),
     )
 
-    metrics = _table(doc, "metrics")
-    _known(metrics, "metrics", {"listen"})
-    metrics_listen = _str(metrics, "listen", "metrics") if "listen" in metrics else None
+    metrics = fields.table(doc, "metrics")
+    fields.known(metrics, "metrics", {"listen"})
+    metrics_listen = fields.string(metrics, "listen", "metrics") if "listen" in metrics else None
     if metrics_listen is not None:
         split_host_port(metrics_listen, "metrics.listen")
 
-    audit = _table(doc, "audit")
-    _known(audit, "audit", {"retention_days"})
-    retention = _int(audit, "retention_days", "audit", 365, 1, 100_000)
+    audit = fields.table(doc, "audit")
+    fields.known(audit, "audit", {"retention_days"})
+    retention = fields.integer(audit, "retention_days", "audit", 365, 1, 100_000)
 
     return NodeConfig(
         path=path.resolve(),

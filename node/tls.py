@@ -24,7 +24,7 @@ UNSPECIFIED_HOSTS = {"0.0.0.0", "::", ""}
 def _san_entries(hosts: list[str]) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = []
     seen: set[str] = set()
-    for host in ["127.0.0.1", "localhost", *hosts]:
+    for host in ["127.0.0.1", "::1", "localhost", *hosts]:
         if host in seen or host in UNSPECIFIED_HOSTS:
             continue
         seen.add(host)
@@ -35,8 +35,13 @@ def _san_entries(hosts: list[str]) -> list[x509.GeneralName]:
     return names
 
 
-def make_self_signed(common_name: str, hosts: list[str]) -> tuple[bytes, bytes]:
-    """A fresh P-256 key and self-signed certificate: (cert PEM, key PEM)."""
+def make_self_signed(
+    common_name: str, hosts: list[str], *, days: int = VALIDITY_DAYS
+) -> tuple[bytes, bytes]:
+    """A fresh P-256 key and self-signed certificate: (cert PEM, key PEM).
+
+    Used for nodes and for the coordinator alike: whatever pakr pins by certificate.
+    """
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
@@ -47,7 +52,7 @@ def make_self_signed(common_name: str, hosts: list[str]) -> tuple[bytes, bytes]:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=VALIDITY_DAYS))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(_san_entries(hosts)), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(key, hashes.SHA256())
@@ -70,8 +75,16 @@ def write_private(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)
 
 
-def write_certificate(cert_path: Path, key_path: Path, common_name: str, hosts: list[str]) -> None:
-    cert_pem, key_pem = make_self_signed(common_name, hosts)
+def write_certificate(
+    cert_path: Path,
+    key_path: Path,
+    common_name: str,
+    hosts: list[str],
+    *,
+    days: int = VALIDITY_DAYS,
+) -> None:
+    """Write a fresh key (0600) and its self-signed certificate covering ``hosts``."""
+    cert_pem, key_pem = make_self_signed(common_name, hosts, days=days)
     write_private(key_path, key_pem)
     cert_path.parent.mkdir(parents=True, exist_ok=True)
     cert_path.write_bytes(cert_pem)

@@ -322,9 +322,9 @@ def test_tls_pinned_by_certificate_hash(five: LocalCluster) -> None:
 
 
 def test_a_node_with_another_certificate_is_refused(five: LocalCluster, tmp_path: Any) -> None:
-    from pakr.coordinator.tlsgen import write_self_signed
+    from pakr.node.tls import write_certificate
 
-    write_self_signed(
+    write_certificate(
         tmp_path / "c.crt", tmp_path / "c.key", common_name="impostor", hosts=["127.0.0.1"]
     )
     impostor_pem = (tmp_path / "c.crt").read_text()

@@ -14,7 +14,7 @@ from typing import Any
 
 from pakr.coordinator import admin_cli
 from pakr.coordinator.cli import exit_code_for
-from pakr.coordinator.tlsgen import write_self_signed
+from pakr.node.tls import write_certificate
 from pakr.proto.errors import PakrError
 
 CLI_TIMEOUT = 120
@@ -24,7 +24,7 @@ def write_node_dir(root: Path, index: int, port: int, *, tenant_line: str = "") 
     """A node directory as ``pakr node init`` lays it out (config, cert, key, data key)."""
     node_dir = root / f"node{index}"
     (node_dir / "tls").mkdir(parents=True)
-    write_self_signed(
+    write_certificate(
         node_dir / "tls" / "node.crt",
         node_dir / "tls" / "node.key",
         common_name=f"node{index}",

@@ -25,7 +25,7 @@ from pakr.coordinator.config import load_config, render_config
 from pakr.coordinator.localcluster import free_ports
 from pakr.coordinator.manifest_tools import manifest_nodes
 from pakr.coordinator.service import serve
-from pakr.coordinator.tlsgen import write_self_signed
+from pakr.node.tls import write_certificate
 from pakr.proto.errors import ErrorKind, InvalidAuth, NodeRefusal
 from pakr.proto.kdf import DEV_ARGON2
 from pakr.proto.manifest import OperatorKey, new_manifest, sign_manifest, write_manifest
@@ -137,7 +137,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         for i, (c, f) in enumerate(zip(configs, fakes, strict=False))
     ]
     tls = tmp_path / "coord-tls"
-    write_self_signed(tls / "c.crt", tls / "c.key", common_name="coordinator", hosts=[])
+    write_certificate(tls / "c.crt", tls / "c.key", common_name="coordinator", hosts=[])
     coord_port, metrics_port = ports[3], ports[4]
     config_path = tmp_path / "coordinator.toml"
     config_path.write_text(

@@ -1,0 +1,66 @@
+"""Typed reads of TOML tables for pakr's config files (``node.toml``, ``coordinator.toml``).
+
+Each function checks one key's type and range and raises ``ConfigError`` naming the key as
+``table.key``, so an operator sees exactly what to fix; unknown keys are refused rather than
+ignored, because a misspelt security setting must not silently fall back to its default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pakr.proto.errors import ConfigError
+
+
+def table(doc: Mapping[str, Any], name: str, *, required: bool = False) -> Mapping[str, Any]:
+    """The table ``[name]`` (empty when absent unless ``required``)."""
+    value = doc.get(name)
+    if value is None:
+        if required:
+            raise ConfigError(f"[{name}] table is missing")
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a table")
+    return value
+
+
+def known(table: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
+    """Refuse keys outside ``allowed`` (a typo must not fall back to a default)."""
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(
+                f"{prefix}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})"
+            )
+
+
+def string(table: Mapping[str, Any], key: str, prefix: str, default: str | None = None) -> str:
+    value = table.get(key, default)
+    if value is None:
+        raise ConfigError(f"{prefix}.{key} is required")
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{prefix}.{key} must be a non-empty string")
+    return value
+
+
+def integer(
+    table: Mapping[str, Any], key: str, prefix: str, default: int, low: int, high: int
+) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{prefix}.{key} must be an integer {low}..{high}, got {value!r}")
+    return value
+
+
+def number(table: Mapping[str, Any], key: str, prefix: str, default: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{prefix}.{key} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def path_in(base: Path, value: str) -> Path:
+    """``value`` as a path, relative ones resolved against ``base`` (the config's folder)."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path)
