@@ -17,7 +17,7 @@ Restore checks that the backup's data-key check value opens under the target's d
 same node's key), that its node id is the target config's, and that its schema version is
 the target's; it writes into an empty database in one transaction and refuses otherwise.
 
-Both backends use the same columns (see :data:`pakr.node.store.postgres.VERSION_COLUMNS`),
+Both backends use the same columns (see :data:`pakr.node.store.rows.VERSION_COLUMNS`),
 so this module talks to each database directly (``sqlite3``, ``psycopg``) rather than through
 the :class:`~pakr.node.store.base.Store` protocol, which deals in unsealed records only.
 """
@@ -43,14 +43,8 @@ from psycopg import sql
 from pakr.node.config import NodeConfig, sqlite_path
 from pakr.node.store import open_store
 from pakr.node.store.base import SCHEMA_VERSION, StoreError
-from pakr.node.store.postgres import (
-    AUDIT_COLUMNS,
-    KEY_CHECK_FIELD,
-    KEY_CHECK_USER,
-    USER_COLUMNS,
-    VERSION_COLUMNS,
-    redact_url,
-)
+from pakr.node.store.postgres import KEY_CHECK_FIELD, KEY_CHECK_USER, redact_url
+from pakr.node.store.rows import AUDIT_COLUMNS, USER_COLUMNS, VERSION_COLUMNS
 from pakr.node.store.sealing import Sealer
 from pakr.proto.errors import ConfigError
 

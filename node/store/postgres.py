@@ -49,18 +49,20 @@ from pakr.node.store.base import (
     ReleaseResult,
     StoreError,
 )
+from pakr.node.store.rows import (
+    VERSION_COLUMNS,
+    from_u64,
+    u64,
+    version_record,
+    version_row,
+)
 from pakr.node.store.sealing import (
-    FIELD_OPRF_KEY_SHARE,
-    FIELD_SECRET_SHARE,
-    FIELD_UNLOCK_TAG,
     Sealer,
 )
 from pakr.proto.delete import node_delete
-from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
-from pakr.proto.group import Element, Scalar
-from pakr.proto.kdf import Argon2Params
+from pakr.proto.errors import ErrorKind, NodeRefusal
 from pakr.proto.messages import NodeRef, Recover2, Recover3, Register2, UserRef
-from pakr.proto.records import Attempt, ShareMaterial, UserRecord, VersionRecord
+from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Admission, Recover3Outcome, admit_recover2, node_recover3
 from pakr.proto.register import node_register2, node_register3
 
@@ -82,37 +84,6 @@ DEFAULT_MIN_CONNECTIONS = 2
 DEFAULT_MAX_CONNECTIONS = 16
 CONNECT_TIMEOUT_SECONDS = 10.0
 
-# Column order of ``versions``, shared with the SQLite store and the backup format.
-VERSION_COLUMNS: tuple[str, ...] = (
-    "tenant",
-    "user_id",
-    "version",
-    "slot",
-    "epoch",
-    "argon2_memory_kib",
-    "argon2_iterations",
-    "argon2_parallelism",
-    "max_guesses",
-    "guess_count",
-    "sealed_oprf_key_share",
-    "sealed_secret_share",
-    "sealed_unlock_tag",
-    "encrypted_secret",
-    "oprf_public_share",
-    "oprf_key_signature",
-    "verifying_key",
-    "commitment",
-    "secret_commitment",
-    "created_at",
-    "attempt_id",
-    "attempt_element",
-    "attempt_nonce",
-    "attempt_started_at",
-    "attempt_used",
-    "locked_at",
-)
-USER_COLUMNS: tuple[str, ...] = ("tenant", "user_id", "tombstone_epoch", "updated_at")
-AUDIT_COLUMNS: tuple[str, ...] = ("id", "time", "tenant", "user_id", "op", "outcome", "peer")
 
 # Schema migrations: index i upgrades from version i to i + 1. ``attempt_used`` is an
 # integer (0/1) as in SQLite so rows move between backends unchanged.
@@ -221,14 +192,6 @@ _SELECT_VERSION = "SELECT * FROM versions WHERE tenant = %s AND user_id = %s AND
 _SELECT_VERSION_FOR_UPDATE = _SELECT_VERSION + " FOR UPDATE"
 
 
-def _u64(value: int) -> bytes:
-    return value.to_bytes(8, "big")
-
-
-def _from_u64(blob: bytes) -> int:
-    return int.from_bytes(blob, "big")
-
-
 def redact_url(url: str) -> str:
     """The URL without its password, for messages and logs."""
     try:
@@ -238,48 +201,6 @@ def redact_url(url: str) -> str:
     host = info.get("host") or "localhost"
     return f"postgresql://{info.get('user') or ''}@{host}:{info.get('port') or 5432}/" + str(
         info.get("dbname") or ""
-    )
-
-
-def sealed_version_row(
-    sealer: Sealer, user: UserRef, slot: str, rec: VersionRecord
-) -> tuple[Any, ...]:
-    """The ``versions`` row (in :data:`VERSION_COLUMNS` order, the same for SQLite) for a
-    record, with its secret-bearing fields sealed."""
-    seal = sealer.seal
-    shares = rec.shares
-    attempt = rec.attempt
-    return (
-        user.tenant,
-        user.user_id,
-        rec.version,
-        slot,
-        _u64(rec.epoch),
-        rec.argon2.memory_kib,
-        rec.argon2.iterations,
-        rec.argon2.parallelism,
-        rec.max_guesses,
-        rec.guess_count,
-        None
-        if shares is None
-        else seal(user, rec.version, FIELD_OPRF_KEY_SHARE, shares.oprf_key_share.encoded),
-        None
-        if shares is None
-        else seal(user, rec.version, FIELD_SECRET_SHARE, shares.secret_share.encoded),
-        None if shares is None else seal(user, rec.version, FIELD_UNLOCK_TAG, shares.unlock_tag),
-        None if shares is None else shares.encrypted_secret,
-        rec.oprf_public_share.encoded,
-        rec.oprf_key_signature,
-        rec.verifying_key,
-        rec.commitment,
-        rec.secret_commitment,
-        rec.created_at,
-        None if attempt is None else attempt.attempt_id,
-        None if attempt is None else attempt.blinded_element,
-        None if attempt is None else attempt.nonce,
-        None if attempt is None else attempt.started_at,
-        0 if attempt is None else int(attempt.used),
-        None,
     )
 
 
@@ -389,62 +310,11 @@ class PostgresStore:
     # ------------------------------------------------------------------ row mapping
 
     def _record(self, user: UserRef, row: Mapping[str, Any]) -> VersionRecord:
-        version = bytes(row["version"])
-        try:
-            shares: ShareMaterial | None = None
-            if row["sealed_oprf_key_share"] is not None:
-                unseal = self._sealer.unseal
-                shares = ShareMaterial(
-                    oprf_key_share=Scalar.decode(
-                        unseal(
-                            user,
-                            version,
-                            FIELD_OPRF_KEY_SHARE,
-                            bytes(row["sealed_oprf_key_share"]),
-                        )
-                    ),
-                    secret_share=Scalar.decode(
-                        unseal(user, version, FIELD_SECRET_SHARE, bytes(row["sealed_secret_share"]))
-                    ),
-                    unlock_tag=unseal(
-                        user, version, FIELD_UNLOCK_TAG, bytes(row["sealed_unlock_tag"])
-                    ),
-                    encrypted_secret=bytes(row["encrypted_secret"]),
-                )
-            attempt = None
-            if row["attempt_id"] is not None:
-                attempt = Attempt(
-                    attempt_id=bytes(row["attempt_id"]),
-                    blinded_element=bytes(row["attempt_element"]),
-                    nonce=bytes(row["attempt_nonce"]),
-                    started_at=float(row["attempt_started_at"]),
-                    used=bool(row["attempt_used"]),
-                )
-            return VersionRecord(
-                version=version,
-                epoch=_from_u64(bytes(row["epoch"])),
-                argon2=Argon2Params(
-                    memory_kib=row["argon2_memory_kib"],
-                    iterations=row["argon2_iterations"],
-                    parallelism=row["argon2_parallelism"],
-                ),
-                max_guesses=row["max_guesses"],
-                guess_count=row["guess_count"],
-                shares=shares,
-                oprf_public_share=Element.decode(bytes(row["oprf_public_share"])),
-                oprf_key_signature=bytes(row["oprf_key_signature"]),
-                verifying_key=bytes(row["verifying_key"]),
-                commitment=bytes(row["commitment"]),
-                secret_commitment=bytes(row["secret_commitment"]),
-                created_at=float(row["created_at"]),
-                attempt=attempt,
-            )
-        except MalformedMessage as exc:
-            raise StoreError(f"a stored version row is corrupt: {exc}") from None
+        return version_record(self._sealer, user, row)
 
     def version_row(self, user: UserRef, slot: str, rec: VersionRecord) -> tuple[Any, ...]:
         """The ``versions`` row (in :data:`VERSION_COLUMNS` order) for a record, sealed."""
-        return sealed_version_row(self._sealer, user, slot, rec)
+        return version_row(self._sealer, user, slot, rec)
 
     async def _load_user(self, conn: Conn, user: UserRef, *, lock: bool) -> UserRecord | None:
         head = await (
@@ -466,7 +336,7 @@ class PostgresStore:
         return UserRecord(
             committed=committed,
             pending=pending,
-            tombstone_epoch=_from_u64(bytes(head["tombstone_epoch"])),
+            tombstone_epoch=from_u64(head["tombstone_epoch"]),
         )
 
     async def _lock_user(self, conn: Conn, user: UserRef, now: float) -> UserRecord | None:
@@ -477,7 +347,7 @@ class PostgresStore:
         inserted = await conn.execute(
             "INSERT INTO users (tenant, user_id, tombstone_epoch, updated_at)"
             " VALUES (%s, %s, %s, %s) ON CONFLICT (tenant, user_id) DO NOTHING",
-            (user.tenant, user.user_id, _u64(0), now),
+            (user.tenant, user.user_id, u64(0), now),
         )
         current = await self._load_user(conn, user, lock=True)
         if inserted.rowcount == 1:
@@ -490,7 +360,7 @@ class PostgresStore:
         await conn.execute(
             "UPDATE users SET tombstone_epoch = %s, updated_at = %s"
             " WHERE tenant = %s AND user_id = %s",
-            (_u64(new.tombstone_epoch), now, user.tenant, user.user_id),
+            (u64(new.tombstone_epoch), now, user.tenant, user.user_id),
         )
         keep = [rec.version for rec in (new.committed, new.pending) if rec is not None]
         await conn.execute(

@@ -32,19 +32,14 @@ from pakr.node.store.base import (
     ReleaseResult,
     StoreError,
 )
+from pakr.node.store.rows import VERSION_COLUMNS, from_u64, u64, version_record, version_row
 from pakr.node.store.sealing import (
-    FIELD_OPRF_KEY_SHARE,
-    FIELD_SECRET_SHARE,
-    FIELD_UNLOCK_TAG,
     Sealer,
-    row_ad,
 )
 from pakr.proto.delete import node_delete
-from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
-from pakr.proto.group import Element, Scalar
-from pakr.proto.kdf import Argon2Params
+from pakr.proto.errors import ErrorKind, NodeRefusal
 from pakr.proto.messages import NodeRef, Recover2, Recover3, Register2, UserRef
-from pakr.proto.records import Attempt, ShareMaterial, UserRecord, VersionRecord
+from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Admission, Recover3Outcome, admit_recover2, node_recover3
 from pakr.proto.register import node_register2, node_register3
 
@@ -114,12 +109,11 @@ MIGRATIONS: tuple[str, ...] = (
 DATA_TABLES = ("meta", "users", "versions")
 
 
-def _u64(value: int) -> bytes:
-    return value.to_bytes(8, "big")
-
-
-def _from_u64(blob: bytes) -> int:
-    return int.from_bytes(blob, "big")
+# Built from constant column names only (no input reaches this string).
+_VERSION_UPSERT = (
+    f"INSERT OR REPLACE INTO versions ({', '.join(VERSION_COLUMNS)})"  # noqa: S608
+    f" VALUES ({', '.join('?' for _ in VERSION_COLUMNS)})"
+)
 
 
 # --------------------------------------------------------------------------- DB thread
@@ -331,108 +325,12 @@ class SqliteStore:
     # ------------------------------------------------------------------ row mapping
 
     def _record(self, user: UserRef, row: sqlite3.Row) -> VersionRecord:
-        version = bytes(row["version"])
-        try:
-            shares: ShareMaterial | None = None
-            if row["sealed_oprf_key_share"] is not None:
-                ad = row_ad(user, version)
-
-                def unseal(field: str, column: str) -> bytes:
-                    return self._sealer.unseal(user, version, field, row[column], row=ad)
-
-                shares = ShareMaterial(
-                    oprf_key_share=Scalar.decode(
-                        unseal(FIELD_OPRF_KEY_SHARE, "sealed_oprf_key_share")
-                    ),
-                    secret_share=Scalar.decode(unseal(FIELD_SECRET_SHARE, "sealed_secret_share")),
-                    unlock_tag=unseal(FIELD_UNLOCK_TAG, "sealed_unlock_tag"),
-                    encrypted_secret=bytes(row["encrypted_secret"]),
-                )
-            attempt = None
-            if row["attempt_id"] is not None:
-                attempt = Attempt(
-                    attempt_id=bytes(row["attempt_id"]),
-                    blinded_element=bytes(row["attempt_element"]),
-                    nonce=bytes(row["attempt_nonce"]),
-                    started_at=float(row["attempt_started_at"]),
-                    used=bool(row["attempt_used"]),
-                )
-            return VersionRecord(
-                version=version,
-                epoch=_from_u64(row["epoch"]),
-                argon2=Argon2Params(
-                    memory_kib=row["argon2_memory_kib"],
-                    iterations=row["argon2_iterations"],
-                    parallelism=row["argon2_parallelism"],
-                ),
-                max_guesses=row["max_guesses"],
-                guess_count=row["guess_count"],
-                shares=shares,
-                oprf_public_share=Element.decode(bytes(row["oprf_public_share"])),
-                oprf_key_signature=bytes(row["oprf_key_signature"]),
-                verifying_key=bytes(row["verifying_key"]),
-                commitment=bytes(row["commitment"]),
-                secret_commitment=bytes(row["secret_commitment"]),
-                created_at=float(row["created_at"]),
-                attempt=attempt,
-            )
-        except MalformedMessage as exc:
-            raise StoreError(f"a stored version row is corrupt: {exc}") from None
+        return version_record(self._sealer, user, row)  # type: ignore[arg-type]
 
     def _write_version(
         self, conn: sqlite3.Connection, user: UserRef, slot: str, rec: VersionRecord
     ) -> None:
-        ad = row_ad(user, rec.version)
-
-        def seal(user: UserRef, version: bytes, field: str, value: bytes) -> bytes:
-            return self._sealer.seal(user, version, field, value, row=ad)
-
-        shares = rec.shares
-        attempt = rec.attempt
-        conn.execute(
-            """
-            INSERT OR REPLACE INTO versions (
-                tenant, user_id, version, slot, epoch, argon2_memory_kib, argon2_iterations,
-                argon2_parallelism, max_guesses, guess_count, sealed_oprf_key_share,
-                sealed_secret_share, sealed_unlock_tag, encrypted_secret, oprf_public_share,
-                oprf_key_signature, verifying_key, commitment, secret_commitment, created_at,
-                attempt_id, attempt_element, attempt_nonce, attempt_started_at, attempt_used
-            ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """,
-            (
-                user.tenant,
-                user.user_id,
-                rec.version,
-                slot,
-                _u64(rec.epoch),
-                rec.argon2.memory_kib,
-                rec.argon2.iterations,
-                rec.argon2.parallelism,
-                rec.max_guesses,
-                rec.guess_count,
-                None
-                if shares is None
-                else seal(user, rec.version, FIELD_OPRF_KEY_SHARE, shares.oprf_key_share.encoded),
-                None
-                if shares is None
-                else seal(user, rec.version, FIELD_SECRET_SHARE, shares.secret_share.encoded),
-                None
-                if shares is None
-                else seal(user, rec.version, FIELD_UNLOCK_TAG, shares.unlock_tag),
-                None if shares is None else shares.encrypted_secret,
-                rec.oprf_public_share.encoded,
-                rec.oprf_key_signature,
-                rec.verifying_key,
-                rec.commitment,
-                rec.secret_commitment,
-                rec.created_at,
-                None if attempt is None else attempt.attempt_id,
-                None if attempt is None else attempt.blinded_element,
-                None if attempt is None else attempt.nonce,
-                None if attempt is None else attempt.started_at,
-                0 if attempt is None else int(attempt.used),
-            ),
-        )
+        conn.execute(_VERSION_UPSERT, version_row(self._sealer, user, slot, rec))
 
     def _load_user(self, conn: sqlite3.Connection, user: UserRef) -> UserRecord | None:
         head = conn.execute(
@@ -453,7 +351,7 @@ class SqliteStore:
         return UserRecord(
             committed=committed,
             pending=pending,
-            tombstone_epoch=_from_u64(head["tombstone_epoch"]),
+            tombstone_epoch=from_u64(head["tombstone_epoch"]),
         )
 
     def _save_user(
@@ -466,7 +364,7 @@ class SqliteStore:
             ON CONFLICT (tenant, user_id) DO UPDATE
             SET tombstone_epoch = excluded.tombstone_epoch, updated_at = excluded.updated_at
             """,
-            (user.tenant, user.user_id, _u64(new.tombstone_epoch), now),
+            (user.tenant, user.user_id, u64(new.tombstone_epoch), now),
         )
         conn.execute(
             "DELETE FROM versions WHERE tenant = ? AND user_id = ?", (user.tenant, user.user_id)

@@ -20,7 +20,8 @@ from node_helpers import Registration, attempt, unlock, wrong_recover2
 from pakr.coordinator import cli
 from pakr.node.backup import TABLES, backup_node, restore_node
 from pakr.node.config import load_config
-from pakr.node.store.postgres import VERSION_COLUMNS, open_postgres_store
+from pakr.node.store.postgres import open_postgres_store
+from pakr.node.store.rows import VERSION_COLUMNS
 from pakr.node.store.sealing import Sealer
 from pakr.proto.errors import ConfigError
 from pakr.proto.messages import UserRef

@@ -1,0 +1,157 @@
+"""The ``versions`` row shared by every backend: column order, sealing, and decoding.
+
+SQLite and PostgreSQL store a version in the same columns, in the same order, with the same
+value encodings (u64 as 8 big-endian bytes so the full range fits either database; the
+secret-bearing fields sealed with the node's data key). Keeping the mapping here, once, is
+what lets ``pakr node backup``/``restore`` move rows between backends verbatim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pakr.node.store.base import StoreError
+from pakr.node.store.sealing import (
+    FIELD_OPRF_KEY_SHARE,
+    FIELD_SECRET_SHARE,
+    FIELD_UNLOCK_TAG,
+    Sealer,
+    row_ad,
+)
+from pakr.proto.errors import MalformedMessage
+from pakr.proto.group import Element, Scalar
+from pakr.proto.kdf import Argon2Params
+from pakr.proto.messages import UserRef
+from pakr.proto.records import Attempt, ShareMaterial, VersionRecord
+
+VERSION_COLUMNS: tuple[str, ...] = (
+    "tenant",
+    "user_id",
+    "version",
+    "slot",
+    "epoch",
+    "argon2_memory_kib",
+    "argon2_iterations",
+    "argon2_parallelism",
+    "max_guesses",
+    "guess_count",
+    "sealed_oprf_key_share",
+    "sealed_secret_share",
+    "sealed_unlock_tag",
+    "encrypted_secret",
+    "oprf_public_share",
+    "oprf_key_signature",
+    "verifying_key",
+    "commitment",
+    "secret_commitment",
+    "created_at",
+    "attempt_id",
+    "attempt_element",
+    "attempt_nonce",
+    "attempt_started_at",
+    "attempt_used",
+    "locked_at",
+)
+USER_COLUMNS: tuple[str, ...] = ("tenant", "user_id", "tombstone_epoch", "updated_at")
+AUDIT_COLUMNS: tuple[str, ...] = ("id", "time", "tenant", "user_id", "op", "outcome", "peer")
+
+
+def u64(value: int) -> bytes:
+    """A u64 column value: 8 big-endian bytes (SQLite integers are signed 64-bit)."""
+    return value.to_bytes(8, "big")
+
+
+def from_u64(blob: bytes) -> int:
+    """Read a u64 column value."""
+    return int.from_bytes(bytes(blob), "big")
+
+
+def version_row(
+    sealer: Sealer, user: UserRef, slot: str, rec: VersionRecord, *, locked_at: float | None = None
+) -> tuple[Any, ...]:
+    """The ``versions`` row for ``rec`` in :data:`VERSION_COLUMNS` order, shares sealed."""
+    ad = row_ad(user, rec.version)
+    shares = rec.shares
+    attempt = rec.attempt
+
+    def seal(field: str, value: bytes) -> bytes:
+        return sealer.seal(user, rec.version, field, value, row=ad)
+
+    return (
+        user.tenant,
+        user.user_id,
+        rec.version,
+        slot,
+        u64(rec.epoch),
+        rec.argon2.memory_kib,
+        rec.argon2.iterations,
+        rec.argon2.parallelism,
+        rec.max_guesses,
+        rec.guess_count,
+        None if shares is None else seal(FIELD_OPRF_KEY_SHARE, shares.oprf_key_share.encoded),
+        None if shares is None else seal(FIELD_SECRET_SHARE, shares.secret_share.encoded),
+        None if shares is None else seal(FIELD_UNLOCK_TAG, shares.unlock_tag),
+        None if shares is None else shares.encrypted_secret,
+        rec.oprf_public_share.encoded,
+        rec.oprf_key_signature,
+        rec.verifying_key,
+        rec.commitment,
+        rec.secret_commitment,
+        rec.created_at,
+        None if attempt is None else attempt.attempt_id,
+        None if attempt is None else attempt.blinded_element,
+        None if attempt is None else attempt.nonce,
+        None if attempt is None else attempt.started_at,
+        0 if attempt is None else int(attempt.used),
+        locked_at,
+    )
+
+
+def version_record(sealer: Sealer, user: UserRef, row: Mapping[str, Any]) -> VersionRecord:
+    """Decode and unseal a ``versions`` row; ``StoreError`` when it is corrupt."""
+    version = bytes(row["version"])
+    try:
+        shares: ShareMaterial | None = None
+        if row["sealed_oprf_key_share"] is not None:
+            ad = row_ad(user, version)
+
+            def unseal(field: str, column: str) -> bytes:
+                return sealer.unseal(user, version, field, bytes(row[column]), row=ad)
+
+            shares = ShareMaterial(
+                oprf_key_share=Scalar.decode(unseal(FIELD_OPRF_KEY_SHARE, "sealed_oprf_key_share")),
+                secret_share=Scalar.decode(unseal(FIELD_SECRET_SHARE, "sealed_secret_share")),
+                unlock_tag=unseal(FIELD_UNLOCK_TAG, "sealed_unlock_tag"),
+                encrypted_secret=bytes(row["encrypted_secret"]),
+            )
+        attempt = None
+        if row["attempt_id"] is not None:
+            attempt = Attempt(
+                attempt_id=bytes(row["attempt_id"]),
+                blinded_element=bytes(row["attempt_element"]),
+                nonce=bytes(row["attempt_nonce"]),
+                started_at=float(row["attempt_started_at"]),
+                used=bool(row["attempt_used"]),
+            )
+        return VersionRecord(
+            version=version,
+            epoch=from_u64(row["epoch"]),
+            argon2=Argon2Params(
+                memory_kib=row["argon2_memory_kib"],
+                iterations=row["argon2_iterations"],
+                parallelism=row["argon2_parallelism"],
+            ),
+            max_guesses=row["max_guesses"],
+            guess_count=row["guess_count"],
+            shares=shares,
+            oprf_public_share=Element.decode(bytes(row["oprf_public_share"])),
+            oprf_key_signature=bytes(row["oprf_key_signature"]),
+            verifying_key=bytes(row["verifying_key"]),
+            commitment=bytes(row["commitment"]),
+            secret_commitment=bytes(row["secret_commitment"]),
+            created_at=float(row["created_at"]),
+            attempt=attempt,
+        )
+    except MalformedMessage as exc:
+        raise StoreError(f"a stored version row is corrupt: {exc}") from None
