@@ -43,16 +43,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "node")]
+sys.path.insert(0, str(ROOT))  # the test tree is a package: reuse its PostgreSQL helpers
 
 import grpc  # noqa: E402
 import psycopg  # noqa: E402
-from postgres.node_procs import NodeDir, Replica, init_node, run_node_cmd  # noqa: E402
-from postgres.pgserver import PgServer, start_server  # noqa: E402
 
 from pakr.node.config import load_config  # noqa: E402
 from pakr.node.store import open_store  # noqa: E402
-from pakr.node.store.postgres import USER_COLUMNS, VERSION_COLUMNS, sealed_version_row  # noqa: E402
+from pakr.node.store.rows import USER_COLUMNS, VERSION_COLUMNS, version_row  # noqa: E402
 from pakr.node.store.sealing import Sealer  # noqa: E402
 from pakr.proto import wire  # noqa: E402
 from pakr.proto.group import Element, Scalar  # noqa: E402
@@ -63,6 +61,8 @@ from pakr.proto.recover import node_recover2  # noqa: E402
 from pakr.proto.register import new_version, prepare_registration  # noqa: E402
 from pakr.proto.tokens import TenantKey, issue_token  # noqa: E402
 from pakr.proto.v1 import node_pb2_grpc  # noqa: E402
+from tests.postgres.node_procs import NodeDir, Replica, init_node, run_node_cmd  # noqa: E402
+from tests.postgres.pgserver import PgServer, start_server  # noqa: E402
 
 GUESSES_PER_USER = 100
 TENANT = "bench"
@@ -315,7 +315,7 @@ def filler_rows(
         user = UserRef(TENANT, f"user-{i:06d}")
         rec = replace(template, version=os.urandom(16), created_at=now)
         users.append((user.tenant, user.user_id, bytes(8), now))
-        versions.append(sealed_version_row(sealer, user, "committed", rec))
+        versions.append(version_row(sealer, user, "committed", rec))
         made.append((user, rec.version))
     return users, versions, made
 

@@ -8,10 +8,10 @@ import sys
 import threading
 
 import pytest
-from sdk_fakes import TENANT, FakeCluster
 
 import pakr
 from pakr.proto.errors import InvalidPassword
+from tests.client.sdk_fakes import TENANT, FakeCluster
 
 SECRET = b"\x01" * 32
 

@@ -13,7 +13,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from sdk_fakes import TENANT, FakeCluster
 
 from pakr.proto.errors import (
     ClusterUnavailable,
@@ -32,6 +31,7 @@ from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import Recover2Reply, UserStatus
 from pakr.proto.tokens import TenantKey
 from pakr.tokens import DevTokenProvider
+from tests.client.sdk_fakes import TENANT, FakeCluster
 
 SECRET = bytes(range(32))
 

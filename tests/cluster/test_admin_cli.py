@@ -8,12 +8,12 @@ import stat
 from pathlib import Path
 
 import pytest
-from cluster_helpers import run_admin, write_node_dir
 
 from pakr.coordinator.config import load_config, render_config
 from pakr.proto.errors import ConfigError
 from pakr.proto.manifest import OperatorKey, load_manifest
 from pakr.proto.tokens import TenantKey
+from tests.cluster.cluster_helpers import run_admin, write_node_dir
 
 
 def _operator(tmp_path: Path) -> tuple[Path, str]:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cluster_helpers import last_json, pakr_cli
 
 import pakr
 from pakr.coordinator.localcluster import LocalCluster, stop_by_pid_files
@@ -29,6 +28,7 @@ from pakr.proto.errors import ConfigError, InvalidPassword
 from pakr.proto.manifest import OperatorKey
 from pakr.proto.v1 import coordinator_pb2 as cpb
 from pakr.proto.v1 import coordinator_pb2_grpc as cpb_grpc
+from tests.cluster.cluster_helpers import last_json, pakr_cli
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import grpc
 import grpc.aio
 import pytest
-from cluster_helpers import write_node_dir
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
@@ -35,6 +34,7 @@ from pakr.proto.v1 import coordinator_pb2_grpc as cpb_grpc
 from pakr.proto.v1 import node_pb2 as npb
 from pakr.proto.v1 import node_pb2_grpc as npb_grpc
 from pakr.proto.wire import ERROR_METADATA_KEY, error_detail_to_pb
+from tests.cluster.cluster_helpers import write_node_dir
 
 
 @dataclass

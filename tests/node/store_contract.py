@@ -14,12 +14,19 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from node_helpers import OTHER_USER, USER, attempt, make_registration, unlock, wrong_recover2
 
 from pakr.node.store.base import SCHEMA_VERSION, Store, StoreError
 from pakr.proto.errors import ErrorKind, InvalidPassword, NodeRefusal
 from pakr.proto.messages import LOCKOUT_GRACE_SECONDS, Recover3
 from pakr.proto.recover import Recover3Outcome, finish_recover3, node_recover2
+from tests.node.node_helpers import (
+    OTHER_USER,
+    USER,
+    attempt,
+    make_registration,
+    unlock,
+    wrong_recover2,
+)
 
 StoreFactory = Callable[[bytes], Awaitable[Store]]
 NOW = 1_700_000_000.0

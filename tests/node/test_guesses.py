@@ -8,15 +8,15 @@ import sqlite3
 
 import grpc
 import pytest
-from conftest import RunningNode, refusal_of
-from node_helpers import USER, attempt, make_registration, unlock
-from test_servicer import Client, registered
 
 from pakr.proto import kdf, wire
 from pakr.proto.errors import ErrorKind
 from pakr.proto.messages import LOCKOUT_GRACE_SECONDS
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc
+from tests.node.conftest import RunningNode, refusal_of
+from tests.node.node_helpers import USER, attempt, make_registration, unlock
+from tests.node.test_servicer import Client, registered
 
 
 def remaining(client: Client) -> int:

@@ -12,13 +12,13 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import RunningNode, refusal_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_servicer import scenario
 
 from pakr.proto.errors import ErrorKind
 from pakr.proto.messages import UserRef
+from tests.node.conftest import RunningNode, refusal_of
+from tests.node.test_servicer import scenario
 
 SETTINGS = settings(
     max_examples=50,

@@ -21,8 +21,6 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import refusal_of
-from node_helpers import USER, attempt, make_registration
 
 from pakr.proto import wire
 from pakr.proto.errors import ErrorKind
@@ -30,6 +28,8 @@ from pakr.proto.messages import NodeRef
 from pakr.proto.tokens import TenantKey, issue_token
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc
+from tests.node.conftest import refusal_of
+from tests.node.node_helpers import USER, attempt, make_registration
 
 NODE_CMD = [sys.executable, "-m", "pakr.node"]  # = `pakr node`
 

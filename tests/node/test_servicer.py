@@ -14,14 +14,21 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import RunningNode, refusal_of
-from node_helpers import OTHER_USER, USER, Registration, attempt, make_registration, unlock
 
 from pakr.proto import wire
 from pakr.proto.errors import ErrorKind
 from pakr.proto.messages import UserRef
 from pakr.proto.recover import finish_recover3
 from pakr.proto.v1 import node_pb2 as pb
+from tests.node.conftest import RunningNode, refusal_of
+from tests.node.node_helpers import (
+    OTHER_USER,
+    USER,
+    Registration,
+    attempt,
+    make_registration,
+    unlock,
+)
 
 
 @dataclass
@@ -131,7 +138,7 @@ def test_wrong_password_reports_guesses(node: RunningNode) -> None:
 
 
 def test_recovery_with_the_crypto_thread(tmp_path: Any) -> None:
-    from conftest import start_node
+    from tests.node.conftest import start_node
 
     threaded = start_node(tmp_path / "threaded", crypto_thread=True)
     try:
@@ -334,7 +341,7 @@ def test_identity_and_noncanonical_encodings(node: RunningNode) -> None:
 
 
 def test_rate_limit_per_user(tmp_path: Any) -> None:
-    from conftest import start_node
+    from tests.node.conftest import start_node
 
     limited = start_node(tmp_path / "limited", rate=(1.0, 2, 0.0, 1))
     try:
@@ -354,7 +361,7 @@ def test_rate_limit_per_user(tmp_path: Any) -> None:
 
 
 def test_rate_limit_per_peer(tmp_path: Any) -> None:
-    from conftest import start_node
+    from tests.node.conftest import start_node
 
     limited = start_node(tmp_path / "limited", rate=(0.0, 1, 1.0, 3))
     try:

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-from store_contract import StoreContract, StoreFactory
 
 from pakr.node.store.base import Store
 from pakr.node.store.postgres import open_postgres_store
 from pakr.node.store.sealing import Sealer
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from postgres.pg_fixtures import pg_database_url, pg_url, postgres_server
+from tests.node.store_contract import StoreContract, StoreFactory
+from tests.postgres.pg_fixtures import pg_database_url, pg_url, postgres_server
 
 __all__ = ["pg_database_url", "pg_url", "postgres_server"]
 

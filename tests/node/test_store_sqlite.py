@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
-from node_helpers import USER, make_registration, wrong_recover2
-from store_contract import NOW, PEER, StoreContract, StoreFactory
 
 from pakr.node.store.base import Store
 from pakr.node.store.sealing import Sealer
 from pakr.node.store.sqlite import SqliteStore
+from tests.node.node_helpers import USER, make_registration, wrong_recover2
+from tests.node.store_contract import NOW, PEER, StoreContract, StoreFactory
 
 
 class TestSqliteStore(StoreContract):

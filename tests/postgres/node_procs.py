@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from node_helpers import Registration, make_registration
 
 from pakr.proto import wire
 from pakr.proto.errors import NodeRefusal
@@ -30,6 +29,7 @@ from pakr.proto.messages import NodeRef, Recover2, Recover2Reply, Recover3, Reco
 from pakr.proto.tokens import TenantKey, issue_token
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc
+from tests.node.node_helpers import Registration, make_registration
 
 NODE_CMD = [sys.executable, "-m", "pakr.node"]
 READY_TIMEOUT = 30.0

@@ -15,7 +15,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from node_helpers import Registration, attempt, unlock, wrong_recover2
 
 from pakr.coordinator import cli
 from pakr.node.backup import TABLES, backup_node, restore_node
@@ -26,6 +25,7 @@ from pakr.node.store.sealing import Sealer
 from pakr.proto.errors import ConfigError
 from pakr.proto.messages import UserRef
 from pakr.proto.recover import finish_recover3
+from tests.node.node_helpers import Registration, attempt, unlock, wrong_recover2
 
 from .node_procs import NodeClient, NodeDir, Replica, init_node, registration_for
 

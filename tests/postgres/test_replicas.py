@@ -15,10 +15,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from node_helpers import attempt
 
 from pakr.proto.errors import ErrorKind, NodeRefusal
 from pakr.proto.messages import Recover3, UserRef
+from tests.node.node_helpers import attempt
 
 from .node_procs import (
     NODE_CMD,

@@ -7,13 +7,13 @@ import os
 
 import psycopg
 import pytest
-from node_helpers import USER, make_registration, wrong_recover2
 
 from pakr.node.store import open_store
 from pakr.node.store.base import SCHEMA_VERSION, StoreError
 from pakr.node.store.postgres import PostgresStore, open_postgres_store
 from pakr.node.store.sealing import Sealer
 from pakr.proto.errors import NodeRefusal
+from tests.node.node_helpers import USER, make_registration, wrong_recover2
 
 pytestmark = pytest.mark.postgres
 
