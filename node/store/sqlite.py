@@ -156,6 +156,7 @@ class _DbThread:
         self._open_error: BaseException | None = None
         self.commits = 0
         self.jobs = 0
+        self.scrub_requested = False  # set by jobs (on this thread) that erase secret material
         self._thread = threading.Thread(target=self._run, name="pakr-sqlite", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -182,6 +183,9 @@ class _DbThread:
             raise StoreError(f"SQLite refused WAL mode (got {mode})")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
+        # Erased shares (lockout, replaced versions, deletes) are overwritten with zeros in the
+        # database file, not merely unlinked from the b-tree (PROTOCOL.md §4 lockout).
+        conn.execute("PRAGMA secure_delete = ON")
         return conn
 
     def _run(self) -> None:
@@ -246,6 +250,15 @@ class _DbThread:
             results = [(job, None, error) for job, _, _ in results]
         self.commits += 1
         self.jobs += len(batch)
+        if self.scrub_requested:
+            # The WAL still holds page images with the erased sealed shares: fold it into the
+            # (securely deleted) database and truncate it before anyone hears the outcome, so
+            # a disk image taken after a lockout reply has nothing left to attack.
+            self.scrub_requested = False
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint after an erase failed: %s", exc)
         # one wake-up per event loop for the whole batch, not one per job
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
         for job, result, err in results:
@@ -369,6 +382,7 @@ class SqliteStore:
         conn.execute(
             "DELETE FROM versions WHERE tenant = ? AND user_id = ?", (user.tenant, user.user_id)
         )
+        self._db.scrub_requested = True  # rewritten rows may drop a replaced version's shares
         for slot, rec in (("committed", new.committed), ("pending", new.pending)):
             if rec is not None:
                 self._write_version(conn, user, slot, rec)
@@ -410,6 +424,7 @@ class SqliteStore:
             (now, user.tenant, user.user_id, version),
         )
         if cur.rowcount:
+            self._db.scrub_requested = True
             self._audit(conn, user, "locked", "locked", now, peer)
             log.info("version locked out after its last failed guess")
         return bool(cur.rowcount)

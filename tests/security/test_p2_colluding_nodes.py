@@ -96,17 +96,9 @@ def _split(out: bytes) -> tuple[bytes, bytes]:
     return out[:32], out[32:]
 
 
-WAL_FINDING = (
-    "SECURITY FINDING (node/store/sqlite.py): after a lockout the erased rows' old pages stay"
-    " in the WAL (and in free space) of a running or killed node, so a disk image plus the data"
-    " key still yields k_i; fix: PRAGMA secure_delete=ON and wal_checkpoint(TRUNCATE) after a"
-    " lock commits (verified to make this test pass)"
-)
-
-
 @pytest.mark.parametrize(
     "when",
-    ["closed", pytest.param("running", marks=pytest.mark.xfail(strict=True, reason=WAL_FINDING))],
+    ["closed", "running"],
 )
 async def test_locked_version_has_nothing_left_to_attack(tmp_path: Path, when: str) -> None:
     """Spend every guess with wrong passwords on t nodes' real stores: each erases k_i, s_i,
