@@ -261,6 +261,22 @@ def finish_recover2(
     return UnlockedAttempt(attempt=attempt, unlock_key=unlock_key, requests=requests)
 
 
+def verify_recover3_reply(
+    unlocked: UnlockedAttempt, node: NodeRef, reply: Recover3Reply
+) -> str | None:
+    """Why ``reply`` is invalid, or ``None``: the share must match its commitment (§4 step 8).
+
+    :func:`finish_recover3` sets invalid replies aside; the SDK calls this too so it can name
+    a node whose forged share was outvoted.
+    """
+    expected = kdf.secret_commitment(
+        unlocked.unlock_key, node.node_id, reply.secret_share.encoded, reply.encrypted_secret
+    )
+    if not hmac.compare_digest(expected, reply.secret_commitment):
+        return "secret share does not match its commitment"
+    return None
+
+
 def finish_recover3(
     unlocked: UnlockedAttempt,
     replies: Mapping[NodeRef, Recover3Reply],
@@ -272,10 +288,7 @@ def finish_recover3(
     invalid: list[NodeRef] = []
     groups: dict[bytes, dict[int, Scalar]] = {}
     for node, reply in replies.items():
-        expected = kdf.secret_commitment(
-            unlocked.unlock_key, node.node_id, reply.secret_share.encoded, reply.encrypted_secret
-        )
-        if not hmac.compare_digest(expected, reply.secret_commitment):
+        if verify_recover3_reply(unlocked, node, reply) is not None:
             invalid.append(node)
             continue
         groups.setdefault(reply.encrypted_secret, {})[node.index] = reply.secret_share

@@ -32,6 +32,7 @@ from pakr.proto.recover import (
     finish_recover3,
     start_recover2,
     verify_recover2_reply,
+    verify_recover3_reply,
 )
 from pakr.refusals import reason, step_failure
 from pakr.transport import NodeTransport
@@ -98,6 +99,10 @@ async def recover(ctx: ClusterContext, user: UserRef, password: bytes) -> bytes:
     shares = step3.require(t)
     with ctx.phase("decrypt"):
         secret = finish_recover3(unlocked, shares, threshold=t)
+    for node, share in shares.items():
+        why = verify_recover3_reply(unlocked, node, share)
+        if why is not None:
+            log.warning("recover: ignored %s's share: %s", node.name, why)
     if len(shares) < len(requests) or step3.errors:
         log.warning(
             "recover: %s did not release a share; recovered with the others",
