@@ -95,12 +95,7 @@ def parse_config(doc: Mapping[str, Any], path: Path) -> CoordinatorConfig:
         raise ConfigError("coordinator.insecure is allowed only on a loopback listen address")
     manifest = fields.path_in(base, fields.string(main, "manifest", "coordinator"))
 
-    tls = fields.table(doc, "tls")
-    fields.known(tls, "tls", {"cert", "key"})
-    cert = fields.path_in(base, fields.string(tls, "cert", "tls")) if "cert" in tls else None
-    key = fields.path_in(base, fields.string(tls, "key", "tls")) if "key" in tls else None
-    if not insecure and (cert is None or key is None):
-        raise ConfigError("tls.cert and tls.key are required unless coordinator.insecure = true")
+    cert, key = fields.tls_paths(doc, base, insecure=insecure, insecure_key="coordinator.insecure")
 
     canary_table = fields.table(doc, "canary")
     fields.known(canary_table, "canary", {"tenant_key", "user_id"})

@@ -209,12 +209,7 @@ def parse_config(doc: Mapping[str, Any], path: Path) -> NodeConfig:
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"node.log_level must be one of {', '.join(LOG_LEVELS)}")
 
-    tls = fields.table(doc, "tls")
-    fields.known(tls, "tls", {"cert", "key"})
-    tls_cert = fields.path_in(base, fields.string(tls, "cert", "tls")) if "cert" in tls else None
-    tls_key = fields.path_in(base, fields.string(tls, "key", "tls")) if "key" in tls else None
-    if not insecure and (tls_cert is None or tls_key is None):
-        raise ConfigError("tls.cert and tls.key are required unless node.insecure = true")
+    tls_cert, tls_key = fields.tls_paths(doc, base, insecure=insecure, insecure_key="node.insecure")
 
     storage = fields.table(doc, "storage")
     fields.known(storage, "storage", {"url"})

@@ -64,3 +64,19 @@ def path_in(base: Path, value: str) -> Path:
     """``value`` as a path, relative ones resolved against ``base`` (the config's folder)."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base / path)
+
+
+def tls_paths(
+    doc: Mapping[str, Any], base: Path, *, insecure: bool, insecure_key: str
+) -> tuple[Path | None, Path | None]:
+    """The ``[tls]`` table's ``cert`` and ``key`` paths, both required unless ``insecure``.
+
+    ``insecure_key`` names the switch in the message (``node.insecure``, ``coordinator.insecure``).
+    """
+    tls = table(doc, "tls")
+    known(tls, "tls", {"cert", "key"})
+    cert = path_in(base, string(tls, "cert", "tls")) if "cert" in tls else None
+    key = path_in(base, string(tls, "key", "tls")) if "key" in tls else None
+    if not insecure and (cert is None or key is None):
+        raise ConfigError(f"tls.cert and tls.key are required unless {insecure_key} = true")
+    return cert, key
