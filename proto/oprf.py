@@ -260,7 +260,8 @@ def verify_proof(
         weights = _composite_weights(B, C, D, mode)
         M = _weighted_sum(weights, C)  # noqa: N806 - RFC names
         Z = _weighted_sum(weights, D)  # noqa: N806
-        t2 = A * proof.s + B * proof.c
+        s_a = Element.base_mult(proof.s) if Element.generator() == A else A * proof.s
+        t2 = s_a + B * proof.c
         t3 = M * proof.s + Z * proof.c
         expected = _challenge(B, M, Z, t2, t3, mode)
     except (MalformedMessage, ValueError):
