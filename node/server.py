@@ -27,12 +27,11 @@ from pakr.node.config import NodeConfig, split_host_port
 from pakr.node.crash import CrashPoints
 from pakr.node.metrics import NodeMetrics
 from pakr.node.ratelimit import RateLimiter
-from pakr.node.servicer import NodeServicer
+from pakr.node.servicer import NodeServicer, add_to_server
 from pakr.node.store import Store, open_store
 from pakr.node.store.sealing import Sealer
 from pakr.proto.errors import ConfigError
 from pakr.proto.messages import NodeRef
-from pakr.proto.v1 import node_pb2_grpc
 
 log = logging.getLogger("pakr.node.server")
 
@@ -126,7 +125,7 @@ class NodeServer:
                 crypto_thread=config.crypto_thread,
             )
             server = grpc.aio.server(options=SERVER_OPTIONS)
-            node_pb2_grpc.add_NodeServicer_to_server(servicer, server)
+            add_to_server(servicer, server)
             health = HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(health, server)
             try:

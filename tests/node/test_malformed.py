@@ -157,3 +157,24 @@ def test_random_blinded_elements_never_crash(shared_node: RunningNode) -> None:
             assert shared_node.dump() == before
             refused += 1
     assert refused >= 30
+
+
+@pytest.mark.parametrize("method", sorted(BYTES_FIELDS))
+@pytest.mark.parametrize("body", [b"\xff\xff\xff", b"\x0a\x05abc", bytes(range(40))])
+def test_unparseable_body_gets_a_typed_error(
+    shared_node: RunningNode, method: str, body: bytes
+) -> None:
+    """Bytes that are not the request type at all: INVALID_ARGUMENT + the typed detail."""
+    before = shared_node.dump()
+    channel = grpc.secure_channel(shared_node.address, shared_node.credentials())
+    try:
+        rpc = channel.unary_unary(
+            f"/pakr.v1.Node/{method}", request_serializer=None, response_deserializer=None
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            rpc(body, timeout=10)
+    finally:
+        channel.close()
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert refusal_of(info.value).kind is ErrorKind.INVALID_REQUEST
+    assert shared_node.dump() == before

@@ -44,8 +44,7 @@ REQUESTS: dict[str, type[Any]] = {
     "ReadAudit": pb.ReadAuditRequest,
 }
 USERS = ("victim", "fuzz", "", "x" * 129, "\udcff"[:0] + "ü")
-# Codes a node may answer garbage with. INTERNAL only for bytes that do not parse as the
-# request type (grpc's own deserializer); UNKNOWN never (an exception escaped a handler).
+# Codes a node may answer garbage with; never INTERNAL or UNKNOWN.
 TYPED = {
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.UNAUTHENTICATED,
@@ -92,15 +91,18 @@ class FuzzNode:
         except grpc.RpcError as exc:
             code = exc.code()
             CODES[code.name] = CODES.get(code.name, 0) + 1
-            if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
-                # grpc.aio's own deserializer refuses bytes that are not the request type
-                # before any node code runs; anything that parses must get a typed status.
-                assert not _parses(REQUESTS[method], body), (
-                    f"{method}: {code} for a request that parses: {exc.details()}"
-                )
+            # Every request gets a typed status, including bodies that do not parse as the
+            # request type (the node registers tolerant parsers: INVALID_ARGUMENT + detail).
+            assert code in TYPED, f"{method}: {code} {exc.details()}"
+            if not _parses(REQUESTS[method], body):
                 UNPARSEABLE[method] = UNPARSEABLE.get(method, 0) + 1
-            else:
-                assert code in TYPED, f"{method}: {code} {exc.details()}"
+                assert code in (
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,  # oversized bodies, refused by size
+                ), f"{method}: unparseable body answered {code}"
+                trailers = dict(exc.trailing_metadata() or ())
+                if code is grpc.StatusCode.INVALID_ARGUMENT:
+                    assert "pakr-error-bin" in trailers, f"{method}: no typed error detail"
 
     def token(self, user: str, scope: str = "user") -> str:
         return issue_token(self.key, user_id=user, audience=self.node_id, scope=scope)
