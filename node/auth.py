@@ -33,7 +33,10 @@ def refuse(reason: str) -> NodeRefusal:
 
 
 class ReplayCache:
-    """``jti`` values seen, each kept until its token expires (in memory)."""
+    """``jti`` values seen, each kept until its token expires: the fast, in-memory first check.
+
+    The servicer also records each single-use token in the store (``Store.claim_token``), so
+    the refusal survives restarts and holds across replicas sharing one database."""
 
     def __init__(self, max_entries: int = MAX_REPLAY_ENTRIES) -> None:
         self._seen: dict[str, float] = {}

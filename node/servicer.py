@@ -32,6 +32,7 @@ from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
 from pakr.proto.messages import NONCE_LEN, NodeRef, Recover2, Recover2Reply, UserRef
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Recover3Outcome, node_recover2
+from pakr.proto.tokens import LEEWAY_SECONDS, Claims
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc
 
@@ -175,8 +176,27 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         single_use: bool = False,
         fresh_within: float | None = None,
     ) -> UserRef:
+        return self._authenticate_claims(
+            context,
+            header,
+            now,
+            scope=scope,
+            single_use=single_use,
+            fresh_within=fresh_within,
+        )[0]
+
+    def _authenticate_claims(
+        self,
+        context: Context,
+        header: pb.RequestHeader,
+        now: float,
+        *,
+        scope: str = SCOPE_USER,
+        single_use: bool = False,
+        fresh_within: float | None = None,
+    ) -> tuple[UserRef, Claims]:
         parsed = wire.header_from_pb(header, allow_empty_user=scope == SCOPE_AUDIT)
-        self.auth.authenticate(
+        claims = self.auth.authenticate(
             context.invocation_metadata(),
             parsed.user,
             scope=scope,
@@ -186,7 +206,27 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             any_user=scope == SCOPE_AUDIT,
         )
         self.limiter.check_user(f"{parsed.user.tenant}\x00{parsed.user.user_id}", now)
-        return parsed.user
+        return parsed.user, claims
+
+    async def _claim_once(self, claims: Claims, now: float) -> None:
+        """Record a single-use token (Register2/3, Delete) durably, after the request decoded.
+
+        The in-memory cache of :class:`~pakr.node.auth.Authenticator` answers replays fast;
+        this store row makes the refusal survive a restart and hold across replicas sharing
+        one database. Called only for well-formed requests, so bad input changes nothing.
+        Tenant names never contain ':', so ``tenant:jti`` is unambiguous.
+        """
+        fresh = await self._timed(
+            "claim_token",
+            self.store.claim_token(
+                f"{claims.tenant}:{claims.jti}", claims.exp + LEEWAY_SECONDS, now=now
+            ),
+        )
+        if not fresh:
+            raise NodeRefusal(
+                ErrorKind.INVALID_AUTH,
+                "access token rejected: already used (mint a new token for every state change)",
+            )
 
     async def _evaluate(
         self, record: VersionRecord, message: Recover2, nonce: bytes
@@ -255,8 +295,9 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         self, request: pb.Register2Request, context: Context
     ) -> pb.Register2Response:
         async def body(peer: str, now: float) -> pb.Register2Response:
-            user = self._authenticate(context, request.header, now, single_use=True)
+            user, claims = self._authenticate_claims(context, request.header, now, single_use=True)
             message = wire.register2_from_pb(request)
+            await self._claim_once(claims, now)
             self.crash.hit("register2", "before_commit")
             await self._timed(
                 "register_pending",
@@ -271,8 +312,9 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         self, request: pb.Register3Request, context: Context
     ) -> pb.Register3Response:
         async def body(peer: str, now: float) -> pb.Register3Response:
-            user = self._authenticate(context, request.header, now, single_use=True)
+            user, claims = self._authenticate_claims(context, request.header, now, single_use=True)
             message = wire.register3_from_pb(request)
+            await self._claim_once(claims, now)
             self.crash.hit("register3", "before_commit")
             await self._timed(
                 "commit", self.store.commit(user, message.version, now=now, peer=peer)
@@ -339,7 +381,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         self, request: pb.DeleteRequest, context: Context
     ) -> pb.DeleteResponse:
         async def body(peer: str, now: float) -> pb.DeleteResponse:
-            user = self._authenticate(
+            user, claims = self._authenticate_claims(
                 context,
                 request.header,
                 now,
@@ -347,6 +389,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                 fresh_within=DELETE_FRESHNESS_SECONDS,
             )
             message = wire.delete_from_pb(request)
+            await self._claim_once(claims, now)
             self.crash.hit("delete", "before_commit")
             await self._timed("delete", self.store.delete(user, message.epoch, now=now, peer=peer))
             self.crash.hit("delete", "after_commit")

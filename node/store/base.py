@@ -39,7 +39,7 @@ from pakr.proto.messages import NodeRef, Recover2, Recover3, Recover3Reply, Regi
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Recover3Outcome
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class StoreError(PakrError):
@@ -160,6 +160,11 @@ class Store(Protocol):
 
     async def prune_audit(self, before: float) -> int:
         """Delete audit rows older than ``before``; return how many."""
+        ...
+
+    async def claim_token(self, key: str, expires_at: float, *, now: float) -> bool:
+        """Record a single-use token id until ``expires_at``: True the first time, False for
+        a replay. Durable before it returns; forgets ids that expired before ``now``."""
         ...
 
     async def close(self) -> None:

@@ -146,6 +146,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX audit_by_tenant ON audit (tenant, id)",
         "CREATE INDEX audit_by_time ON audit (time)",
     ),
+    (
+        # Single-use token ids (Register2/3, Delete), shared by every replica.
+        "CREATE TABLE token_uses (key TEXT PRIMARY KEY, expires_at DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX token_uses_by_expiry ON token_uses (expires_at)",
+    ),
 )
 
 _VERSION_INSERT = sql.SQL(
@@ -564,6 +569,18 @@ class PostgresStore:
                 if after.locked:
                     locked = await self._lock(conn, user, request.version, now, peer)
             return ReleaseResult(outcome=outcome, reply=reply, record=after, locked=locked)
+
+        return await self._run(job)
+
+    async def claim_token(self, key: str, expires_at: float, *, now: float) -> bool:
+        async def job(conn: Conn) -> bool:
+            await conn.execute("DELETE FROM token_uses WHERE expires_at < %s", (now,))
+            cur = await conn.execute(
+                "INSERT INTO token_uses (key, expires_at) VALUES (%s, %s)"
+                " ON CONFLICT (key) DO NOTHING RETURNING key",
+                (key, expires_at),
+            )
+            return await cur.fetchone() is not None
 
         return await self._run(job)
 

@@ -104,6 +104,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX audit_by_tenant ON audit (tenant, id);
     CREATE INDEX audit_by_time ON audit (time);
     """,
+    """
+    CREATE TABLE token_uses (key TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+    CREATE INDEX token_uses_by_expiry ON token_uses (expires_at);
+    """,
 )
 
 DATA_TABLES = ("meta", "users", "versions")
@@ -568,6 +572,17 @@ class SqliteStore:
                 if after.locked:
                     locked = self._lock(conn, user, request.version, now, peer)
             return ReleaseResult(outcome=outcome, reply=reply, record=after, locked=locked)
+
+        return await self._run(job)
+
+    async def claim_token(self, key: str, expires_at: float, *, now: float) -> bool:
+        def job(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM token_uses WHERE expires_at < ?", (now,))
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO token_uses (key, expires_at) VALUES (?, ?)",
+                (key, expires_at),
+            )
+            return cur.rowcount == 1
 
         return await self._run(job)
 

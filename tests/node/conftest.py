@@ -81,10 +81,14 @@ def write_node_dir(
 
 
 def dump_data_tables(db: Path) -> list[str]:
-    """An SQL dump of everything but the audit log (which records authenticated outcomes)."""
+    """An SQL dump of the user data: everything but the audit log (which records authenticated
+    outcomes) and the used single-use token ids (a well-formed, authenticated Register2/3 or
+    Delete spends its token even when the node refuses it, so it cannot be replayed)."""
     conn = sqlite3.connect(db)
     try:
-        return [line for line in conn.iterdump() if "audit" not in line]
+        return [
+            line for line in conn.iterdump() if "audit" not in line and "token_uses" not in line
+        ]
     finally:
         conn.close()
 

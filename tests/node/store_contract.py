@@ -343,3 +343,27 @@ class StoreContract:
         assert await store.read_audit("other-tenant", None, after_id=0, limit=100) == []
         assert await store.prune_audit(NOW + 1) == 3
         assert len(await store.read_audit("acme", None, after_id=0, limit=100)) == 1
+
+    # ------------------------------------------------------------------ single-use tokens
+
+    async def test_token_claimed_once_until_it_expires(
+        self, store_factory: StoreFactory, data_key: bytes, store: Store
+    ) -> None:
+        assert await store.claim_token("acme:jti-1", NOW + 300, now=NOW)
+        assert not await store.claim_token("acme:jti-1", NOW + 300, now=NOW + 1)
+        assert await store.claim_token("globex:jti-1", NOW + 300, now=NOW + 1)
+        # Durable: a restarted node (or another replica on the same database) still knows it.
+        await store.close()
+        reopened = await store_factory(data_key)
+        try:
+            assert not await reopened.claim_token("acme:jti-1", NOW + 300, now=NOW + 2)
+            # Forgotten once expired (the token itself is refused by then anyway).
+            assert await reopened.claim_token("acme:jti-1", NOW + 900, now=NOW + 301)
+        finally:
+            await reopened.close()
+
+    async def test_concurrent_claims_of_one_token_admit_exactly_one(self, store: Store) -> None:
+        results = await asyncio.gather(
+            *(store.claim_token("acme:race", NOW + 300, now=NOW) for _ in range(50))
+        )
+        assert results.count(True) == 1

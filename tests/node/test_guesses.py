@@ -185,3 +185,21 @@ def test_last_allowed_guess_still_recovers(node: RunningNode, max_guesses: int) 
         client.wrong_guess(reg)
     assert client.recover(reg) == reg.secret
     assert remaining(client) == max_guesses
+
+
+def test_single_use_token_stays_used_when_the_node_forgets(node: RunningNode) -> None:
+    """A Register3 token replayed after the node lost its in-memory caches (a restart, or
+    another replica on the same database) is still refused: the use is in the store."""
+    from pakr.node.auth import ReplayCache, VerifiedTokens
+
+    client, reg = registered(node, max_guesses=5)
+    token = node.token(USER)
+    request = pb.Register3Request(header=client.header(), version=reg.version)
+    client.call("Register3", request, token)
+    auth = node.server.servicer.auth
+    auth._replays = ReplayCache()  # what a restart loses
+    auth._verified = VerifiedTokens()
+    error = client.refused("Register3", request, token)
+    assert refusal_of(error).kind is ErrorKind.INVALID_AUTH
+    assert "already used" in str(refusal_of(error))
+    client.call("Register3", request)  # a fresh token for the same no-op commit is fine

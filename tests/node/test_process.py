@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 import pytest
 
+from pakr.node.store.base import SCHEMA_VERSION
 from pakr.proto import wire
 from pakr.proto.errors import ErrorKind
 from pakr.proto.messages import NodeRef
@@ -131,7 +132,9 @@ def test_init_writes_a_node_directory(tmp_path: Path, tenant_key: TenantKey) -> 
     forced = init_node(directory, tenant_key, "--force", "--node-id", "ab" * 16)
     assert forced["node_id"] == "ab" * 16
     migrated = run_cli("migrate", "--config", str(directory / "node.toml"))
-    assert migrated.returncode == 0 and json.loads(migrated.stdout) == {"schema_version": 1}
+    assert migrated.returncode == 0 and json.loads(migrated.stdout) == {
+        "schema_version": SCHEMA_VERSION
+    }
 
 
 def test_serve_health_and_sigterm(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pakr.node.store.base import Store
+from pakr.node.store.base import SCHEMA_VERSION, Store
 from pakr.node.store.sealing import Sealer
 from pakr.node.store.sqlite import SqliteStore
 from tests.node.node_helpers import USER, make_registration, wrong_recover2
@@ -60,6 +60,6 @@ async def test_wal_and_full_sync(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "node.db")
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 1
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
     finally:
         conn.close()

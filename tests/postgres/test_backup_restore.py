@@ -19,6 +19,7 @@ import pytest
 from pakr.coordinator import cli
 from pakr.node.backup import TABLES, backup_node, restore_node
 from pakr.node.config import load_config
+from pakr.node.store.base import SCHEMA_VERSION
 from pakr.node.store.postgres import open_postgres_store
 from pakr.node.store.rows import VERSION_COLUMNS
 from pakr.node.store.sealing import Sealer
@@ -105,7 +106,7 @@ async def test_sqlite_to_postgres_and_back(
     assert summary["source"] == "sqlite" and summary["node_id"] == node.node_id.hex()
     assert out.stat().st_mode & 0o777 == 0o600
     header = json.loads(out.read_text().splitlines()[0])
-    assert header["schema_version"] == 1 and header["node_id"] == node.node_id.hex()
+    assert header["schema_version"] == SCHEMA_VERSION and header["node_id"] == node.node_id.hex()
     for reg in regs:  # shares never appear unsealed in the file
         assert reg.request.oprf_key_share.encoded.hex() not in out.read_text()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pakr.node.store.base import SCHEMA_VERSION
 from pakr.proto.errors import ErrorKind, NodeRefusal
 from pakr.proto.messages import Recover3, UserRef
 from tests.node.node_helpers import attempt
@@ -42,8 +43,12 @@ USER = UserRef("acme", "target@example.com")
 @pytest.fixture
 def replicas(tmp_path: Path, pg_url: str) -> Iterator[tuple[NodeDir, list[Replica]]]:
     node = init_node(tmp_path / "node", storage=pg_url)
-    assert run_node_cmd("migrate", "--config", str(node.config)) == {"schema_version": 1}
-    assert run_node_cmd("migrate", "--config", str(node.config)) == {"schema_version": 1}
+    assert run_node_cmd("migrate", "--config", str(node.config)) == {
+        "schema_version": SCHEMA_VERSION
+    }
+    assert run_node_cmd("migrate", "--config", str(node.config)) == {
+        "schema_version": SCHEMA_VERSION
+    }
     running: list[Replica] = []
     try:
         for i in range(REPLICAS):
