@@ -51,6 +51,7 @@ from pakr.node.store.base import (
 )
 from pakr.node.store.rows import (
     VERSION_COLUMNS,
+    audit_record,
     from_u64,
     u64,
     version_record,
@@ -610,18 +611,7 @@ class PostgresStore:
             sql += " ORDER BY id LIMIT %s"
             args.append(limit)
             rows = await (await conn.execute(sql, args)).fetchall()
-            return [
-                AuditRecord(
-                    id=row["id"],
-                    time=row["time"],
-                    tenant=row["tenant"],
-                    user_id=row["user_id"],
-                    op=row["op"],
-                    outcome=row["outcome"],
-                    peer=row["peer"],
-                )
-                for row in rows
-            ]
+            return [audit_record(row) for row in rows]
 
         return await self._run(job)
 

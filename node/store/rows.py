@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pakr.node.store.base import StoreError
+from pakr.node.store.base import AuditRecord, StoreError
 from pakr.node.store.sealing import (
     FIELD_OPRF_KEY_SHARE,
     FIELD_SECRET_SHARE,
@@ -155,3 +155,16 @@ def version_record(sealer: Sealer, user: UserRef, row: Mapping[str, Any]) -> Ver
         )
     except MalformedMessage as exc:
         raise StoreError(f"a stored version row is corrupt: {exc}") from None
+
+
+def audit_record(row: Mapping[str, Any]) -> AuditRecord:
+    """An ``audit`` row (columns :data:`AUDIT_COLUMNS`) as an :class:`AuditRecord`."""
+    return AuditRecord(
+        id=row["id"],
+        time=row["time"],
+        tenant=row["tenant"],
+        user_id=row["user_id"],
+        op=row["op"],
+        outcome=row["outcome"],
+        peer=row["peer"],
+    )

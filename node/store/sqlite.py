@@ -32,7 +32,14 @@ from pakr.node.store.base import (
     ReleaseResult,
     StoreError,
 )
-from pakr.node.store.rows import VERSION_COLUMNS, from_u64, u64, version_record, version_row
+from pakr.node.store.rows import (
+    VERSION_COLUMNS,
+    audit_record,
+    from_u64,
+    u64,
+    version_record,
+    version_row,
+)
 from pakr.node.store.sealing import (
     Sealer,
 )
@@ -605,18 +612,7 @@ class SqliteStore:
                 args.append(user_id)
             sql += " ORDER BY id LIMIT ?"
             args.append(limit)
-            return [
-                AuditRecord(
-                    id=row["id"],
-                    time=row["time"],
-                    tenant=row["tenant"],
-                    user_id=row["user_id"],
-                    op=row["op"],
-                    outcome=row["outcome"],
-                    peer=row["peer"],
-                )
-                for row in conn.execute(sql, args)
-            ]
+            return [audit_record(row) for row in conn.execute(sql, args)]
 
         return await self._run(job)
 
