@@ -39,6 +39,7 @@ from pakr.proto.v1 import node_pb2_grpc
 log = logging.getLogger("pakr.node.rpc")
 
 R = TypeVar("R")
+M = TypeVar("M")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 MAX_AUDIT_LIMIT = 1000
@@ -208,6 +209,25 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         self.limiter.check_user(f"{parsed.user.tenant}\x00{parsed.user.user_id}", now)
         return parsed.user, claims
 
+    async def _authenticate_once(
+        self,
+        context: Context,
+        request: Any,
+        now: float,
+        decode: Callable[[Any], M],
+        *,
+        fresh_within: float | None = None,
+    ) -> tuple[UserRef, M]:
+        """Authenticate a state change (Register2/3, Delete): check the single-use token,
+        decode the request, then spend the token durably, in that order, so that bad input
+        changes nothing stored."""
+        user, claims = self._authenticate_claims(
+            context, request.header, now, single_use=True, fresh_within=fresh_within
+        )
+        message = decode(request)
+        await self._claim_once(claims, now)
+        return user, message
+
     async def _claim_once(self, claims: Claims, now: float) -> None:
         """Record a single-use token (Register2/3, Delete) durably, after the request decoded.
 
@@ -295,9 +315,9 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         self, request: pb.Register2Request, context: Context
     ) -> pb.Register2Response:
         async def body(peer: str, now: float) -> pb.Register2Response:
-            user, claims = self._authenticate_claims(context, request.header, now, single_use=True)
-            message = wire.register2_from_pb(request)
-            await self._claim_once(claims, now)
+            user, message = await self._authenticate_once(
+                context, request, now, wire.register2_from_pb
+            )
             self.crash.hit("register2", "before_commit")
             await self._timed(
                 "register_pending",
@@ -312,9 +332,9 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         self, request: pb.Register3Request, context: Context
     ) -> pb.Register3Response:
         async def body(peer: str, now: float) -> pb.Register3Response:
-            user, claims = self._authenticate_claims(context, request.header, now, single_use=True)
-            message = wire.register3_from_pb(request)
-            await self._claim_once(claims, now)
+            user, message = await self._authenticate_once(
+                context, request, now, wire.register3_from_pb
+            )
             self.crash.hit("register3", "before_commit")
             await self._timed(
                 "commit", self.store.commit(user, message.version, now=now, peer=peer)
@@ -381,15 +401,9 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         self, request: pb.DeleteRequest, context: Context
     ) -> pb.DeleteResponse:
         async def body(peer: str, now: float) -> pb.DeleteResponse:
-            user, claims = self._authenticate_claims(
-                context,
-                request.header,
-                now,
-                single_use=True,
-                fresh_within=DELETE_FRESHNESS_SECONDS,
+            user, message = await self._authenticate_once(
+                context, request, now, wire.delete_from_pb, fresh_within=DELETE_FRESHNESS_SECONDS
             )
-            message = wire.delete_from_pb(request)
-            await self._claim_once(claims, now)
             self.crash.hit("delete", "before_commit")
             await self._timed("delete", self.store.delete(user, message.epoch, now=now, peer=peer))
             self.crash.hit("delete", "after_commit")
