@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"recover latency over {args.runs} runs ({meta['cluster']}; {meta['argon2']})")
         print(f"{'phase':<14}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
-        order = ["total", "argon2", "other", "client-cpu", "recover1", "recover2", "verify"]
-        order += ["recover3", "baseline-rtt"]
+        order = ["total", "argon2", "other", "client-cpu", "recover1", "recover1-rest"]
+        order += ["recover2", "verify", "recover3", "baseline-rtt"]
         order += [n for n in rows if n not in order]
         for name in order:
             if name in rows:

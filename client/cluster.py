@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from pakr.fanout import NO_RETRY, RetryPolicy, StepResult, fan_out
+from pakr.fanout import NO_RETRY, InFlight, RetryPolicy, StepResult, fan_out, hedged
 from pakr.proto.errors import ErrorKind, InvalidAuth, NodeRefusal, PakrError
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import NodeRef, UserRef
@@ -94,6 +94,60 @@ class ClusterContext:
         nodes replay-check (Register2/3, Delete): a new token for every attempt.
         """
 
+        with self.phase(name):
+            return await fan_out(
+                name,
+                nodes,
+                self._node_call(user, rpc, fresh_token=fresh_token),
+                need=need,
+                deadline=self.deadline,
+                retry=self.retry if retry else NO_RETRY,
+                linger=self.linger,
+                wait_all=wait_all,
+            )
+
+    def start(
+        self, name: str, user: UserRef, nodes: Sequence[NodeRef], rpc: NodeStep[T]
+    ) -> InFlight[T]:
+        """Start a (retried) step at ``nodes`` and return it in flight, for an operation
+        that acts on part of the answers while the others arrive (Recover1)."""
+        flight: InFlight[T] = InFlight(
+            name,
+            self._node_call(user, rpc, fresh_token=False),
+            deadline=self.deadline,
+            retry=self.retry,
+        )
+        for node in nodes:
+            flight.launch(node)
+        return flight
+
+    async def hedged_step(
+        self,
+        name: str,
+        user: UserRef,
+        candidates: Sequence[NodeRef],
+        rpc: NodeStep[T],
+        *,
+        need: int,
+        hedge_after: float,
+    ) -> StepResult[T]:
+        """A guess-spending step (never retried) at the first ``need`` of ``candidates``,
+        bringing in the next ones for failures and stragglers (see :func:`fanout.hedged`)."""
+        with self.phase(name):
+            return await hedged(
+                name,
+                candidates,
+                self._node_call(user, rpc, fresh_token=False),
+                need=need,
+                deadline=self.deadline,
+                hedge_after=hedge_after,
+            )
+
+    def _node_call(
+        self, user: UserRef, rpc: NodeStep[T], *, fresh_token: bool
+    ) -> Callable[[NodeRef, float], Awaitable[T]]:
+        """One attempt of ``rpc`` at a node: fetch its token, call, forget a refused token."""
+
         async def call(node: NodeRef, timeout: float) -> T:
             token = await self.token(user, node, fresh=fresh_token)
             try:
@@ -103,17 +157,7 @@ class ClusterContext:
                     self.tokens.forget(user.user_id, node.node_id.hex())
                 raise
 
-        with self.phase(name):
-            return await fan_out(
-                name,
-                nodes,
-                call,
-                need=need,
-                deadline=self.deadline,
-                retry=self.retry if retry else NO_RETRY,
-                linger=self.linger,
-                wait_all=wait_all,
-            )
+        return call
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:

@@ -123,6 +123,123 @@ async def _attempt(
             await asyncio.sleep(pause)
 
 
+class InFlight(Generic[T]):
+    """One protocol step running at several nodes, its answers collected as they arrive.
+
+    :func:`fan_out` and :func:`hedged` drive one; an operation drives it directly when it can
+    act on part of the answers while the rest are still coming (Recover1 settles the version
+    at the t-th agreeing answer, and the stragglers arrive while Argon2id runs). Every call
+    shares one deadline. :meth:`close` cancels what still runs and reports those nodes as not
+    answering in time. Errors other than :class:`PakrError` (bugs) propagate from the waiting
+    methods after the other calls are cancelled.
+    """
+
+    def __init__(
+        self,
+        step: str,
+        call: NodeCall[T],
+        *,
+        deadline: float,
+        retry: RetryPolicy = NO_RETRY,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.started = self._loop.time()
+        self.deadline = deadline
+        self.deadline_at = self.started + deadline
+        self.result: StepResult[T] = StepResult(step)
+        self._call = call
+        self._retry = retry
+        self._tasks: dict[asyncio.Task[T], NodeRef] = {}
+        self._pending: set[asyncio.Task[T]] = set()
+        self._cut_short = False
+        self.enough_at: float | None = None
+        """When :meth:`gather` first had ``need`` replies (loop time), if it did."""
+
+    def launch(self, node: NodeRef) -> None:
+        """Start the step at ``node`` (part of the same deadline)."""
+        task = asyncio.ensure_future(_attempt(node, self._call, self.deadline_at, self._retry))
+        self._tasks[task] = node
+        self._pending.add(task)
+
+    @property
+    def running(self) -> int:
+        """How many nodes have not answered yet."""
+        return len(self._pending)
+
+    def elapsed(self) -> float:
+        """Seconds since the step started."""
+        return self._loop.time() - self.started
+
+    async def wait_one(self, until: float | None = None) -> bool:
+        """Wait until at least one running call finishes, or ``until`` (loop time, default the
+        deadline). False when nothing finished in time or nothing was running."""
+        limit = self.deadline_at if until is None else min(until, self.deadline_at)
+        timeout = limit - self._loop.time()
+        if not self._pending or timeout <= 0:
+            return False
+        done, self._pending = await asyncio.wait(
+            self._pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in done:
+            node = self._tasks[task]
+            error = task.exception()
+            if error is None:
+                self.result.replies[node] = task.result()
+            elif isinstance(error, PakrError):
+                self.result.errors[node] = error
+            else:
+                await self.close()
+                raise error
+        return bool(done)
+
+    async def gather(
+        self,
+        *,
+        need: int,
+        linger: float,
+        wait_all: bool = False,
+        settled: Callable[[StepResult[T]], bool] | None = None,
+    ) -> StepResult[T]:
+        """Wait until ``need`` replies plus the linger (see :func:`fan_out`), every node
+        (``wait_all``), the deadline, or, sooner, until ``settled(result)`` says the answers
+        so far decide the step (the others keep running: call again, or :meth:`close`)."""
+        while self._pending:
+            if settled is not None and settled(self.result):
+                return self.result
+            now = self._loop.time()
+            if len(self.result.replies) >= need and self.enough_at is None:
+                self.enough_at = now
+            cutoff = self.deadline_at
+            if self.enough_at is not None and not wait_all:
+                cutoff = min(
+                    self.deadline_at,
+                    self.enough_at + max(linger, self.enough_at - self.started),
+                )
+            if now >= cutoff:
+                self._cut_short = cutoff < self.deadline_at
+                break
+            await self.wait_one(until=cutoff)
+        if len(self.result.replies) >= need and self.enough_at is None:
+            self.enough_at = self._loop.time()
+        return self.result
+
+    async def close(self) -> StepResult[T]:
+        """Cancel the calls still running; report them as not answering in time."""
+        pending, self._pending = self._pending, set()
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        why = (
+            "no answer before enough other nodes had answered"
+            if self._cut_short or self._loop.time() < self.deadline_at
+            else f"no answer within the {self.deadline:g} s deadline"
+        )
+        for task in pending:
+            self.result.errors[self._tasks[task]] = NodeUnreachable(why)
+        return self.result
+
+
 async def fan_out(
     step: str,
     nodes: Sequence[NodeRef],
@@ -142,47 +259,51 @@ async def fan_out(
     time. Errors other than :class:`PakrError` (bugs) propagate after the other calls are
     cancelled.
     """
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    deadline_at = started + deadline
-    result: StepResult[T] = StepResult(step)
-    tasks: dict[asyncio.Task[T], NodeRef] = {
-        asyncio.ensure_future(_attempt(node, call, deadline_at, retry)): node for node in nodes
-    }
-    pending = set(tasks)
-    cutoff = deadline_at
+    flight: InFlight[T] = InFlight(step, call, deadline=deadline, retry=retry)
+    for node in nodes:
+        flight.launch(node)
     try:
-        while pending:
-            timeout = cutoff - loop.time()
-            if timeout <= 0:
-                break
-            done, pending = await asyncio.wait(
-                pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in done:
-                node = tasks[task]
-                error = task.exception()
-                if error is None:
-                    result.replies[node] = task.result()
-                elif isinstance(error, PakrError):
-                    result.errors[node] = error
-                else:
-                    raise error
-            if wait_all:
-                continue
-            if len(result.replies) >= need and cutoff == deadline_at:
-                now = loop.time()
-                cutoff = min(deadline_at, now + max(linger, now - started))
+        await flight.gather(need=need, linger=linger, wait_all=wait_all)
     finally:
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-    why = (
-        "no answer before enough other nodes had answered"
-        if cutoff < deadline_at
-        else f"no answer within the {deadline:g} s deadline"
-    )
-    for task in pending:
-        result.errors[tasks[task]] = NodeUnreachable(why)
-    return result
+        await flight.close()
+    return flight.result
+
+
+async def hedged(
+    step: str,
+    candidates: Sequence[NodeRef],
+    call: NodeCall[T],
+    *,
+    need: int,
+    deadline: float,
+    hedge_after: float,
+) -> StepResult[T]:
+    """Run ``call`` at the first ``need`` candidates only; bring in the next one for every
+    failure, and one more each ``hedge_after`` seconds without ``need`` replies.
+
+    For the guess-spending steps (never retried): each node asked spends a guess, so ask as
+    few as the step needs, in the caller's order of preference, while a dead or stalled node
+    costs ``hedge_after`` rather than the whole deadline. Returns as soon as ``need`` replied;
+    the calls still running are cancelled.
+    """
+    flight: InFlight[T] = InFlight(step, call, deadline=deadline)
+    queue = list(candidates)
+    loop = asyncio.get_running_loop()
+    next_hedge = flight.started + hedge_after
+    try:
+        while len(flight.result.replies) < need:
+            while queue and flight.running + len(flight.result.replies) < need:
+                flight.launch(queue.pop(0))
+            if not flight.running:
+                break
+            if await flight.wait_one(until=next_hedge if queue else None):
+                continue
+            now = loop.time()
+            if now >= flight.deadline_at:
+                break
+            if queue and now >= next_hedge:
+                flight.launch(queue.pop(0))
+                next_hedge = now + hedge_after
+    finally:
+        await flight.close()
+    return flight.result

@@ -1,16 +1,20 @@
 """Recovery (PROTOCOL.md §4), one function per step, client side then node side.
 
-Client: :func:`choose_version` (after Recover1) → Argon2id (``kdf.stretch_password``) →
-:func:`start_recover2` → :func:`finish_recover2` (verify, combine, check the commitment) →
-:func:`finish_recover3` (verify secret shares, decrypt). Node: :func:`admit_recover2` is the
-reference model of the durable guess count that stores implement as one conditional UPDATE;
-:func:`node_recover2` evaluates; :func:`check_recover3` and :func:`node_recover3` release
-the share against the unlock proof or keep the guess counted.
+Client: :func:`settled` / :func:`choose_version` (after Recover1) → Argon2id
+(``kdf.stretch_password``) → :func:`start_recover2` → :func:`finish_recover2` (combine, check
+the commitment, verify the evaluations when it does not match) → :func:`finish_recover3`
+(verify secret shares, decrypt); :func:`admit_spares` when a Recover3 falls short.
+
+Node: :func:`admit_recover2` is the reference model of the durable guess count that stores
+implement as one conditional UPDATE; :func:`node_recover2` evaluates; :func:`check_recover3`
+and :func:`node_recover3` release the share against the unlock proof or keep the guess
+counted.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import hmac
 from collections import Counter
 from collections.abc import Mapping
@@ -59,12 +63,46 @@ class VersionChoice:
     suspects: tuple[NodeRef, ...] = ()  # reported the version with other Argon2 parameters
 
 
+def settled(answers: Mapping[NodeRef, UserStatus], *, threshold: int) -> bool:
+    """Whether the Recover1 answers so far decide the version whatever the others say.
+
+    True once t nodes report the same version *committed*, usable (not locked, guesses left),
+    with the same Argon2id parameters and no newer tombstone. No other answer can change
+    :func:`choose_version`'s result then: a node has one committed version and t > n/2, so no
+    other version can be committed on t nodes, and at most n - t < t nodes are left to
+    report other parameters or a newer tombstone. The client starts Argon2id at once and lets
+    the slower nodes answer meanwhile.
+    """
+    agreeing: Counter[tuple[bytes, int, Argon2Params]] = Counter()
+    for status in answers.values():
+        info = status.committed
+        if info is not None and info.usable and status.tombstone_epoch < info.epoch:
+            agreeing[(info.version, info.epoch, info.argon2)] += 1
+    return any(count >= threshold for count in agreeing.values())
+
+
+def _preference(
+    user: UserRef | None, node: NodeRef, info: VersionInfo, pending: bool
+) -> tuple[bool, int, bytes]:
+    """Sort key of the nodes recovery asks first (see :func:`choose_version`)."""
+    tiebreak = (
+        b""
+        if user is None
+        else hashlib.blake2b(
+            b"%s\x00%s\x00%s" % (user.tenant.encode(), user.user_id.encode(), node.node_id),
+            digest_size=8,
+        ).digest()
+    )
+    return (pending, info.guesses_remaining, tiebreak or bytes([node.index]))
+
+
 def choose_version(
     answers: Mapping[NodeRef, UserStatus],
     failures: Mapping[NodeRef, str],
     *,
     threshold: int,
     node_count: int,
+    user: UserRef | None = None,
 ) -> VersionChoice:
     """Recover1 → which version to recover, committed first (§4 step 2).
 
@@ -73,6 +111,12 @@ def choose_version(
     abandoned pending version, and after a failed password change the old password works.
     The nodes used must agree on the Argon2id parameters, which must lie within the client's
     floor and ceiling (the parameter attack).
+
+    ``nodes`` comes in the order recovery asks them (it asks only t, more on failure):
+    nodes holding the version committed before pending-only ones, then the fewest guesses
+    left, then an order fixed per ``user`` (spreading users over the nodes). Asking the same
+    nodes every time makes the policy's ``max_guesses`` the number of wrong passwords an
+    honest client gets, as if every node counted every guess.
     """
     t = threshold
     committed: Counter[tuple[bytes, int]] = Counter()
@@ -118,7 +162,13 @@ def choose_version(
             "nodes disagree on the Argon2id parameters of the version",
         )
     params.check()  # WeakParameters: a floor/ceiling violation, whoever reports it
-    usable = tuple(node for node, info, _ in holders if info.argon2 == params and info.usable)
+    usable = tuple(
+        node
+        for node, info, pending in sorted(
+            holders, key=lambda h: _preference(user, h[0], h[1], h[2])
+        )
+        if info.argon2 == params and info.usable
+    )
     if len(usable) < t:
         raise InvalidPassword(0)
     pending = tuple(node for node, info, p in holders if p and info.argon2 == params)
@@ -210,55 +260,133 @@ def verify_recover2_reply(
     return None
 
 
+class TooFewValid(ProtocolError):
+    """Fewer than t consistent, valid evaluations: ``set_aside`` says which replies were
+    dropped and why. The SDK asks other nodes holding the version when it has any left
+    (a Recover2 elsewhere is a new guess there, never a repeat), else raises this error."""
+
+    def __init__(self, set_aside: Mapping[NodeRef, str], reason: str) -> None:
+        self.set_aside = dict(set_aside)
+        super().__init__([n.name for n in set_aside], reason)
+
+
+def _unlock(
+    attempt: RecoveryAttempt, group: Mapping[NodeRef, Recover2Reply], threshold: int
+) -> UnlockedAttempt | None:
+    """Combine the group's evaluations; the unlocked attempt if the commitment matches."""
+    shares = {node.index: reply.evaluated_element for node, reply in group.items()}
+    combined = shamir.combine_elements(shares, threshold)
+    output = oprf.finalize(attempt.access_key, attempt.blind, combined)
+    reference = next(iter(group.values())).commitment
+    if not hmac.compare_digest(kdf.commitment(output, attempt.access_key), reference):
+        return None
+    unlock_key = kdf.unlock_key(output)
+    return UnlockedAttempt(
+        attempt=attempt,
+        unlock_key=unlock_key,
+        requests={
+            node: _recover3_request(attempt, unlock_key, node, reply)
+            for node, reply in group.items()
+        },
+    )
+
+
+def _recover3_request(
+    attempt: RecoveryAttempt, unlock_key: bytes, node: NodeRef, reply: Recover2Reply
+) -> Recover3:
+    proof = kdf.unlock_proof(
+        kdf.unlock_tag(unlock_key, node.node_id), reply.nonce, attempt.attempt_id
+    )
+    return Recover3(
+        version=attempt.choice.version, attempt_id=attempt.attempt_id, unlock_proof=proof
+    )
+
+
+def _largest_group(
+    replies: Mapping[NodeRef, Recover2Reply],
+) -> dict[NodeRef, Recover2Reply]:
+    groups: dict[tuple[bytes, bytes], dict[NodeRef, Recover2Reply]] = {}
+    for node, reply in replies.items():
+        groups.setdefault((reply.verifying_key, reply.commitment), {})[node] = reply
+    return max(groups.values(), key=len, default={})
+
+
 def finish_recover2(
     attempt: RecoveryAttempt,
     replies: Mapping[NodeRef, Recover2Reply],
     *,
     threshold: int,
 ) -> UnlockedAttempt:
-    """Verify the evaluations, combine ≥ t of them and check the password (§4 step 6).
+    """Combine ≥ t evaluations and check the password (§4 step 6).
+
+    The replies are grouped by ``(vk_v, commitment)`` and the largest group is combined at
+    once. If the result matches the commitment, every evaluation in it was right (a wrong
+    Z_i changes the combination, and the commitment is a MAC of the true output), so the
+    signatures and DLEQ proofs need no checking: they only matter when something is wrong.
+    Otherwise every reply is verified (:func:`verify_recover2_reply`) and the valid ones
+    regrouped, which tells a wrong password from a forged evaluation. Nothing leaves the
+    client between the two, and what is accepted is what eager verification accepts.
 
     Raises ``InvalidPassword`` (guesses remaining = the t-th largest count in the group),
-    ``ProtocolError`` naming nodes with invalid replies when too few valid ones remain, or
-    ``ClusterUnavailable`` when too few replied at all.
+    :class:`TooFewValid` (a ``ProtocolError``) naming the replies set aside when fewer than t
+    valid consistent ones remain, or ``ClusterUnavailable`` when too few replied at all.
     """
+    group = _largest_group(replies)
+    if len(group) >= threshold:
+        unlocked = _unlock(attempt, group, threshold)
+        if unlocked is not None:
+            return unlocked
     invalid: dict[NodeRef, str] = {}
-    groups: dict[tuple[bytes, bytes], dict[NodeRef, Recover2Reply]] = {}
+    valid: dict[NodeRef, Recover2Reply] = {}
     for node, reply in replies.items():
         why = verify_recover2_reply(attempt, node, reply)
-        if why is not None:
+        if why is None:
+            valid[node] = reply
+        else:
             invalid[node] = why
-            continue
-        groups.setdefault((reply.verifying_key, reply.commitment), {})[node] = reply
-    group = max(groups.values(), key=len, default={})
+    group = _largest_group(valid)
     if len(group) < threshold:
-        outsiders = [n for n in replies if n not in group]
+        outsiders = {
+            n: invalid.get(n, "inconsistent with the other nodes")
+            for n in replies
+            if n not in group
+        }
         if outsiders:
-            reasons = "; ".join(
-                f"{n.name}: {invalid.get(n, 'inconsistent with the other nodes')}"
-                for n in outsiders
-            )
-            raise ProtocolError([n.name for n in outsiders], reasons)
+            reasons = "; ".join(f"{n.name}: {why}" for n, why in outsiders.items())
+            raise TooFewValid(outsiders, reasons)
         raise ClusterUnavailable({}, f"only {len(group)} valid evaluations; {threshold} are needed")
-    shares = {node.index: reply.evaluated_element for node, reply in group.items()}
-    combined = shamir.combine_elements(shares, threshold)
-    output = oprf.finalize(attempt.access_key, attempt.blind, combined)
-    unlock_key = kdf.unlock_key(output)
-    reference = next(iter(group.values())).commitment
-    if not hmac.compare_digest(kdf.commitment(output, attempt.access_key), reference):
+    unlocked = _unlock(attempt, group, threshold)
+    if unlocked is None:
         remaining = sorted((r.guesses_remaining for r in group.values()), reverse=True)
         raise InvalidPassword(remaining[threshold - 1])
-    requests = {
-        node: Recover3(
-            version=attempt.choice.version,
-            attempt_id=attempt.attempt_id,
-            unlock_proof=kdf.unlock_proof(
-                kdf.unlock_tag(unlock_key, node.node_id), reply.nonce, attempt.attempt_id
-            ),
-        )
-        for node, reply in group.items()
-    }
-    return UnlockedAttempt(attempt=attempt, unlock_key=unlock_key, requests=requests)
+    return unlocked
+
+
+def admit_spares(
+    unlocked: UnlockedAttempt,
+    group_reply: Recover2Reply,
+    replies: Mapping[NodeRef, Recover2Reply],
+) -> tuple[UnlockedAttempt, dict[NodeRef, str]]:
+    """Add Recover3 requests for more nodes of an unlocked attempt (a Recover3 fell short).
+
+    Their Recover2 replies cannot be checked by the combination any more, so each must verify
+    (signature, DLEQ proof) and belong to the group (``group_reply``'s ``vk_v`` and
+    commitment). Returns the extended attempt and the replies set aside, with reasons.
+    """
+    requests = dict(unlocked.requests)
+    set_aside: dict[NodeRef, str] = {}
+    for node, reply in replies.items():
+        why = verify_recover2_reply(unlocked.attempt, node, reply)
+        if why is None and (reply.verifying_key, reply.commitment) != (
+            group_reply.verifying_key,
+            group_reply.commitment,
+        ):
+            why = "inconsistent with the other nodes"
+        if why is None:
+            requests[node] = _recover3_request(unlocked.attempt, unlocked.unlock_key, node, reply)
+        else:
+            set_aside[node] = why
+    return replace(unlocked, requests=requests), set_aside
 
 
 def verify_recover3_reply(

@@ -1,24 +1,32 @@
 """Recover (PROTOCOL.md §4): Recover1 → choose version → Argon2id → Recover2 → Recover3.
 
+Recover1 goes to every node, and the version is settled as soon as t of them agree on it
+(:func:`pakr.proto.recover.settled`): Argon2id starts at once while the other answers arrive.
+Recover2 then goes to t nodes only, in the order :func:`~pakr.proto.recover.choose_version`
+prefers (the same nodes every time, so ``max_guesses`` means what it says), and to the next
+ones only when one fails, stalls or misbehaves; Recover3 goes to the nodes whose evaluations
+unlocked the attempt. Fewer calls means less work for the nodes and for the client, and a
+guess is counted by the nodes that evaluate it.
+
 Recover2 spends a guess at every node it reaches and Recover3 consumes the attempt, so neither
-is ever retried automatically: a timeout there is reported, and the user decides whether to
-try again. Nodes whose replies fail verification are named in a warning (logger ``pakr``)
-when enough honest nodes remain to recover anyway, and in a ``ProtocolError`` otherwise. After
-a success, nodes holding the version only as pending get a Register3 to roll them forward.
+is ever retried at the same node: asking a further node is a first request there. Nodes whose
+replies fail verification are named in a warning (logger ``pakr``) when enough honest nodes
+remain to recover anyway, and in a ``ProtocolError`` otherwise. After a success, nodes holding
+the version only as pending get a Register3 to roll them forward.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from pakr.cluster import ClusterContext
+from pakr.cluster import ClusterContext, NodeStep
+from pakr.fanout import StepResult
 from pakr.passwords import stretch
-from pakr.proto.errors import PakrError
+from pakr.proto.errors import ClusterUnavailable, PakrError, ProtocolError
 from pakr.proto.messages import (
     NodeRef,
     Recover2Reply,
-    Recover3,
     Recover3Reply,
     Register3,
     UserRef,
@@ -26,12 +34,15 @@ from pakr.proto.messages import (
 )
 from pakr.proto.recover import (
     RecoveryAttempt,
+    TooFewValid,
+    UnlockedAttempt,
     VersionChoice,
+    admit_spares,
     choose_version,
     finish_recover2,
     finish_recover3,
+    settled,
     start_recover2,
-    verify_recover2_reply,
     verify_recover3_reply,
 )
 from pakr.refusals import reason, step_failure
@@ -44,85 +55,231 @@ async def read_states(
     ctx: ClusterContext, user: UserRef, *, wait_all: bool = False
 ) -> tuple[dict[NodeRef, UserStatus], dict[NodeRef, PakrError]]:
     """Recover1 at every node: the answers and the per-node failures."""
+    result = await ctx.step(
+        "recover1", user, ctx.nodes, _recover1(user), need=ctx.threshold, wait_all=wait_all
+    )
+    return result.replies, result.errors
+
+
+def _recover1(user: UserRef) -> NodeStep[UserStatus]:
+    """The Recover1 RPC for ``user`` at one node."""
 
     async def rpc(transport: NodeTransport, token: str, timeout: float) -> UserStatus:
         return await transport.recover1(user, token, timeout=timeout)
 
-    result = await ctx.step("recover1", user, ctx.nodes, rpc, need=ctx.threshold, wait_all=wait_all)
-    return result.replies, result.errors
+    return rpc
 
 
-async def choose(ctx: ClusterContext, user: UserRef) -> VersionChoice:
-    """Recover1 and the committed-first version choice (§4 steps 1-2)."""
-    answers, errors = await read_states(ctx, user)
-    if len(answers) < ctx.threshold:
-        raise step_failure("recover1", errors, have=len(answers), need=ctx.threshold)
+def decide(ctx: ClusterContext, user: UserRef, answers: StepResult[UserStatus]) -> VersionChoice:
+    """The committed-first version choice (§4 step 2) from the Recover1 answers so far."""
+    if len(answers.replies) < ctx.threshold:
+        raise step_failure(
+            "recover1", answers.errors, have=len(answers.replies), need=ctx.threshold
+        )
     return choose_version(
-        answers,
-        {node: reason(err) for node, err in errors.items()},
+        answers.replies,
+        {node: reason(err) for node, err in answers.errors.items()},
         threshold=ctx.threshold,
         node_count=ctx.node_count,
+        user=user,
     )
+
+
+def _refine(
+    ctx: ClusterContext, user: UserRef, early: VersionChoice, answers: StepResult[UserStatus]
+) -> VersionChoice:
+    """The choice again with every answer in: the same version, with all the nodes that can
+    serve it (in order), the pending ones to roll forward and the suspects to name."""
+    try:
+        full = decide(ctx, user, answers)
+    except PakrError:
+        return early  # cannot happen once settled (see ``settled``); keep what Argon2 used
+    if (full.version, full.epoch, full.argon2) != (early.version, early.epoch, early.argon2):
+        return early
+    return full
 
 
 async def recover(ctx: ClusterContext, user: UserRef, password: bytes) -> bytes:
     """Recover ``user``'s secret with ``password`` (raises ``InvalidPassword`` when wrong)."""
     t = ctx.threshold
-    choice = await choose(ctx, user)
+    flight = ctx.start("recover1", user, ctx.nodes, _recover1(user))
+    try:
+        with ctx.phase("recover1"):
+            await flight.gather(
+                need=t, linger=ctx.linger, settled=lambda r: settled(r.replies, threshold=t)
+            )
+            if not settled(flight.result.replies, threshold=t):
+                await flight.close()  # decided the usual way: the stragglers are too late
+            early = decide(ctx, user, flight.result)
+        hedge_after = max(ctx.linger, 2 * flight.elapsed())
+        with ctx.phase("argon2"):
+            access_key, seed = await stretch(password, user, early.version, early.argon2)
+        with ctx.phase("recover1-rest"):
+            await flight.gather(need=t, linger=ctx.linger)
+    finally:
+        await flight.close()
+    choice = _refine(ctx, user, early, flight.result)
     for node in choice.suspects:
         log.warning(
             "recover: ignored %s: it reports other Argon2id parameters than the other nodes",
             node.name,
         )
-    with ctx.phase("argon2"):
-        access_key, seed = await stretch(password, user, choice.version, choice.argon2)
     attempt = start_recover2(user, choice, access_key, seed, ctx.rng)
     del access_key, seed
-    request = attempt.request
-
-    async def evaluate(transport: NodeTransport, token: str, timeout: float) -> Recover2Reply:
-        return await transport.recover2(user, token, request, timeout=timeout)
-
-    step2 = await ctx.step("recover2", user, choice.nodes, evaluate, need=t, retry=False)
-    replies = step2.require(t)
-    with ctx.phase("verify"):
-        unlocked = finish_recover2(attempt, replies, threshold=t)
-    _warn_invalid(attempt, replies, unlocked.requests)
-    requests: Mapping[NodeRef, Recover3] = unlocked.requests
-
-    async def release(transport: NodeTransport, token: str, timeout: float) -> Recover3Reply:
-        return await transport.recover3(user, token, requests[transport.node], timeout=timeout)
-
-    step3 = await ctx.step(
-        "recover3", user, list(requests), release, need=t, retry=False, wait_all=True
-    )
-    shares = step3.require(t)
-    with ctx.phase("decrypt"):
-        secret = finish_recover3(unlocked, shares, threshold=t)
-    for node, share in shares.items():
-        why = verify_recover3_reply(unlocked, node, share)
-        if why is not None:
-            log.warning("recover: ignored %s's share: %s", node.name, why)
-    if len(shares) < len(requests) or step3.errors:
-        log.warning(
-            "recover: %s did not release a share; recovered with the others",
-            ", ".join(n.name for n in step3.errors),
-        )
+    session = _Session(ctx, user, attempt, hedge_after)
+    unlocked = await session.evaluate()
+    secret = await session.release(unlocked)
     await roll_forward(ctx, user, choice)
     return secret
 
 
-def _warn_invalid(
-    attempt: RecoveryAttempt,
-    replies: Mapping[NodeRef, Recover2Reply],
-    group: Mapping[NodeRef, Recover3],
+class _Session:
+    """Recover2 and Recover3 of one attempt: which nodes were asked, what they said."""
+
+    def __init__(
+        self, ctx: ClusterContext, user: UserRef, attempt: RecoveryAttempt, hedge_after: float
+    ) -> None:
+        self.ctx = ctx
+        self.user = user
+        self.attempt = attempt
+        self.hedge_after = hedge_after
+        self.spares: list[NodeRef] = list(attempt.choice.nodes)  # in order, not asked yet
+        self.replies: dict[NodeRef, Recover2Reply] = {}  # evaluations still in play
+        self.failures: dict[NodeRef, PakrError] = {}
+        self.set_aside: dict[NodeRef, str] = {}  # misbehaved: named in the warning or error
+
+    async def _ask(self, need: int) -> dict[NodeRef, Recover2Reply]:
+        """Recover2 at the next ``need`` spare nodes (more for failures and stragglers)."""
+        request = self.attempt.request
+        user = self.user
+
+        async def evaluate(transport: NodeTransport, token: str, timeout: float) -> Recover2Reply:
+            return await transport.recover2(user, token, request, timeout=timeout)
+
+        step = await self.ctx.hedged_step(
+            "recover2", user, self.spares, evaluate, need=need, hedge_after=self.hedge_after
+        )
+        asked = step.replies.keys() | step.errors.keys()
+        self.spares = [n for n in self.spares if n not in asked]
+        self.failures.update(step.errors)
+        self.replies.update(step.replies)
+        return step.replies
+
+    def _shortfall(self, step: str, have: int) -> PakrError:
+        """The error when no spare node is left: a failure's kind if it is more actionable
+        than a protocol error, else the nodes set aside, else the cluster unavailable."""
+        error = step_failure(step, self.failures, have=have, need=self.ctx.threshold)
+        if self.set_aside and isinstance(error, ClusterUnavailable):
+            reasons = "; ".join(f"{n.name}: {why}" for n, why in self.set_aside.items())
+            return TooFewValid(self.set_aside, reasons)
+        return error
+
+    async def evaluate(self) -> UnlockedAttempt:
+        """Recover2 at t nodes, more as needed, until the password checks out (or not)."""
+        t = self.ctx.threshold
+        while True:
+            if len(self.replies) < t:
+                await self._ask(t - len(self.replies))
+            if len(self.replies) < t:
+                raise self._shortfall("recover2", len(self.replies))
+            try:
+                with self.ctx.phase("verify"):
+                    unlocked = finish_recover2(self.attempt, self.replies, threshold=t)
+            except TooFewValid as error:
+                self.set_aside.update(error.set_aside)
+                for node in error.set_aside:
+                    del self.replies[node]
+                if not self.spares:
+                    raise self._shortfall("recover2", len(self.replies)) from None
+                continue
+            for node, why in self.set_aside.items():
+                log.warning("recover: ignored %s's evaluation: %s", node.name, why)
+            return unlocked
+
+    async def release(self, unlocked: UnlockedAttempt) -> bytes:
+        """Recover3 at the nodes that unlocked the attempt; bring in spares for shortfalls."""
+        t = self.ctx.threshold
+        shares: dict[NodeRef, Recover3Reply] = {}
+        bad: dict[NodeRef, str] = {}
+        silent: dict[NodeRef, PakrError] = {}
+        ask: list[NodeRef] = list(unlocked.requests)
+        group_reply = self.replies[ask[0]]
+        while True:
+            step = await self._release(unlocked, ask)
+            silent.update(step.errors)
+            shares.update(step.replies)
+            if len(shares) >= t:
+                try:
+                    with self.ctx.phase("decrypt"):
+                        secret = finish_recover3(unlocked, shares, threshold=t)
+                except ProtocolError:
+                    pass
+                else:
+                    _warn_release(unlocked, shares, bad, silent, threshold=t)
+                    return secret
+            forged = {
+                node: why
+                for node, share in shares.items()
+                if (why := verify_recover3_reply(unlocked, node, share)) is not None
+            }
+            if len(shares) >= t and not forged:  # t valid shares and still no secret
+                raise ProtocolError(
+                    [n.name for n in shares], "the nodes' shares do not open the secret"
+                )
+            bad.update(forged)
+            for node in forged:
+                del shares[node]
+            if not self.spares:
+                if bad:
+                    reasons = "; ".join(f"{n.name}: {why}" for n, why in bad.items())
+                    raise ProtocolError([n.name for n in bad], reasons)
+                raise step_failure("recover3", silent, have=len(shares), need=t)
+            spare = await self._ask(t - len(shares))
+            unlocked, aside = admit_spares(unlocked, group_reply, spare)
+            bad.update(aside)
+            ask = [n for n in spare if n not in aside]
+
+    async def _release(
+        self, unlocked: UnlockedAttempt, nodes: Sequence[NodeRef]
+    ) -> StepResult[Recover3Reply]:
+        """Recover3 at ``nodes`` (each once: it consumes the attempt there)."""
+        user = self.user
+
+        async def release(transport: NodeTransport, token: str, timeout: float) -> Recover3Reply:
+            request = unlocked.requests[transport.node]
+            return await transport.recover3(user, token, request, timeout=timeout)
+
+        return await self.ctx.step(
+            "recover3", user, nodes, release, need=len(nodes), retry=False, wait_all=True
+        )
+
+
+def _warn_release(
+    unlocked: UnlockedAttempt,
+    shares: Mapping[NodeRef, Recover3Reply],
+    bad: Mapping[NodeRef, str],
+    silent: Mapping[NodeRef, PakrError],
+    *,
+    threshold: int,
 ) -> None:
-    """Name the nodes whose evaluations were set aside although recovery went on."""
-    for node, reply in replies.items():
-        if node in group:
-            continue
-        why = verify_recover2_reply(attempt, node, reply) or "inconsistent with the other nodes"
-        log.warning("recover: ignored %s's evaluation: %s", node.name, why)
+    """Name the nodes whose share was forged or missing although recovery succeeded.
+
+    With exactly t shares a success means every one was valid; only a surplus (spares that
+    answered together) can hide a forged share that was outvoted, so only then are they checked.
+    """
+    named = dict(bad)
+    if len(shares) > threshold:
+        for node, share in shares.items():
+            why = verify_recover3_reply(unlocked, node, share)
+            if why is not None:
+                named[node] = why
+    for node, why in named.items():
+        log.warning("recover: ignored %s's share: %s", node.name, why)
+    if silent:
+        log.warning(
+            "recover: %s did not release a share; recovered with the others",
+            ", ".join(n.name for n in silent),
+        )
 
 
 async def roll_forward(ctx: ClusterContext, user: UserRef, choice: VersionChoice) -> None:

@@ -17,7 +17,7 @@ import pakr
 from pakr.coordinator.localcluster import LocalCluster
 from pakr.proto.group import Element
 from pakr.proto.manifest import Manifest, ManifestNode
-from pakr.proto.messages import Recover2, Recover2Reply, UserRef
+from pakr.proto.messages import Recover2, Recover2Reply, UserRef, UserStatus
 from pakr.transport import NodeTransport
 
 ClusterFactory = Callable[..., LocalCluster]  # module_local_cluster (tests/conftest.py)
@@ -119,13 +119,23 @@ def test_recover_with_n_minus_t_down_and_unavailable_with_one_more(five: LocalCl
 
 
 class ForgingTransport:
-    """Wraps a real node's transport and adds the generator to its evaluations."""
+    """Wraps a real node's transport and adds the generator to its evaluations.
+
+    It also claims the fewest guesses left in Recover1, the lie that gets a node asked first
+    (the client asks only t nodes for an evaluation, preferring those).
+    """
 
     def __init__(self, inner: NodeTransport) -> None:
         self.inner = inner
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+    async def recover1(self, user: UserRef, token: str, *, timeout: float) -> UserStatus:
+        status = await self.inner.recover1(user, token, timeout=timeout)
+        if status.committed is None:
+            return status
+        return replace(status, committed=replace(status.committed, guesses_remaining=1))
 
     async def recover2(
         self, user: UserRef, token: str, request: Recover2, *, timeout: float

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ from pakr.coordinator import admin_cli
 from pakr.coordinator.cli import exit_code_for
 from pakr.node.tls import write_certificate
 from pakr.proto.errors import PakrError
+from pakr.proto.manifest import Manifest
+from pakr.proto.messages import UserRef, UserStatus, VersionInfo
+from pakr.proto.recover import choose_version
 
 CLI_TIMEOUT = 120
 
@@ -88,3 +92,36 @@ def last_json(text: str) -> Any:
             with contextlib.suppress(ValueError):
                 return json.loads(line)
     raise AssertionError(f"no JSON line in output: {text!r}")
+
+
+def user_asking(
+    manifest: Manifest,
+    tenant: str,
+    prefix: str,
+    *,
+    ask: Collection[int] = (),
+    spare: Collection[int] = (),
+) -> str:
+    """A user id whose recoveries ask the nodes with indices ``ask`` for evaluations first,
+    and none of ``spare``.
+
+    With equal guess counts the client asks t nodes in an order fixed per user (see
+    ``pakr.proto.recover.choose_version``); tests that need a given node in or out of a
+    recovery pick the user accordingly, through that same function.
+    """
+    info = VersionInfo(version=bytes(16), epoch=1, argon2=manifest.argon2, guesses_remaining=10)
+    answers = {node.ref: UserStatus(committed=info) for node in manifest.nodes}
+    t = manifest.threshold
+    for attempt in range(10_000):
+        user_id = f"{prefix}-{attempt}"
+        choice = choose_version(
+            answers,
+            {},
+            threshold=t,
+            node_count=len(manifest.nodes),
+            user=UserRef(tenant, user_id),
+        )
+        first = {node.index for node in choice.nodes[:t]}
+        if set(ask) <= first and not first & set(spare):
+            return user_id
+    raise AssertionError(f"no user id asks {sorted(ask)} and spares {sorted(spare)}")

@@ -28,7 +28,7 @@ from pakr.proto.errors import ConfigError, InvalidPassword
 from pakr.proto.manifest import OperatorKey
 from pakr.proto.v1 import coordinator_pb2 as cpb
 from pakr.proto.v1 import coordinator_pb2_grpc as cpb_grpc
-from tests.cluster.cluster_helpers import last_json, pakr_cli
+from tests.cluster.cluster_helpers import last_json, pakr_cli, user_asking
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -61,6 +61,10 @@ class Running:
 
     def cluster(self) -> LocalCluster:
         return LocalCluster.open(self.dir)
+
+    def user_asking(self, prefix: str, *, ask: set[int]) -> str:
+        """A user id whose recoveries ask nodes ``ask`` first (see ``user_asking``)."""
+        return user_asking(self.cluster().manifest(), "dev", prefix, ask=ask)
 
 
 def _up(directory: Path, *extra: str) -> dict[str, object]:
@@ -115,31 +119,34 @@ def test_status_reports_every_node_serving(running: Running) -> None:
 def test_node_killed_mid_recovery_costs_a_guess_but_not_the_secret(running: Running) -> None:
     cluster = running.cluster()
     secret = os.urandom(32)
+    user = running.user_asking("crash-mid-recover", ask={2})
     with running.client() as client:
-        client.register("crash-mid-recover", "pw-1", secret, max_guesses=MAX_GUESSES)
-        # Node 2 dies with SIGKILL right after durably counting the guess, before replying.
+        client.register(user, "pw-1", secret, max_guesses=MAX_GUESSES)
+        # Node 2 (one of the t nodes this user's recoveries ask) dies with SIGKILL right after
+        # durably counting the guess, before replying: the client asks a spare node instead.
         cluster.kill_node(2)
         cluster.start_node(2, env={"PAKR_CRASH_AT": "recover2.after_commit"})
-        _wait_reachable(client, "crash-mid-recover", 5)
-        assert client.recover("crash-mid-recover", "pw-1") == secret
+        _wait_reachable(client, user, 5)
+        assert client.recover(user, "pw-1") == secret
         assert cluster.wait_exit(2, timeout=10) is not None
         assert cluster.node_pid(2) is None
         cluster.start_node(2)
-        _wait_reachable(client, "crash-mid-recover", 5)
-        report = client.status("crash-mid-recover")
+        _wait_reachable(client, user, 5)
+        report = client.status(user)
         counts = {n.index: n.guesses_remaining for n in report.nodes}
         # The crashed node counted the guess and never saw the unlock: a crash never un-counts.
         assert counts[2] == MAX_GUESSES - 1
         assert all(counts[i] == MAX_GUESSES for i in (1, 3, 4, 5))
-        assert client.recover("crash-mid-recover", "pw-1") == secret
+        assert client.recover(user, "pw-1") == secret
 
 
 def test_restarted_node_keeps_users_and_counts(running: Running) -> None:
     secret = os.urandom(16)
+    user = running.user_asking("restart-keeps", ask={4})
     with running.client() as client:
-        client.register("restart-keeps", "pw-2", secret, max_guesses=MAX_GUESSES)
+        client.register(user, "pw-2", secret, max_guesses=MAX_GUESSES)
         with pytest.raises(InvalidPassword) as wrong:
-            client.recover("restart-keeps", "not-pw-2")
+            client.recover(user, "not-pw-2")
         assert wrong.value.guesses_remaining == MAX_GUESSES - 1
         before = pakr_cli("cluster", "status", "--dir", str(running.dir), check=True)
         pid_before = json.loads(before.stdout)["nodes"][3]["pid"]
@@ -148,15 +155,15 @@ def test_restarted_node_keeps_users_and_counts(running: Running) -> None:
         started = pakr_cli("cluster", "start-node", "--dir", str(running.dir), "--node", "4")
         assert started.returncode == 0, started.stderr
         assert last_json(started.stdout)["pid"] != pid_before
-        _wait_reachable(client, "restart-keeps", 5)
-        node4 = next(n for n in client.status("restart-keeps").nodes if n.index == 4)
+        _wait_reachable(client, user, 5)
+        node4 = next(n for n in client.status(user).nodes if n.index == 4)
         assert node4.registered and node4.guesses_remaining == MAX_GUESSES - 1
         # Only node 4 plus two others: its share is still good.
         cluster = running.cluster()
         cluster.kill_node(1)
         cluster.kill_node(2)
         try:
-            assert client.recover("restart-keeps", "pw-2") == secret
+            assert client.recover(user, "pw-2") == secret
         finally:
             cluster.start_node(1)
             cluster.start_node(2)

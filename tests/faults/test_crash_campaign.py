@@ -33,6 +33,7 @@ import pytest
 
 import pakr
 from pakr.coordinator.localcluster import LocalCluster
+from tests.cluster.cluster_helpers import user_asking
 from tests.conftest import ClusterFactory
 
 LONG = os.environ.get("PAKR_FAULTS") == "long"
@@ -151,7 +152,11 @@ def test_crash_point(
     hit: int,
 ) -> None:
     cluster: LocalCluster = clusters(n, t)
-    user = f"crash-{n}-{crasher}-{rpc}-{point}-{op}-{hit}"
+    # a user whose recoveries ask the crasher (the client asks t nodes, in an order per user)
+    user = user_asking(
+        cluster.manifest(), cluster.tenant, f"crash-{n}-{crasher}-{rpc}-{point}-{op}-{hit}",
+        ask={crasher},
+    )  # fmt: skip
     old, new = "old password", "new password"
     s_old, s_new = b"old secret " + os.urandom(8), b"new secret " + os.urandom(8)
     if op != "first":

@@ -20,6 +20,9 @@ mode                   what it does
                        that version's signed K_i (a valid proof, an old signature)
 =====================  ===============================================================
 
+Every mode that forges a Recover2 or Recover3 reply also reports one guess left in Recover1,
+which makes the client ask it first (it asks t nodes, the fewest guesses left first).
+
 It records every ``authorization`` header it receives, so a test can try to replay the
 client's token to another node.
 """
@@ -47,6 +50,9 @@ from pakr.proto.recover import Admission, admit_recover2, count_guess, node_reco
 from pakr.proto.register import node_register2, node_register3
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc as pb_grpc
+
+LURED = frozenset({"bad_evaluation", "wrong_key", "huge", "stall", "bad_share", "stale_key"})
+"""Modes that also lie in Recover1 to be asked (see ``_status``)."""
 
 WEAK = Argon2Params(memory_kib=8, iterations=1, parallelism=1)
 ABSURD = Argon2Params(memory_kib=4 * 1024 * 1024, iterations=1000, parallelism=64)
@@ -114,6 +120,10 @@ class MaliciousNode(pb_grpc.NodeServicer):  # type: ignore[misc]
             status = replace(status, committed=replace(status.committed, argon2=params))
         if self.mode == "rollback" and self.replaced.get(user):
             status = replace(status, committed=self.replaced[user][0].info(), pending=None)
+        if self.mode in LURED and status.committed is not None:
+            # The client asks only t nodes, those with the fewest guesses left first: claim
+            # one left, so this node's forged answers are sure to be used.
+            status = replace(status, committed=replace(status.committed, guesses_remaining=1))
         return status
 
     # -- RPCs ---------------------------------------------------------------------------------

@@ -257,6 +257,7 @@ def test_retries_replays_and_new_versions_never_reset_a_count(wire: Wire) -> Non
                 await t.close()
 
     asyncio.run(scenario())
-    with client_for(w.cluster) as c:  # the password still in force resets it, as it should
+    with client_for(w.cluster) as c:  # the password still in force resets it, as it should,
         assert c.recover(w.user.user_id, "right") == b"secret"
-    assert set(guess_counts(w.cluster, w.user.user_id).values()) == {0}
+    # at the t nodes that saw it; the other keeps its count (nothing resets it but the password)
+    assert sorted(guess_counts(w.cluster, w.user.user_id).values()) == [0, 0, 1]

@@ -231,13 +231,24 @@ def test_node_lying_about_its_public_key_is_caught() -> None:
     liar = cluster.nodes[1].ref
     fake_k = Scalar.random()
 
-    def tamper(replies):  # type: ignore[no-untyped-def]
-        # A public share of the liar's choosing: the registration signature must fail.
+    def lie_about_key(replies):  # type: ignore[no-untyped-def]
         r = replies[liar]
         return {**replies, liar: replace(r, oprf_public_share=Element.base_mult(fake_k))}
 
+    def lie_and_forge(replies):  # type: ignore[no-untyped-def]
+        r = lie_about_key(replies)[liar]
+        return {
+            **replies,
+            liar: replace(r, evaluated_element=r.evaluated_element + Element.generator()),
+        }
+
+    # A public share of the liar's choosing with a correct evaluation changes nothing: the
+    # combination matches the commitment, so the client has the right secret and stops there.
+    assert cluster.recover(b"pw", use=cluster.nodes[:2], tamper=lie_about_key) == b"secret"
+    # With a forged evaluation the combination fails, and the registration signature over
+    # the public share names the liar.
     with pytest.raises(ProtocolError) as info:
-        cluster.recover(b"pw", use=cluster.nodes[:2], tamper=tamper)
+        cluster.recover(b"pw", use=cluster.nodes[:2], tamper=lie_and_forge)
     assert liar.name in info.value.nodes
     assert "signature" in str(info.value)
 
