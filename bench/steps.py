@@ -12,14 +12,17 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pakr.proto import kdf
+from pakr.proto.errors import InvalidPassword
 from pakr.proto.group import Element, Scalar
 from pakr.proto.kdf import DEFAULT_ARGON2, DEV_ARGON2
 from pakr.proto.messages import NodeRef, Recover2Reply, UserRef
 from pakr.proto.records import UserRecord
 from pakr.proto.recover import (
+    RecoveryAttempt,
     choose_version,
     count_guess,
     finish_recover2,
@@ -40,6 +43,17 @@ def measure(fn: Callable[[], Any], rounds: int) -> float:
         fn()
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
+
+
+def _wrong_password(
+    attempt: RecoveryAttempt, replies: dict[NodeRef, Recover2Reply], t: int
+) -> None:
+    """finish_recover2 when the commitment does not match: every reply gets verified."""
+    try:
+        finish_recover2(attempt, replies, threshold=t)
+    except InvalidPassword:
+        return
+    raise AssertionError("a wrong access key was accepted")
 
 
 def main() -> None:
@@ -102,6 +116,9 @@ def main() -> None:
         releases[node] = reply
     assert finish_recover3(unlocked, releases, threshold=t) == bytes(32)
 
+    wrong = start_recover2(user, choice, bytes(32), seed)  # another access key, same elements
+    wrong = replace(wrong, blind=attempt.blind, blinded_element=attempt.blinded_element)
+
     pending0 = node_register2(
         None, plan.requests[nodes[0].node_id], user=user, node=nodes[0], now=0.0
     )
@@ -133,8 +150,13 @@ def main() -> None:
         ),
         (
             "client",
-            f"finish_recover2 ({t} replies: verify, combine, finalize)",
+            f"finish_recover2 ({t} replies: combine, finalize, match)",
             measure(lambda: finish_recover2(attempt, replies, threshold=t), rounds // 4),
+        ),
+        (
+            "client",
+            f"finish_recover2, wrong password ({t} replies, all verified)",
+            measure(lambda: _wrong_password(wrong, replies, t), rounds // 4),
         ),
         (
             "client",

@@ -395,7 +395,9 @@ class SqliteStore:
     def _open_reader(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout = 10000")
+        # A WAL reader is practically never busy; if it is (a WAL recovery), fail fast rather
+        # than stall the event loop: the client takes another node.
+        conn.execute("PRAGMA busy_timeout = 500")
         conn.execute("PRAGMA query_only = ON")
         return conn
 

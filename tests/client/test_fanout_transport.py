@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc import aio
 
-from pakr.fanout import NO_RETRY, RetryPolicy, fan_out
+from pakr.fanout import NO_RETRY, InFlight, RetryPolicy, fan_out, hedged
 from pakr.proto import wire
 from pakr.proto.errors import (
     ClusterUnavailable,
@@ -112,6 +112,71 @@ async def test_bugs_propagate_and_cancel_the_other_calls() -> None:
     with pytest.raises(KeyError):
         await fan_out("step", NODES, call, need=5, deadline=5.0)
     assert cancelled == 4
+
+
+async def test_hedged_asks_only_what_it_needs_in_order() -> None:
+    asked: list[int] = []
+
+    async def call(node: NodeRef, timeout: float) -> int:
+        asked.append(node.index)
+        return node.index
+
+    result = await hedged("recover2", NODES, call, need=3, deadline=2.0, hedge_after=1.0)
+    assert asked == [1, 2, 3] and set(result.replies) == set(NODES[:3])
+    assert not result.errors
+
+
+async def test_hedged_replaces_failures_and_stragglers_then_cancels_the_rest() -> None:
+    asked: list[int] = []
+    cancelled: list[int] = []
+
+    async def call(node: NodeRef, timeout: float) -> int:
+        asked.append(node.index)
+        if node.index == 1:
+            raise NodeUnreachable("connection refused")
+        if node.index == 2:  # stalls: the hedge brings in another node after 50 ms
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                cancelled.append(2)
+                raise
+        return node.index
+
+    start = time.monotonic()
+    result = await hedged("recover2", NODES, call, need=2, deadline=5.0, hedge_after=0.05)
+    assert time.monotonic() - start < 1.0
+    assert asked == [1, 2, 3, 4]  # 3 replaces the failure at once, 4 is the hedge for 2
+    assert set(result.replies) == {NODES[2], NODES[3]}
+    assert cancelled == [2] and "before enough" in str(result.errors[NODES[1]])
+    assert "connection refused" in str(result.errors[NODES[0]])
+
+
+async def test_hedged_runs_out_of_candidates() -> None:
+    async def call(node: NodeRef, timeout: float) -> int:
+        raise NodeRefusal(ErrorKind.NO_GUESSES, "none left", guesses_remaining=0)
+
+    result = await hedged("recover2", NODES[:3], call, need=2, deadline=2.0, hedge_after=0.05)
+    assert not result.replies and set(result.errors) == set(NODES[:3])
+
+
+async def test_in_flight_settles_early_and_the_others_keep_answering() -> None:
+    delays = {1: 0.0, 2: 0.0, 3: 0.0, 4: 0.1, 5: 0.1}
+
+    async def call(node: NodeRef, timeout: float) -> int:
+        await asyncio.sleep(delays[node.index])
+        return node.index
+
+    flight: InFlight[int] = InFlight("recover1", call, deadline=5.0)
+    for node in NODES:
+        flight.launch(node)
+    start = time.monotonic()
+    await flight.gather(need=3, linger=1.0, settled=lambda r: len(r.replies) >= 3)
+    assert time.monotonic() - start < 0.08  # no linger once settled
+    assert len(flight.result.replies) == 3 and flight.running == 2
+    await asyncio.sleep(0.15)  # e.g. Argon2id
+    await flight.gather(need=3, linger=0.0)
+    await flight.close()
+    assert len(flight.result.replies) == 5 and not flight.result.errors
 
 
 def test_step_failure_picks_the_most_actionable_error() -> None:

@@ -84,6 +84,24 @@ async def test_wrong_password_counts_and_reports_guesses_left() -> None:
     assert report.guesses_remaining == 4
 
 
+async def test_a_recovery_asks_t_nodes_the_same_ones_every_time() -> None:
+    cluster = FakeCluster(5, 3)
+    async with cluster.client() as client:
+        await client.register("cora", "right", SECRET, max_guesses=4)
+        for _ in range(2):
+            with pytest.raises(InvalidPassword):
+                await client.recover("cora", "wrong")
+        counts = [node.users[cluster.user("cora")].committed.guess_count for node in cluster.nodes]  # type: ignore[union-attr]
+        assert sorted(counts) == [0, 0, 2, 2, 2]  # t nodes, both times the same three
+        assert [t.calls["recover2"] for t in cluster.transports] == [2 if c else 0 for c in counts]
+        assert all(t.calls["recover1"] == 2 for t in cluster.transports)  # Recover1: all n
+        # A node asked so far goes down: the next one in line takes its place.
+        down = next(t for t, c in zip(cluster.transports, counts, strict=True) if c)
+        down.knobs.down = True
+        assert await client.recover("cora", "right") == SECRET
+        assert sum(t.calls["recover3"] for t in cluster.transports) == 3
+
+
 async def test_lockout_after_max_guesses_even_with_the_right_password() -> None:
     cluster = FakeCluster(3, 2)
     async with cluster.client() as client:

@@ -51,6 +51,34 @@ async def test_group_commit_batches_concurrent_guesses(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_a_lone_write_commits_inline_and_a_refused_one_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    from pakr.node.store import sqlite as sqlite_store
+    from pakr.proto.errors import NodeRefusal
+
+    store = SqliteStore(tmp_path / "node.db", Sealer(os.urandom(32)))
+    try:
+        await store.migrate()
+        reg = make_registration(max_guesses=1)
+        await asyncio.sleep(sqlite_store.INLINE_IDLE_SECONDS)
+        inline_before = store._db.inline
+        await store.register_pending(USER, reg.request, node=reg.node, now=NOW, peer=PEER)
+        assert store._db.inline == inline_before + 1  # idle: committed without the DB thread
+        await asyncio.sleep(sqlite_store.INLINE_IDLE_SECONDS)
+        await store.count_guess(USER, wrong_recover2(reg), nonce=os.urandom(16), now=NOW, peer=PEER)
+        before = await store.get_user(USER)
+        await asyncio.sleep(sqlite_store.INLINE_IDLE_SECONDS)
+        with pytest.raises(NodeRefusal):  # no guesses left: refused inline, rolled back
+            await store.count_guess(
+                USER, wrong_recover2(reg), nonce=os.urandom(16), now=NOW, peer=PEER
+            )
+        assert await store.get_user(USER) == before
+        assert store._db.inline == inline_before + 3
+    finally:
+        await store.close()
+
+
 async def test_wal_and_full_sync(tmp_path: Path) -> None:
     import sqlite3
 
