@@ -180,6 +180,16 @@ class InFlight(Generic[T]):
         done, self._pending = await asyncio.wait(
             self._pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
         )
+        await self._collect(done)
+        return bool(done)
+
+    def _harvest(self) -> set[asyncio.Task[T]]:
+        """Take the calls that finished meanwhile (e.g. during Argon2id) out of pending."""
+        done = {task for task in self._pending if task.done()}
+        self._pending -= done
+        return done
+
+    async def _collect(self, done: set[asyncio.Task[T]]) -> None:
         for task in done:
             node = self._tasks[task]
             error = task.exception()
@@ -190,7 +200,6 @@ class InFlight(Generic[T]):
             else:
                 await self.close()
                 raise error
-        return bool(done)
 
     async def gather(
         self,
@@ -204,11 +213,12 @@ class InFlight(Generic[T]):
         (``wait_all``), the deadline, or, sooner, until ``settled(result)`` says the answers
         so far decide the step (the others keep running: call again, or :meth:`close`)."""
         while self._pending:
-            if settled is not None and settled(self.result):
-                return self.result
+            await self._collect(self._harvest())
             now = self._loop.time()
             if len(self.result.replies) >= need and self.enough_at is None:
-                self.enough_at = now
+                self.enough_at = now  # the linger runs from here, even across a settled return
+            if settled is not None and settled(self.result):
+                return self.result
             cutoff = self.deadline_at
             if self.enough_at is not None and not wait_all:
                 cutoff = min(
@@ -225,6 +235,7 @@ class InFlight(Generic[T]):
 
     async def close(self) -> StepResult[T]:
         """Cancel the calls still running; report them as not answering in time."""
+        await self._collect(self._harvest())
         pending, self._pending = self._pending, set()
         for task in pending:
             task.cancel()

@@ -179,6 +179,23 @@ async def test_in_flight_settles_early_and_the_others_keep_answering() -> None:
     assert len(flight.result.replies) == 5 and not flight.result.errors
 
 
+async def test_a_hung_straggler_gets_its_linger_from_the_settled_moment() -> None:
+    async def call(node: NodeRef, timeout: float) -> int:
+        await asyncio.sleep(10.0 if node.index == 5 else 0.0)
+        return node.index
+
+    flight: InFlight[int] = InFlight("recover1", call, deadline=20.0)
+    for node in NODES:
+        flight.launch(node)
+    await flight.gather(need=3, linger=0.05, settled=lambda r: len(r.replies) >= 3)
+    await asyncio.sleep(0.2)  # Argon2id: longer than the linger
+    start = time.monotonic()
+    await flight.gather(need=3, linger=0.05)  # the linger already ran out: no more waiting
+    assert time.monotonic() - start < 0.05
+    await flight.close()
+    assert "before enough other nodes" in str(flight.result.errors[NODES[4]])
+
+
 def test_step_failure_picks_the_most_actionable_error() -> None:
     errors = {
         NODES[0]: NodeUnreachable("connection refused"),

@@ -256,12 +256,21 @@ async def test_recover2_and_recover3_are_never_retried() -> None:
     cluster = FakeCluster(5, 3)
     async with cluster.client() as client:
         await client.register("liam", "pw", SECRET)
-        flaky = cluster.transports[0]
+
+        def ask_me_first(rpc: str, reply: Any) -> Any:
+            if rpc == "recover1" and reply.committed is not None:
+                return replace(reply, committed=replace(reply.committed, guesses_remaining=1))
+            return reply
+
+        flaky, shaky = cluster.transports[0], cluster.transports[1]
+        for transport in (flaky, shaky):  # make sure the client asks these two
+            transport.knobs.rewrite = ask_me_first
         flaky.knobs.transient_failures["recover2"] = 1
-        cluster.transports[1].knobs.transient_failures["recover3"] = 1
-        assert await client.recover("liam", "pw") == SECRET
-    assert flaky.calls["recover2"] == 1
-    assert cluster.transports[1].calls["recover3"] == 1
+        shaky.knobs.transient_failures["recover3"] = 1
+        assert await client.recover("liam", "pw") == SECRET  # spares took their place
+    assert flaky.calls["recover2"] == 1 and flaky.calls["recover3"] == 0
+    assert shaky.calls["recover2"] == 1 and shaky.calls["recover3"] == 1
+    assert all(t.calls["recover2"] <= 1 and t.calls["recover3"] <= 1 for t in cluster.transports)
 
 
 async def test_transient_failures_of_idempotent_steps_are_retried() -> None:
