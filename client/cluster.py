@@ -93,7 +93,6 @@ class ClusterContext:
         ask for, so those are never repeated automatically. ``fresh_token=True`` for the RPCs
         nodes replay-check (Register2/3, Delete): a new token for every attempt.
         """
-
         with self.phase(name):
             return await fan_out(
                 name,
