@@ -41,7 +41,6 @@ from pakr.proto.messages import (
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc as pb_grpc
 
-MAX_MESSAGE_BYTES = 64 * 1024
 _T = TypeVar("_T")
 
 
@@ -236,8 +235,8 @@ class GrpcTransport:
                     await old.close()
             if self._stub is None:
                 options: list[tuple[str, int | str]] = [
-                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                    ("grpc.max_send_message_length", wire.MAX_MESSAGE_BYTES),
+                    ("grpc.max_receive_message_length", wire.MAX_MESSAGE_BYTES),
                     ("grpc.enable_retries", 0),
                     ("grpc.keepalive_time_ms", 60_000),
                     ("grpc.initial_reconnect_backoff_ms", 100),

@@ -577,17 +577,13 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _coordinator_channel(address: str, cert: Path | None) -> grpc.Channel:
-    from pakr.coordinator.health import channel_credentials, channel_options, dial_address
+    from pakr.coordinator.health import pinned_channel
 
     try:
         pem = cert.read_bytes() if cert is not None else None
     except OSError as exc:
         raise ConfigError(f"cannot read --cert {cert}: {exc.strerror}") from None
-    credentials = channel_credentials(pem)
-    options = channel_options(pem)
-    if credentials is None:
-        return grpc.insecure_channel(dial_address(address), options=options)
-    return grpc.secure_channel(dial_address(address), credentials, options=options)
+    return pinned_channel(address, pem)
 
 
 def _coordinator_call(args: argparse.Namespace, rpc: str, request: Any) -> Any:

@@ -51,6 +51,16 @@ def channel_options(cert_pem: bytes | None) -> list[tuple[str, str | int]]:
     return options
 
 
+def pinned_channel(address: str, cert_pem: bytes | None) -> grpc.Channel:
+    """A blocking channel to ``address`` trusting exactly ``cert_pem`` (plaintext when None)."""
+    target = dial_address(address)
+    credentials = channel_credentials(cert_pem)
+    options = channel_options(cert_pem)
+    if credentials is None:
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, credentials, options=options)
+
+
 def dial_address(address: str) -> str:
     """Where to connect for a listen address: a wildcard host is reached over loopback."""
     host, _, port = address.rpartition(":")
@@ -79,14 +89,7 @@ def probe(
     timeout: float = 2.0,
 ) -> ProbeResult:
     """One blocking grpc.health.v1 Check of ``service`` at ``address``."""
-    target = dial_address(address)
-    credentials = channel_credentials(cert_pem)
-    options = channel_options(cert_pem)
-    channel = (
-        grpc.secure_channel(target, credentials, options=options)
-        if credentials is not None
-        else grpc.insecure_channel(target, options=options)
-    )
+    channel = pinned_channel(address, cert_pem)
     started = time.perf_counter()
     try:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -121,13 +124,3 @@ async def probe_async(
     if response.status != health_pb2.HealthCheckResponse.SERVING:
         return ProbeResult(address, False, elapsed, _status_error(response))
     return ProbeResult(address, True, elapsed)
-
-
-def aio_channel(address: str, cert_pem: bytes | None) -> grpc.aio.Channel:
-    """An asyncio channel to ``address`` pinned to ``cert_pem`` (plaintext when ``None``)."""
-    target = dial_address(address)
-    credentials = channel_credentials(cert_pem)
-    options = channel_options(cert_pem)
-    if credentials is None:
-        return grpc.aio.insecure_channel(target, options=options)
-    return grpc.aio.secure_channel(target, credentials, options=options)

@@ -43,7 +43,7 @@ from psycopg import sql
 from pakr.node.config import NodeConfig, sqlite_path
 from pakr.node.store import open_store
 from pakr.node.store.base import SCHEMA_VERSION, StoreError
-from pakr.node.store.postgres import KEY_CHECK_FIELD, KEY_CHECK_USER, redact_url
+from pakr.node.store.postgres import redact_url
 from pakr.node.store.rows import AUDIT_COLUMNS, USER_COLUMNS, VERSION_COLUMNS
 from pakr.node.store.sealing import Sealer
 from pakr.proto.errors import ConfigError
@@ -355,7 +355,7 @@ def _open_database(url: str, *, write: bool) -> _Database:
 
 def _check_key(sealer: Sealer, check: bytes, what: str) -> None:
     try:
-        sealer.unseal(KEY_CHECK_USER, b"", KEY_CHECK_FIELD, check)
+        sealer.check_key(check)
     except StoreError:
         raise ConfigError(
             f"{what} was sealed under another data key than this config's data_key: use the"

@@ -30,19 +30,19 @@ from pakr.node.ratelimit import RateLimiter
 from pakr.node.servicer import NodeServicer, add_to_server
 from pakr.node.store import Store, open_store
 from pakr.node.store.sealing import Sealer
+from pakr.proto import wire
 from pakr.proto.errors import ConfigError
 from pakr.proto.messages import NodeRef
 
 log = logging.getLogger("pakr.node.server")
 
-MAX_MESSAGE_BYTES = 64 * 1024
 SERVICE_NAME = "pakr.v1.Node"
 DRAIN_SECONDS = 10.0
 AUDIT_PRUNE_INTERVAL = 3600.0
 
 SERVER_OPTIONS = (
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", wire.MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", wire.MAX_MESSAGE_BYTES),
     ("grpc.so_reuseport", 0),  # a busy port must fail, not be silently shared
     ("grpc.max_concurrent_streams", 1000),
 )

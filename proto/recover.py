@@ -85,15 +85,12 @@ def _preference(
     user: UserRef | None, node: NodeRef, info: VersionInfo, pending: bool
 ) -> tuple[bool, int, bytes]:
     """Sort key of the nodes recovery asks first (see :func:`choose_version`)."""
-    tiebreak = (
-        b""
-        if user is None
-        else hashlib.blake2b(
-            b"%s\x00%s\x00%s" % (user.tenant.encode(), user.user_id.encode(), node.node_id),
-            digest_size=8,
-        ).digest()
-    )
-    return (pending, info.guesses_remaining, tiebreak or bytes([node.index]))
+    if user is None:
+        order = bytes([node.index])
+    else:
+        key = b"\x00".join((user.tenant.encode(), user.user_id.encode(), node.node_id))
+        order = hashlib.blake2b(key, digest_size=8).digest()
+    return (pending, info.guesses_remaining, order)
 
 
 def choose_version(
@@ -331,9 +328,9 @@ def finish_recover2(
     :class:`TooFewValid` (a ``ProtocolError``) naming the replies set aside when fewer than t
     valid consistent ones remain, or ``ClusterUnavailable`` when too few replied at all.
     """
-    group = _largest_group(replies)
-    if len(group) >= threshold:
-        unlocked = _unlock(attempt, group, threshold)
+    first = _largest_group(replies)
+    if len(first) >= threshold:
+        unlocked = _unlock(attempt, first, threshold)
         if unlocked is not None:
             return unlocked
     invalid: dict[NodeRef, str] = {}
@@ -355,7 +352,8 @@ def finish_recover2(
             reasons = "; ".join(f"{n.name}: {why}" for n, why in outsiders.items())
             raise TooFewValid(outsiders, reasons)
         raise ClusterUnavailable({}, f"only {len(group)} valid evaluations; {threshold} are needed")
-    unlocked = _unlock(attempt, group, threshold)
+    # The same group as before (all valid): its combination already failed to match.
+    unlocked = None if group.keys() == first.keys() else _unlock(attempt, group, threshold)
     if unlocked is None:
         remaining = sorted((r.guesses_remaining for r in group.values()), reverse=True)
         raise InvalidPassword(remaining[threshold - 1])

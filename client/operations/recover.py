@@ -108,7 +108,8 @@ async def recover(ctx: ClusterContext, user: UserRef, password: bytes) -> bytes:
             await flight.gather(
                 need=t, linger=ctx.linger, settled=lambda r: settled(r.replies, threshold=t)
             )
-            if not settled(flight.result.replies, threshold=t):
+            early_answer = settled(flight.result.replies, threshold=t)
+            if not early_answer:
                 await flight.close()  # decided the usual way: the stragglers are too late
             early = decide(ctx, user, flight.result)
         hedge_after = max(ctx.linger, 2 * flight.elapsed())
@@ -118,7 +119,7 @@ async def recover(ctx: ClusterContext, user: UserRef, password: bytes) -> bytes:
             await flight.gather(need=t, linger=ctx.linger)
     finally:
         await flight.close()
-    choice = _refine(ctx, user, early, flight.result)
+    choice = _refine(ctx, user, early, flight.result) if early_answer else early
     for node in choice.suspects:
         log.warning(
             "recover: ignored %s: it reports other Argon2id parameters than the other nodes",

@@ -72,12 +72,6 @@ log = logging.getLogger("pakr.node.store")
 T = TypeVar("T")
 Conn = AsyncConnection[DictRow]
 
-# The data-key check row: same plaintext and AD as the SQLite store, so a backup's check
-# value can be verified against either backend's key.
-KEY_CHECK_PLAINTEXT = b"pakr node data key check"
-KEY_CHECK_USER = UserRef(tenant="-", user_id="-")
-KEY_CHECK_FIELD = "key_check"
-
 # pg_advisory_xact_lock key that serializes migrations across replicas ("pakr" + schema).
 MIGRATION_LOCK_KEY = 0x70616B72_00000001
 
@@ -289,14 +283,12 @@ class PostgresStore:
                 await conn.execute("SELECT value FROM meta WHERE key = 'data_key_check'")
             ).fetchone()
             if check is None:
-                sealed = self._sealer.seal(
-                    KEY_CHECK_USER, b"", KEY_CHECK_FIELD, KEY_CHECK_PLAINTEXT
-                )
+                sealed = self._sealer.seal_key_check()
                 await conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('data_key_check', %s)", (sealed,)
                 )
             else:
-                self._sealer.unseal(KEY_CHECK_USER, b"", KEY_CHECK_FIELD, bytes(check["value"]))
+                self._sealer.check_key(bytes(check["value"]))
             return SCHEMA_VERSION
 
         return await self._run(job)

@@ -30,6 +30,13 @@ FIELD_OPRF_KEY_SHARE = "oprf_key_share"
 FIELD_SECRET_SHARE = "secret_share"  # noqa: S105 - a column name
 FIELD_UNLOCK_TAG = "unlock_tag"
 
+# The data-key check stored in every database's meta table: one fixed plaintext sealed under
+# the data key, so a node (or a restore) with the wrong key file fails at start, not at the
+# first unseal. Same value for every backend, so a backup's check verifies against either.
+KEY_CHECK_PLAINTEXT = b"pakr node data key check"
+KEY_CHECK_USER = UserRef(tenant="-", user_id="-")
+KEY_CHECK_FIELD = "key_check"
+
 
 def row_ad(user: UserRef, version: bytes) -> bytes:
     """The per-row part of the associated data: ``H("pakr/v1/node-seal"; tenant, user_id,
@@ -80,3 +87,11 @@ class Sealer:
                 f"cannot unseal {field}: wrong data key for this database, or the row was"
                 " tampered with"
             ) from None
+
+    def seal_key_check(self) -> bytes:
+        """A fresh data-key check value for a new database's meta table."""
+        return self.seal(KEY_CHECK_USER, b"", KEY_CHECK_FIELD, KEY_CHECK_PLAINTEXT)
+
+    def check_key(self, sealed: bytes) -> None:
+        """``StoreError`` unless ``sealed`` is a data-key check sealed under this key."""
+        self.unseal(KEY_CHECK_USER, b"", KEY_CHECK_FIELD, sealed)

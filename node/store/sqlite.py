@@ -59,8 +59,6 @@ T = TypeVar("T")
 MAX_BATCH = 1024
 INLINE_IDLE_SECONDS = 0.002
 """A write arriving this long after the previous one commits inline (see ``try_inline``)."""
-KEY_CHECK_PLAINTEXT = b"pakr node data key check"
-_KEY_CHECK_USER = UserRef(tenant="-", user_id="-")
 
 # Schema migrations: index i upgrades from version i to i + 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -180,7 +178,6 @@ class _DbThread:
         self._busy = threading.Lock()  # held by whoever uses the connection
         self._last_write = -INLINE_IDLE_SECONDS
         self.commits = 0
-        self.jobs = 0
         self.inline = 0
         self.scrub_requested = False  # set by jobs that erase secret material
         self._thread = threading.Thread(target=self._run, name="pakr-sqlite", daemon=True)
@@ -306,7 +303,6 @@ class _DbThread:
             error = StoreError(f"commit failed: {exc}")
             results = [(job, None, error) for job, _, _ in results]
         self.commits += 1
-        self.jobs += len(batch)
         if self.scrub_requested:
             # The WAL still holds page images with the erased sealed shares: fold it into the
             # (securely deleted) database and truncate it before anyone hears the outcome, so
@@ -355,10 +351,6 @@ class SqliteStore:
     def commit_count(self) -> int:
         """How many transactions the DB thread committed (group-commit statistics)."""
         return self._db.commits
-
-    @property
-    def job_count(self) -> int:
-        return self._db.jobs
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T | _RaiseAfterCommit]) -> T:
         if self._closed:
@@ -425,10 +417,10 @@ class SqliteStore:
             log.info("migrated node database schema to version %d", step + 1)
         check = conn.execute("SELECT value FROM meta WHERE key = 'data_key_check'").fetchone()
         if check is None:
-            sealed = self._sealer.seal(_KEY_CHECK_USER, b"", "key_check", KEY_CHECK_PLAINTEXT)
+            sealed = self._sealer.seal_key_check()
             conn.execute("INSERT INTO meta (key, value) VALUES ('data_key_check', ?)", (sealed,))
         else:
-            self._sealer.unseal(_KEY_CHECK_USER, b"", "key_check", bytes(check[0]))
+            self._sealer.check_key(bytes(check[0]))
         return SCHEMA_VERSION
 
     # ------------------------------------------------------------------ row mapping
