@@ -10,9 +10,9 @@ The SDK::
         client.register("alice", "correct horse battery staple", secret)
         assert client.recover("alice", "correct horse battery staple") == secret
 
-``pakr.AsyncClient`` is the asyncio face with the same methods. Every error is a
-``pakr.PakrError``. Names are loaded lazily (PEP 562) so that ``import pakr.node`` or
-``import pakr.proto`` never pulls in the SDK.
+``pakr.AsyncClient`` is the asyncio face with the same methods; ``pakr.__version__`` the
+installed version. Every error is a ``pakr.PakrError``. Names are loaded lazily (PEP 562)
+so that ``import pakr.node`` or ``import pakr.proto`` never pulls in the SDK.
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pakr.async_client import AsyncClient, TransportFactory, grpc_transport
+    from pakr.audit import AuditEvent, AuditPage
     from pakr.fanout import RetryPolicy
+    from pakr.operations.register import Registration
     from pakr.operations.status import NodeStatus, StatusReport
     from pakr.proto.errors import (
+        AlreadyRegistered,
         ClusterUnavailable,
         CommitIncomplete,
         ConfigError,
@@ -44,6 +47,10 @@ if TYPE_CHECKING:
     from pakr.transport import GrpcTransport, NodeTransport, NodeUnreachable
 
 _EXPORTS = {
+    "AuditEvent": "pakr.audit",
+    "AuditPage": "pakr.audit",
+    "Registration": "pakr.operations.register",
+    "AlreadyRegistered": "pakr.proto.errors",
     "AsyncClient": "pakr.async_client",
     "TransportFactory": "pakr.async_client",
     "grpc_transport": "pakr.async_client",
@@ -74,7 +81,10 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AlreadyRegistered",
     "AsyncClient",
+    "AuditEvent",
+    "AuditPage",
     "Client",
     "ClusterUnavailable",
     "CommitIncomplete",
@@ -92,6 +102,7 @@ __all__ = [
     "PakrError",
     "ProtocolError",
     "RateLimited",
+    "Registration",
     "RetryPolicy",
     "StatusReport",
     "TokenProvider",
@@ -105,6 +116,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # the installed distribution's, so it cannot drift
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("pakr")
+        except PackageNotFoundError:
+            return "0+unknown"
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'pakr' has no attribute {name!r}")

@@ -7,26 +7,29 @@ by a factory, which tests replace to run in-process fake nodes or to make one no
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
+from pakr.audit import AuditPage, read_audit
 from pakr.cluster import ClusterContext, PhaseObserver
 from pakr.fanout import RetryPolicy
 from pakr.operations.change_password import change_password
 from pakr.operations.delete import delete
 from pakr.operations.migrate import recover_or_migrate
-from pakr.operations.register import register
+from pakr.operations.register import IfExists, Registration, register
 from pakr.operations.status import StatusReport, status
 from pakr.passwords import Password, check_secret, check_user, password_bytes
 from pakr.proto.errors import ConfigError
 from pakr.proto.manifest import Manifest, ManifestNode, load_manifest
-from pakr.proto.messages import DEFAULT_MAX_GUESSES, NodeRef
+from pakr.proto.messages import DEFAULT_MAX_GUESSES, NodeRef, UserRef
 from pakr.proto.randomness import SYSTEM, Randomness
 from pakr.proto.tokens import check_tenant_name
-from pakr.tokens import TokenProvider
+from pakr.tokens import DevTokenProvider, TokenProvider
 from pakr.transport import GrpcTransport, NodeTransport
 
 TransportFactory = Callable[[ManifestNode, Manifest], NodeTransport]
@@ -106,6 +109,8 @@ class AsyncClient:
             for node_set in manifest.previous_configurations
         )
         self._closed = False
+        # One operation at a time per user (see _one_at_a_time): lock and its waiter count.
+        self._user_locks: dict[UserRef, tuple[asyncio.Lock, list[int]]] = {}
 
     @classmethod
     def from_manifest(
@@ -148,6 +153,24 @@ class AsyncClient:
         if self._closed:
             raise ConfigError("this client is closed; create a new one")
 
+    @asynccontextmanager
+    async def _one_at_a_time(self, user: UserRef) -> AsyncIterator[None]:
+        """Serialise this client's state-changing operations on one user.
+
+        A node keeps one open recovery attempt per user, so two recoveries of the same user
+        running side by side would replace each other's attempt (one would fail, its guess
+        spent). Calls for different users still run concurrently.
+        """
+        lock, waiters = self._user_locks.setdefault(user, (asyncio.Lock(), [0]))
+        waiters[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            waiters[0] -= 1
+            if waiters[0] == 0:
+                del self._user_locks[user]
+
     async def register(
         self,
         user_id: str,
@@ -155,18 +178,28 @@ class AsyncClient:
         secret: bytes,
         *,
         max_guesses: int = DEFAULT_MAX_GUESSES,
-    ) -> None:
+        if_exists: IfExists = "refuse",
+    ) -> Registration:
         """Store ``secret`` (0..128 bytes) for ``user_id`` under ``password``.
 
-        Replaces any earlier registration once the new one is committed. ``max_guesses``
-        (1..100) wrong guesses lock the secret out for good. Raises ``ClusterUnavailable``
-        (nothing written), ``CommitIncomplete`` (call again), ``InvalidAuth``, ``ConfigError``.
+        A user who is already registered (by the rule recovery uses: a version held by t
+        nodes, even locked out) is refused with ``AlreadyRegistered`` unless
+        ``if_exists="replace"``; then the earlier registration is replaced once the new one
+        is committed, and the result's ``replaced`` names it. ``max_guesses`` (1..100) wrong
+        guesses lock the secret out for good. Raises ``ClusterUnavailable`` (nothing
+        written), ``CommitIncomplete`` (call again), ``InvalidAuth``, ``ConfigError``.
         """
         self._check_open()
         user = check_user(self.tenant, user_id)
-        await register(
-            self._ctx, user, password_bytes(password), check_secret(secret), max_guesses=max_guesses
-        )
+        async with self._one_at_a_time(user):
+            return await register(
+                self._ctx,
+                user,
+                password_bytes(password),
+                check_secret(secret),
+                max_guesses=max_guesses,
+                if_exists=if_exists,
+            )
 
     async def recover(self, user_id: str, password: Password) -> bytes:
         """The secret registered for ``user_id``, if ``password`` is right.
@@ -179,7 +212,10 @@ class AsyncClient:
         """
         self._check_open()
         user = check_user(self.tenant, user_id)
-        return await recover_or_migrate(self._ctx, self._previous, user, password_bytes(password))
+        async with self._one_at_a_time(user):
+            return await recover_or_migrate(
+                self._ctx, self._previous, user, password_bytes(password)
+            )
 
     async def change_password(
         self,
@@ -196,23 +232,59 @@ class AsyncClient:
         """
         self._check_open()
         user = check_user(self.tenant, user_id)
-        await change_password(
-            self._ctx,
-            user,
-            password_bytes(old_password),
-            password_bytes(new_password),
-            max_guesses=max_guesses,
-        )
+        async with self._one_at_a_time(user):
+            await change_password(
+                self._ctx,
+                user,
+                password_bytes(old_password),
+                password_bytes(new_password),
+                max_guesses=max_guesses,
+            )
 
     async def delete(self, user_id: str) -> None:
-        """Delete ``user_id``'s secret everywhere (tombstones; idempotent)."""
+        """Delete ``user_id``'s secret everywhere (tombstones).
+
+        Raises ``NotRegistered`` when no node holds a secret for the user (never registered,
+        or already deleted): nothing to delete. A delete interrupted part-way can be called
+        again; it finishes on the nodes that still hold the secret.
+        """
         self._check_open()
-        await delete(self._ctx, check_user(self.tenant, user_id))
+        user = check_user(self.tenant, user_id)
+        async with self._one_at_a_time(user):
+            await delete(self._ctx, user)
 
     async def status(self, user_id: str) -> StatusReport:
         """Whether ``user_id`` is registered and each node's guesses left (spends nothing)."""
         self._check_open()
         return await status(self._ctx, check_user(self.tenant, user_id))
+
+    async def audit(
+        self,
+        user_id: str | None = None,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+        token_provider: TokenProvider | None = None,
+    ) -> AuditPage:
+        """A page of the nodes' audit logs: the whole tenant's, or ``user_id``'s.
+
+        Events of every node, oldest first (see :mod:`pakr.audit` for the events); pass the
+        page's ``cursor`` back for the next page. Needs audit-scope tokens: from
+        ``token_provider`` (called with the user id, or ``"*"`` for the whole tenant, and the
+        node id), by default this client's ``dev_token_provider`` switched to that scope.
+        """
+        self._check_open()
+        if user_id is not None:
+            check_user(self.tenant, user_id)
+        provider = token_provider
+        if provider is None:
+            if not isinstance(self._ctx.token_provider, DevTokenProvider):
+                raise ConfigError(
+                    "audit needs audit-scope tokens: pass token_provider= (a provider minting"
+                    ' tokens with scope "audit")'
+                )
+            provider = self._ctx.token_provider.with_scope("audit")
+        return await read_audit(self._ctx, provider, user_id, cursor=cursor, limit=limit)
 
     async def close(self) -> None:
         """Close every node connection. Idempotent."""

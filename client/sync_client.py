@@ -11,6 +11,8 @@ from typing import Any
 
 from pakr._sync import LoopThread
 from pakr.async_client import AsyncClient, ManifestSource
+from pakr.audit import AuditPage
+from pakr.operations.register import IfExists, Registration
 from pakr.operations.status import StatusReport
 from pakr.passwords import Password
 from pakr.proto.errors import ConfigError
@@ -75,9 +77,14 @@ class Client:
         secret: bytes,
         *,
         max_guesses: int = DEFAULT_MAX_GUESSES,
-    ) -> None:
+        if_exists: IfExists = "refuse",
+    ) -> Registration:
         """See :meth:`pakr.AsyncClient.register`."""
-        self._loop.run(self._async.register(user_id, password, secret, max_guesses=max_guesses))
+        return self._loop.run(
+            self._async.register(
+                user_id, password, secret, max_guesses=max_guesses, if_exists=if_exists
+            )
+        )
 
     def recover(self, user_id: str, password: Password) -> bytes:
         """See :meth:`pakr.AsyncClient.recover`."""
@@ -105,6 +112,19 @@ class Client:
     def status(self, user_id: str) -> StatusReport:
         """See :meth:`pakr.AsyncClient.status`."""
         return self._loop.run(self._async.status(user_id))
+
+    def audit(
+        self,
+        user_id: str | None = None,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+        token_provider: TokenProvider | None = None,
+    ) -> AuditPage:
+        """See :meth:`pakr.AsyncClient.audit`."""
+        return self._loop.run(
+            self._async.audit(user_id, cursor=cursor, limit=limit, token_provider=token_provider)
+        )
 
     def close(self) -> None:
         """Close the node connections and stop the loop thread. Idempotent."""

@@ -43,15 +43,23 @@ async def fetch_token(provider: TokenProvider, user_id: str, audience: str) -> s
 
 
 class DevTokenProvider:
-    """Mint user-scope tokens locally with a tenant's private key (development only).
+    """Mint tokens locally with a tenant's private key (development only).
 
     Production applications must not ship tenant keys to clients: their backend mints tokens
-    after authenticating the user and the client fetches them.
+    after authenticating the user and the client fetches them. ``scope`` is ``"user"`` (the
+    user's own operations) or ``"audit"`` (reading the audit log, :meth:`pakr.Client.audit`).
     """
 
-    def __init__(self, key: TenantKey, *, ttl: int = DEFAULT_TTL_SECONDS) -> None:
+    def __init__(
+        self, key: TenantKey, *, ttl: int = DEFAULT_TTL_SECONDS, scope: str = "user"
+    ) -> None:
         self._key = key
         self._ttl = ttl
+        self._scope = scope
+
+    def with_scope(self, scope: str) -> DevTokenProvider:
+        """The same key minting tokens of another scope."""
+        return DevTokenProvider(self._key, ttl=self._ttl, scope=scope)
 
     @property
     def tenant(self) -> str:
@@ -62,7 +70,9 @@ class DevTokenProvider:
         return f"DevTokenProvider(kid={self._key.kid!r})"
 
     def __call__(self, user_id: str, audience: str) -> str:
-        return issue_token(self._key, user_id=user_id, audience=audience, ttl=self._ttl)
+        return issue_token(
+            self._key, user_id=user_id, audience=audience, ttl=self._ttl, scope=self._scope
+        )
 
 
 def dev_token_provider(

@@ -27,6 +27,7 @@ from pakr.proto import wire
 from pakr.proto.errors import ConfigError, ErrorKind, MalformedMessage, NodeRefusal, PakrError
 from pakr.proto.messages import (
     REQUEST_ID_LEN,
+    AuditRow,
     Delete,
     NodeRef,
     Recover2,
@@ -103,6 +104,12 @@ class NodeTransport(Protocol):
 
     async def delete(self, user: UserRef, token: str, request: Delete, *, timeout: float) -> None:
         """Delete: tombstone every version of the user."""
+        ...
+
+    async def read_audit(
+        self, user: UserRef, token: str, *, after_id: int, limit: int, timeout: float
+    ) -> tuple[AuditRow, ...]:
+        """ReadAudit: the tenant's (``user.user_id`` empty) or one user's audit rows."""
         ...
 
     async def close(self) -> None:
@@ -338,6 +345,16 @@ class GrpcTransport:
         """Delete over gRPC."""
         msg = pb.DeleteRequest(header=self._header(user), epoch=request.epoch)
         await self._call(token, timeout, lambda s, md: s.Delete(msg, timeout=timeout, metadata=md))
+
+    async def read_audit(
+        self, user: UserRef, token: str, *, after_id: int, limit: int, timeout: float
+    ) -> tuple[AuditRow, ...]:
+        """ReadAudit over gRPC."""
+        msg = pb.ReadAuditRequest(header=self._header(user), after_id=after_id, limit=limit)
+        reply = await self._call(
+            token, timeout, lambda s, md: s.ReadAudit(msg, timeout=timeout, metadata=md)
+        )
+        return wire.audit_rows_from_pb(reply)
 
     async def close(self) -> None:
         """Close the channel (a later call would open a new one)."""

@@ -1,9 +1,9 @@
 """User commands of the ``pakr`` CLI: register, recover, change-password, delete, status, token.
 
 Each command is a thin shell over the SDK (``pakr.Client``); errors propagate as
-``PakrError`` and ``pakr.coordinator.cli`` maps them to the documented exit codes (0 ok,
-2 usage/config, 3 invalid password, 4 not registered, 5 cluster unavailable, 6 auth,
-7 protocol error).
+``PakrError`` and ``pakr.coordinator.cli`` maps them to the exit codes of
+:mod:`pakr.proto.exitcodes`. ``--manifest``, the token source and ``--tenant`` may also come
+from the environment or a profile (:mod:`pakr.coordinator.settings`).
 
 Passwords are never taken as arguments (they would land in shell history and ``ps``): they
 are prompted for on the terminal (twice when setting one) or read from standard input with
@@ -34,22 +34,28 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from pakr.coordinator.output import emit
 from pakr.proto.errors import ConfigError, InvalidAuth
+from pakr.proto.exitcodes import ExitCode
 from pakr.proto.messages import DEFAULT_MAX_GUESSES, MAX_GUESSES_LIMIT
 from pakr.proto.seal import MAX_SECRET_LEN
 
 if TYPE_CHECKING:
+    from pakr.operations.status import StatusReport
     from pakr.sync_client import Client
 
 TOKEN_CMD_TIMEOUT = 10.0
 TOKENS_EPILOG = (
     "Tokens: --token-key FILE mints them from a tenant key (development only). --token-cmd CMD"
-    " runs CMD once per node token (split like a shell line, no shell); {user} and {audience}"
-    " in it become the user id and the node id (hex), also given as PAKR_USER_ID,"
-    " PAKR_AUDIENCE and PAKR_TENANT in its environment; it must print the token and exit 0"
-    " within 10 s. Exit codes: 0 ok, 2 usage, 3 invalid password, 4 not registered,"
-    " 5 cluster unavailable, 6 auth, 7 protocol error."
+    " runs CMD once per node token (split like a shell line, no shell); {user}, {audience} and"
+    " {scope} in it become the user id, the node id (hex) and the token scope, also given as"
+    " PAKR_USER_ID, PAKR_AUDIENCE, PAKR_SCOPE and PAKR_TENANT in its environment; it must"
+    " print the token and exit 0 within 10 s. --manifest, --token-key, --token-cmd and"
+    " --tenant default to PAKR_MANIFEST,"
+    " PAKR_TOKEN_KEY, PAKR_TOKEN_CMD and PAKR_TENANT, then to the profile named by --profile"
+    " or PAKR_PROFILE (a table in ~/.config/pakr/profiles.toml, or $PAKR_CONFIG)."
 )
+EXAMPLE_FLAGS = "--manifest cluster/manifest.json --token-key cluster/tenants/dev.key"
 
 
 def add_commands(subparsers: Any) -> None:
@@ -57,16 +63,21 @@ def add_commands(subparsers: Any) -> None:
     register = _command(
         subparsers,
         "register",
-        "store a secret under a password (replaces an earlier one)",
+        "store a secret under a password (refuses a registered user without --replace)",
         "Register a secret of 0..128 bytes for a user. The password is asked for twice on "
         "the terminal, or read from stdin with --password-stdin. With --generate the new "
-        "random secret is printed in hex on stdout.",
+        "random secret is printed in hex on stdout. A user who already has a secret is "
+        "refused unless --replace is given.",
+        "--user alice --generate 32",
     )
     source = register.add_mutually_exclusive_group(required=True)
     source.add_argument("--secret-file", type=Path, metavar="F", help="read the secret from F")
     source.add_argument("--secret-hex", metavar="H", help="the secret in hex")
     source.add_argument(
-        "--generate", type=int, metavar="N", help=f"generate N random bytes (1..{MAX_SECRET_LEN})"
+        "--generate",
+        type=int,
+        metavar="N",
+        help=f"generate N random bytes (1..{MAX_SECRET_LEN}) and print them in hex",
     )
     register.add_argument(
         "--max-guesses",
@@ -74,7 +85,13 @@ def add_commands(subparsers: Any) -> None:
         default=DEFAULT_MAX_GUESSES,
         metavar="K",
         help=f"wrong guesses before lockout, 1..{MAX_GUESSES_LIMIT}"
-        f" (default {DEFAULT_MAX_GUESSES})",
+        f" (default: {DEFAULT_MAX_GUESSES})",
+    )
+    register.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace the secret of a user who is already registered (it cannot be recovered"
+        " afterwards)",
     )
     register.set_defaults(func=_register)
 
@@ -83,10 +100,13 @@ def add_commands(subparsers: Any) -> None:
         "recover",
         "recover a secret with its password (spends a guess if wrong)",
         "Recover a user's secret. Writes it to --out F (mode 0600), or to stdout: in hex "
-        "with --hex or when stdout is a terminal, raw bytes otherwise.",
+        "with --hex or when stdout is a terminal, raw bytes otherwise (JSON with --json).",
+        "--user alice --hex",
     )
     out = recover.add_mutually_exclusive_group()
-    out.add_argument("--out", type=Path, metavar="F", help="write the secret to F (0600, new)")
+    out.add_argument(
+        "--out", type=Path, metavar="F", help="write the secret to the new file F (mode 0600)"
+    )
     out.add_argument("--hex", action="store_true", help="print the secret in hex")
     recover.set_defaults(func=_recover)
 
@@ -97,6 +117,7 @@ def add_commands(subparsers: Any) -> None:
         "Recover the secret with the old password and register it under the new one. The old "
         "password stays valid until the new registration is committed. With "
         "--password-stdin, stdin holds the old password then the new one, one per line.",
+        "--user alice",
     )
     change.add_argument(
         "--max-guesses", type=int, metavar="K", help="new guess limit (default: keep the old)"
@@ -107,7 +128,9 @@ def add_commands(subparsers: Any) -> None:
         subparsers,
         "delete",
         "delete a user's secret on every node",
-        "Replace every version of the user's secret with a tombstone. Irreversible.",
+        "Replace every version of the user's secret with a tombstone. Irreversible. A user "
+        "with no secret (never registered, or already deleted) exits 4.",
+        "--user alice",
         password=False,
     )
     delete.set_defaults(func=_delete)
@@ -118,9 +141,9 @@ def add_commands(subparsers: Any) -> None:
         "show whether a user is registered and the guesses left per node",
         "Ask every node about the user (spends nothing). Exit 0 when registered, 4 when the "
         "cluster says the user has no secret, 5 when too few nodes answered to tell.",
+        "--user alice",
         password=False,
     )
-    status.add_argument("--json", action="store_true", help="print the report as JSON")
     status.set_defaults(func=_status)
 
     token = subparsers.add_parser(
@@ -133,38 +156,82 @@ def add_commands(subparsers: Any) -> None:
         description="Mint an EdDSA access token with a tenant key file, as a tenant's backend "
         "does after its own login. A token is valid at one node: give --audience (node id "
         "hex), or --manifest to print one JSON line per node.",
+        epilog="example:\n  pakr token issue --tenant-key cluster/tenants/dev.key --user alice"
+        " --manifest cluster/manifest.json",
     )
-    issue.add_argument("--tenant-key", type=Path, required=True, metavar="FILE")
+    issue.add_argument(
+        "--tenant-key", type=Path, required=True, metavar="FILE", help="the tenant's key file"
+    )
     issue.add_argument("--user", required=True, metavar="U", help="user id")
-    issue.add_argument("--ttl", type=int, default=300, help="lifetime in seconds (default 300)")
+    issue.add_argument(
+        "--ttl", type=int, default=300, metavar="SECONDS", help="lifetime in seconds"
+    )
     issue.add_argument("--audience", metavar="HEX", help="the node id (32 hex characters)")
     issue.add_argument("--manifest", type=Path, metavar="M", help="one token per node of M")
-    issue.add_argument("--scope", choices=("user", "audit"), default="user")
+    issue.add_argument(
+        "--scope",
+        choices=("user", "audit"),
+        default="user",
+        help="user: the user's own operations; audit: read the audit log",
+    )
     issue.set_defaults(func=_token_issue)
 
 
 def _command(
-    subparsers: Any, name: str, help_text: str, description: str, *, password: bool = True
+    subparsers: Any,
+    name: str,
+    help_text: str,
+    description: str,
+    example: str,
+    *,
+    password: bool = True,
+    user_required: bool = True,
 ) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        name, help=help_text, description=description, epilog=TOKENS_EPILOG
+        name,
+        help=help_text,
+        description=description,
+        epilog=f"{TOKENS_EPILOG}\n\nexample:\n  pakr {name} {EXAMPLE_FLAGS} {example}",
     )
-    parser.add_argument("--manifest", type=Path, required=True, metavar="M", help="signed manifest")
-    parser.add_argument("--user", required=True, metavar="U", help="user id (1..128 bytes)")
     parser.add_argument(
-        "--operator-key", metavar="KEY", help="pin the manifest signer (ed25519:...)"
+        "--manifest",
+        type=Path,
+        metavar="M",
+        help="the cluster's signed manifest file (default: $PAKR_MANIFEST or the profile's)",
     )
-    parser.add_argument("--tenant", help="tenant name (default: the --token-key's tenant)")
-    tokens = parser.add_mutually_exclusive_group(required=True)
-    tokens.add_argument("--token-key", type=Path, metavar="FILE", help="tenant key file (dev)")
+    if user_required:
+        parser.add_argument("--user", required=True, metavar="U", help="user id (1..128 bytes)")
+    parser.add_argument(
+        "--operator-key",
+        metavar="KEY",
+        help="the operator public key (ed25519:...) the manifest must be signed by; "
+        "default: trust the key embedded in the manifest",
+    )
+    parser.add_argument(
+        "--tenant",
+        help="tenant name (default: $PAKR_TENANT, else the --token-key's tenant)",
+    )
+    tokens = parser.add_mutually_exclusive_group()
+    tokens.add_argument(
+        "--token-key",
+        type=Path,
+        metavar="FILE",
+        help="tenant key file that mints tokens locally, development only"
+        " (default: $PAKR_TOKEN_KEY or the profile's)",
+    )
     tokens.add_argument(
         "--token-cmd",
         metavar="CMD",
         help="command printing a token; {user} and {audience} are substituted, and "
-        "PAKR_USER_ID, PAKR_AUDIENCE, PAKR_TENANT are set in its environment",
+        "PAKR_USER_ID, PAKR_AUDIENCE, PAKR_TENANT are set in its environment"
+        " (default: $PAKR_TOKEN_CMD or the profile's)",
     )
     parser.add_argument(
-        "--deadline", type=float, default=5.0, help="seconds per protocol step (default 5)"
+        "--deadline",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="time limit of each protocol step, in seconds (default: 5)",
     )
     if password:
         parser.add_argument(
@@ -172,6 +239,7 @@ def _command(
             action="store_true",
             help="read the password (one per line) from stdin instead of prompting",
         )
+    parser.set_defaults(required_settings=("manifest", "token"))
     return parser
 
 
@@ -181,7 +249,7 @@ def _command(
 class CommandTokenProvider:
     """Runs ``--token-cmd`` for each token (async, so nodes are still asked in parallel)."""
 
-    def __init__(self, command: str, tenant: str) -> None:
+    def __init__(self, command: str, tenant: str, scope: str = "user") -> None:
         try:
             self._argv = shlex.split(command)
         except ValueError as exc:
@@ -189,13 +257,20 @@ class CommandTokenProvider:
         if not self._argv:
             raise ConfigError("--token-cmd is empty")
         self._tenant = tenant
+        self._scope = scope
 
     async def __call__(self, user_id: str, audience: str) -> str:
         import asyncio
 
-        argv = [a.replace("{user}", user_id).replace("{audience}", audience) for a in self._argv]
+        argv = [
+            a.replace("{user}", user_id)
+            .replace("{audience}", audience)
+            .replace("{scope}", self._scope)
+            for a in self._argv
+        ]
         env = dict(os.environ, PAKR_USER_ID=user_id, PAKR_AUDIENCE=audience)
         env["PAKR_TENANT"] = self._tenant
+        env["PAKR_SCOPE"] = self._scope
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -223,11 +298,11 @@ class CommandTokenProvider:
         return token
 
 
-def _token_setup(args: argparse.Namespace) -> tuple[str, Any]:
+def _token_setup(args: argparse.Namespace, scope: str = "user") -> tuple[str, Any]:
     from pakr.tokens import dev_token_provider
 
     if args.token_key is not None:
-        provider = dev_token_provider(args.token_key)
+        provider = dev_token_provider(args.token_key).with_scope(scope)
         tenant = args.tenant or provider.tenant
         if tenant != provider.tenant:
             raise ConfigError(
@@ -236,7 +311,7 @@ def _token_setup(args: argparse.Namespace) -> tuple[str, Any]:
         return tenant, provider
     if not args.tenant:
         raise ConfigError("--tenant is required with --token-cmd")
-    return args.tenant, CommandTokenProvider(args.token_cmd, args.tenant)
+    return args.tenant, CommandTokenProvider(args.token_cmd, args.tenant, scope)
 
 
 # -- progress -----------------------------------------------------------------------------------
@@ -282,10 +357,13 @@ class Progress:
 
 
 @contextmanager
-def _client(args: argparse.Namespace, label: str) -> Iterator[tuple[Client, Progress]]:
+def client_for(
+    args: argparse.Namespace, label: str, scope: str = "user"
+) -> Iterator[tuple[Client, Progress]]:
+    """A ``pakr.Client`` for the command's flags, with a spinner while it works."""
     from pakr.sync_client import Client
 
-    tenant, provider = _token_setup(args)
+    tenant, provider = _token_setup(args, scope)
     progress = Progress(label)
     client = Client.from_manifest(
         args.manifest,
@@ -361,11 +439,30 @@ def _register(args: argparse.Namespace) -> int:
     if len(secret) > MAX_SECRET_LEN:
         raise ConfigError(f"the secret is {len(secret)} bytes; at most {MAX_SECRET_LEN}")
     password = _Passwords(args).ask("New password: ", confirm=True)
-    with _client(args, "registering") as (client, _):
-        client.register(args.user, password, secret, max_guesses=args.max_guesses)
-    if generated:
-        print(secret.hex())
-    print(f"registered a {len(secret)}-byte secret for {args.user!r}", file=sys.stderr)
+    with client_for(args, "registering") as (client, _):
+        result = client.register(
+            args.user,
+            password,
+            secret,
+            max_guesses=args.max_guesses,
+            if_exists="replace" if args.replace else "refuse",
+        )
+    data: dict[str, Any] = {
+        "user": args.user,
+        "secret_bytes": len(secret),
+        "version": result.version,
+        "replaced": result.replaced,
+    }
+    if args.json:
+        if generated:
+            data["secret_hex"] = secret.hex()
+        print(json.dumps(data), flush=True)
+    elif generated:
+        print(secret.hex(), flush=True)
+    line = f"registered a {len(secret)}-byte secret for {args.user!r}"
+    if result.replaced is not None:
+        line += f", replacing the earlier secret (version {result.replaced[:12]}…)"
+    print(line, file=sys.stderr)
     return 0
 
 
@@ -382,10 +479,14 @@ def _write_new_file(path: Path, data: bytes) -> None:
 
 def _recover(args: argparse.Namespace) -> int:
     password = _Passwords(args).ask("Password: ")
-    with _client(args, "recovering") as (client, _):
+    with client_for(args, "recovering") as (client, _):
         secret = client.recover(args.user, password)
     if args.out is not None:
         _write_new_file(args.out, secret)
+        if args.json:
+            print(json.dumps({"user": args.user, "out": str(args.out), "bytes": len(secret)}))
+    elif args.json:
+        print(json.dumps({"user": args.user, "secret_hex": secret.hex()}))
     elif args.hex or sys.stdout.isatty():
         print(secret.hex())
     else:
@@ -398,15 +499,17 @@ def _change_password(args: argparse.Namespace) -> int:
     passwords = _Passwords(args)
     old = passwords.ask("Current password: ")
     new = passwords.ask("New password: ", confirm=True)
-    with _client(args, "changing the password") as (client, _):
+    with client_for(args, "changing the password") as (client, _):
         client.change_password(args.user, old, new, max_guesses=args.max_guesses)
+    emit(args, {"user": args.user, "password_changed": True}, None)
     print(f"password changed for {args.user!r}", file=sys.stderr)
     return 0
 
 
 def _delete(args: argparse.Namespace) -> int:
-    with _client(args, "deleting") as (client, _):
+    with client_for(args, "deleting") as (client, _):
         client.delete(args.user)
+    emit(args, {"user": args.user, "deleted": True}, None)
     print(f"deleted the secret of {args.user!r}", file=sys.stderr)
     return 0
 
@@ -414,31 +517,31 @@ def _delete(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from pakr.coordinator.cli import EXIT_NOT_REGISTERED, EXIT_UNAVAILABLE
-
-    with _client(args, "asking the nodes") as (client, _):
+    with client_for(args, "asking the nodes") as (client, _):
         report = client.status(args.user)
-    if args.json:
-        print(json.dumps(asdict(report), indent=2))
-    else:
-        verdict = {True: "registered", False: "not registered", None: "unknown"}[report.registered]
-        print(f"user {report.user_id!r}: {verdict}", end="")
-        if report.guesses_remaining is not None:
-            print(f", {report.guesses_remaining} guess(es) left", end="")
-        print(f" ({report.problem})" if report.problem else "")
-        for node in report.nodes:
-            if not node.reachable:
-                state = f"unreachable: {node.error}"
-            elif node.locked:
-                state = "locked out"
-            elif node.guesses_remaining is not None:
-                state = f"{node.guesses_remaining} guess(es) left"
-            else:
-                state = "deleted" if node.deleted else "no version"
-            print(f"  {node.name}: {state}")
+    emit(args, asdict(report), lambda: _status_text(report), indent=2)
     if report.registered is None:
-        return EXIT_UNAVAILABLE
-    return 0 if report.registered else EXIT_NOT_REGISTERED
+        return ExitCode.UNAVAILABLE
+    return 0 if report.registered else ExitCode.NOT_REGISTERED
+
+
+def _status_text(report: StatusReport) -> str:
+    verdict = {True: "registered", False: "not registered", None: "unknown"}[report.registered]
+    head = f"user {report.user_id!r}: {verdict}"
+    if report.guesses_remaining is not None:
+        head += f", {report.guesses_remaining} guess(es) left"
+    lines = [head + (f" ({report.problem})" if report.problem else "")]
+    for node in report.nodes:
+        if not node.reachable:
+            state = f"unreachable: {node.error}"
+        elif node.locked:
+            state = "locked out"
+        elif node.guesses_remaining is not None:
+            state = f"{node.guesses_remaining} guess(es) left"
+        else:
+            state = "deleted" if node.deleted else "no version"
+        lines.append(f"  {node.name}: {state}")
+    return "\n".join(lines)
 
 
 def _token_issue(args: argparse.Namespace) -> int:
@@ -450,9 +553,10 @@ def _token_issue(args: argparse.Namespace) -> int:
         audience = args.audience.lower()
         if len(audience) != 32 or any(c not in "0123456789abcdef" for c in audience):
             raise ConfigError("--audience must be a node id: 32 hex characters")
-        print(
-            issue_token(key, user_id=args.user, audience=audience, ttl=args.ttl, scope=args.scope)
+        token = issue_token(
+            key, user_id=args.user, audience=audience, ttl=args.ttl, scope=args.scope
         )
+        print(json.dumps({"node_id": audience, "token": token}) if args.json else token)
         return 0
     if args.manifest is None:
         raise ConfigError("give --audience (a node id) or --manifest (one token per node)")

@@ -67,6 +67,19 @@ class NotRegistered(PakrError):
         super().__init__(message)
 
 
+class AlreadyRegistered(PakrError):
+    """The user already has a secret and the registration did not ask to replace it.
+
+    ``version`` is the registered version (hex) when the cluster settled on one. Pass
+    ``if_exists="replace"`` (``pakr register --replace``) to replace it: the old secret is
+    then gone for good.
+    """
+
+    def __init__(self, message: str, version: str | None = None) -> None:
+        self.version = version
+        super().__init__(message)
+
+
 class InvalidAuth(PakrError):
     """A node rejected the access token; mint a fresh token for that user and node."""
 
@@ -84,22 +97,46 @@ class UpgradeRequired(PakrError):
 
 
 class Conflict(PakrError):
-    """A concurrent registration for the same user won the race; start over."""
+    """Another operation on the same user ran at the same time and won; try again.
+
+    A concurrent registration, or a recovery from another client that replaced this one's
+    open attempt at a node. Retrying is safe (exit code 5 on the command line).
+    """
 
 
 class ClusterUnavailable(PakrError):
     """Too few nodes answered to complete the operation.
 
-    ``reasons`` maps each node that failed (by its name or hex id) to why.
+    ``reasons`` maps each node that failed (by its name) to a short reason a person can act
+    on ("connection refused", "no answer within the 5 s deadline"); ``details`` maps it to the
+    full text its transport reported (gRPC's own words), for logs and ``--verbose``.
+    ``summary`` is the first line without the per-node part; ``answered``/``needed`` count
+    the good answers, when known.
     """
 
-    def __init__(self, reasons: Mapping[str, str], message: str | None = None) -> None:
+    def __init__(
+        self,
+        reasons: Mapping[str, str],
+        message: str | None = None,
+        *,
+        details: Mapping[str, str] | None = None,
+        answered: int | None = None,
+        needed: int | None = None,
+    ) -> None:
         self.reasons = dict(reasons)
-        detail = "; ".join(f"{node}: {why}" for node, why in sorted(self.reasons.items()))
-        super().__init__(
-            (message or "cluster unavailable: too few nodes answered")
-            + (f" ({detail})" if detail else "")
-        )
+        self.details = dict(details) if details is not None else dict(self.reasons)
+        self.answered = answered
+        self.needed = needed
+        self.summary = message or "cluster unavailable: too few nodes answered"
+        super().__init__(self.summary + (f" ({group_reasons(self.reasons)})" if reasons else ""))
+
+
+def group_reasons(reasons: Mapping[str, str]) -> str:
+    """``node1, node2: connection refused; node5: timeout``: one entry per distinct reason."""
+    by_reason: dict[str, list[str]] = {}
+    for node, why in sorted(reasons.items()):
+        by_reason.setdefault(why, []).append(node)
+    return "; ".join(f"{', '.join(nodes)}: {why}" for why, nodes in by_reason.items())
 
 
 class ProtocolError(PakrError):

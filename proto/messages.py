@@ -56,6 +56,19 @@ class UserRef:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One row of a node's audit log as ReadAudit returns it (no secrets in any field)."""
+
+    id: int
+    time: float
+    tenant: str
+    user_id: str
+    op: str
+    outcome: str
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
 class VersionInfo:
     """One stored version of a registration as a node reports it (Register1/Recover1)."""
 

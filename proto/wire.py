@@ -31,6 +31,7 @@ from pakr.proto.messages import (
     SIGNATURE_LEN,
     VERIFYING_KEY_LEN,
     VERSION_LEN,
+    AuditRow,
     Delete,
     Recover2,
     Recover2Reply,
@@ -372,3 +373,32 @@ def error_detail_from_bytes(data: bytes) -> NodeRefusal:
         guesses_remaining=detail.guesses_remaining if detail.has_guesses_remaining else None,
         retry_after=detail.retry_after_seconds or None,
     )
+
+
+# ------------------------------------------------------------------------ audit
+
+MAX_AUDIT_FIELD_BYTES = 256
+
+
+def audit_rows_from_pb(msg: pb.ReadAuditResponse) -> tuple[AuditRow, ...]:
+    """A ReadAudit reply's rows, checked: ids grow, text fields are bounded."""
+    rows: list[AuditRow] = []
+    last = 0
+    for entry in msg.entries:
+        if entry.id <= last:
+            raise MalformedMessage("audit entries must come in increasing id order")
+        last = entry.id
+        rows.append(
+            AuditRow(
+                id=entry.id,
+                time=entry.time,
+                tenant=_text("audit.tenant", entry.tenant, MAX_AUDIT_FIELD_BYTES),
+                user_id=_text("audit.user_id", entry.user_id, MAX_AUDIT_FIELD_BYTES),
+                op=_text("audit.op", entry.op, MAX_AUDIT_FIELD_BYTES),
+                outcome=_text(
+                    "audit.outcome", entry.outcome, MAX_AUDIT_FIELD_BYTES, allow_empty=True
+                ),
+                peer=_text("audit.peer", entry.peer, MAX_AUDIT_FIELD_BYTES, allow_empty=True),
+            )
+        )
+    return tuple(rows)

@@ -3,7 +3,10 @@
 Register1 finds the highest epoch any node holds; Delete goes to every node with one above it,
 so a node that missed the delete can never bring the secret back. Success needs
 ``register_threshold`` acknowledgements. A ``Conflict`` (a registration raced ahead) starts
-over a bounded number of times. Idempotent: deleting a deleted or unknown user succeeds.
+over a bounded number of times. A user no answering node holds any version of (never
+registered, or already deleted) raises ``NotRegistered``: a typo in a user id must not read
+as "deleted". One node still holding a version is reason enough to delete, so a delete that
+was interrupted part-way can be finished by calling it again.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 from pakr.cluster import ClusterContext
 from pakr.operations.register import MAX_CONFLICT_RETRIES, read_states
 from pakr.proto.delete import delete_epoch
-from pakr.proto.errors import Conflict
+from pakr.proto.errors import Conflict, NotRegistered
 from pakr.proto.messages import Delete, UserRef
 from pakr.transport import NodeTransport
 
@@ -25,6 +28,11 @@ async def delete(ctx: ClusterContext, user: UserRef) -> None:
     r = ctx.register_threshold
     for round_ in range(1, MAX_CONFLICT_RETRIES + 1):
         states = await read_states(ctx, user, need=r)
+        if all(s.committed is None and s.pending is None for s in states.values()):
+            raise NotRegistered(
+                f"no secret is registered for {user.user_id!r} (never registered, or already"
+                " deleted); nothing was deleted"
+            )
         request = Delete(epoch=delete_epoch(states.values()))
 
         async def rpc(

@@ -10,17 +10,23 @@ bounded number of times.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 from pakr.cluster import ClusterContext
 from pakr.fanout import is_transient
 from pakr.passwords import stretch
 from pakr.proto.errors import (
+    AlreadyRegistered,
     CommitIncomplete,
     Conflict,
     ErrorKind,
     InvalidAuth,
+    InvalidPassword,
     NodeRefusal,
+    NotRegistered,
     PakrError,
     UpgradeRequired,
 )
@@ -32,6 +38,7 @@ from pakr.proto.messages import (
     UserRef,
     UserStatus,
 )
+from pakr.proto.recover import choose_version
 from pakr.proto.register import (
     check_registration_args,
     new_version,
@@ -44,6 +51,20 @@ log = logging.getLogger("pakr")
 
 MAX_CONFLICT_RETRIES = 3
 COMMIT_ROUNDS = 3
+
+IfExists = Literal["refuse", "replace"]
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What :meth:`pakr.Client.register` did: the new version, and the one it replaced.
+
+    ``replaced`` is the hex id of the version that was registered before (``None`` for a new
+    user); its secret cannot be recovered any more.
+    """
+
+    version: str
+    replaced: str | None = None
 
 
 async def read_states(
@@ -100,18 +121,23 @@ async def register(
     secret: bytes,
     *,
     max_guesses: int | None,
-) -> bytes:
+    if_exists: IfExists = "replace",
+) -> Registration:
     """Store ``secret`` under ``password`` for ``user``; returns the new version id.
 
     ``max_guesses=None`` keeps the policy of the currently committed version (used by
-    ``change_password``), or the default when there is none.
+    ``change_password``), or the default when there is none. ``if_exists="refuse"`` raises
+    ``AlreadyRegistered`` when the user has a secret (the public default; a password change
+    and a migration replace on purpose).
     """
     if max_guesses is not None:
         check_registration_args(secret, max_guesses)
+    if if_exists not in ("refuse", "replace"):
+        raise ValueError(f'if_exists must be "refuse" or "replace", not {if_exists!r}')
     last_conflict: Conflict | None = None
     for _ in range(MAX_CONFLICT_RETRIES):
         try:
-            return await _register_once(ctx, user, password, secret, max_guesses)
+            return await _register_once(ctx, user, password, secret, max_guesses, if_exists)
         except Conflict as conflict:
             last_conflict = conflict
             log.info("register: a concurrent registration won the race; starting over")
@@ -119,12 +145,50 @@ async def register(
     raise last_conflict
 
 
+def registered_version(
+    ctx: ClusterContext, user: UserRef, states: Mapping[NodeRef, UserStatus]
+) -> tuple[bool, str | None]:
+    """(whether ``user`` is registered, its version hex) by recovery's own rule.
+
+    "Registered" means what recovery would find: a version held by t nodes (usable or
+    locked out), decided by :func:`~pakr.proto.recover.choose_version`, so one node claiming
+    a version cannot make a new user look registered. When the answers do not settle it the
+    user counts as registered: a registration must never replace a secret by accident.
+    """
+    try:
+        choice = choose_version(
+            states, {}, threshold=ctx.threshold, node_count=ctx.node_count, user=user
+        )
+    except NotRegistered:
+        return False, None
+    except InvalidPassword:  # locked out: registered, though no password opens it any more
+        held = Counter(s.committed.version for s in states.values() if s.committed is not None)
+        top = held.most_common(1)
+        return True, top[0][0].hex() if top else None
+    except PakrError:
+        return True, None
+    return True, choice.version.hex()
+
+
 async def _register_once(
-    ctx: ClusterContext, user: UserRef, password: bytes, secret: bytes, max_guesses: int | None
-) -> bytes:
+    ctx: ClusterContext,
+    user: UserRef,
+    password: bytes,
+    secret: bytes,
+    max_guesses: int | None,
+    if_exists: IfExists,
+) -> Registration:
     """One pass from Register1 to Register3; ``Conflict`` when a concurrent one interfered."""
     r = ctx.register_threshold
     states = await read_states(ctx, user, need=r)
+    registered, replaced = registered_version(ctx, user, states)
+    if registered and if_exists == "refuse":
+        what = f"a secret (version {replaced[:12]}…)" if replaced else "what may be a secret"
+        raise AlreadyRegistered(
+            f"{user.user_id!r} already has {what}; nothing was changed. To replace it (the old"
+            ' secret is then lost) pass --replace (SDK: if_exists="replace")',
+            replaced,
+        )
     guesses = max_guesses if max_guesses is not None else current_policy(states)
     check_registration_args(secret, guesses)
     epoch = registration_epoch(states.values())
@@ -165,7 +229,7 @@ async def _register_once(
         raise failure
     acked = sorted(result.replies, key=lambda n: n.index)
     await commit(ctx, user, version, acked, need=r)
-    return version
+    return Registration(version=version.hex(), replaced=replaced if registered else None)
 
 
 def current_policy(states: dict[NodeRef, UserStatus]) -> int:
