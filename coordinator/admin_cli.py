@@ -28,7 +28,9 @@ import grpc
 
 from pakr.coordinator.localcluster import LocalCluster, stop_by_pid_files
 from pakr.coordinator.manifest_tools import manifest_nodes, new_cluster_id, parse_address_overrides
+from pakr.coordinator.output import emit
 from pakr.proto.errors import ConfigError
+from pakr.proto.exitcodes import ExitCode
 from pakr.proto.kdf import DEFAULT_ARGON2, DEV_ARGON2, Argon2Params
 from pakr.proto.manifest import (
     Manifest,
@@ -58,9 +60,18 @@ def add_commands(subparsers: Any) -> None:
         description="Start a 5-node 3-of-5 cluster in a temporary directory, register and "
         "recover a key, spend a guess, survive 2 node failures, fail clearly on a 3rd, "
         "restart and recover, then shut down. Exit 0 only if every step behaved as stated.",
+        epilog="examples:\n  pakr demo\n  pakr demo --base-port 7100 --dir /tmp/demo --keep",
     )
-    demo.add_argument("--dir", type=Path, help="use this directory instead of a temporary one")
+    demo.add_argument(
+        "--dir", type=Path, help="use this directory (default: a new temporary one)"
+    )
     demo.add_argument("--keep", action="store_true", help="keep the directory afterwards")
+    demo.add_argument(
+        "--base-port",
+        type=int,
+        metavar="P",
+        help="node i listens on port P+i, metrics on P+100+i (default: free ports)",
+    )
     demo.set_defaults(func=_demo)
 
 
@@ -68,16 +79,23 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _add_tenant(subparsers: Any) -> None:
-    tenant = subparsers.add_parser("tenant", help="tenant token-signing keys")
+    tenant = subparsers.add_parser(
+        "tenant",
+        help="tenant token-signing keys",
+        description="A tenant (application) signs its users' access tokens with its key.",
+    )
     sub = tenant.add_subparsers(dest="tenant_command", metavar="ACTION", required=True)
     create = sub.add_parser(
         "create",
         help="create a tenant's token-signing key file (0600)",
         description="Writes DIR/<NAME>.key (or DIR/<NAME>-<N>.key for a rotated key) and "
         "prints the --tenant argument every node must be given to trust it.",
+        epilog="example:\n  pakr tenant create acme --dir keys",
     )
     create.add_argument("name", help="tenant name (1..64 bytes, no ':')")
-    create.add_argument("--dir", type=Path, default=Path("."), help="where to write the key")
+    create.add_argument(
+        "--dir", type=Path, default=Path("."), help="where to write the key (default: .)"
+    )
     create.add_argument("--number", type=int, default=1, help="key number, for rotation")
     create.set_defaults(func=_tenant_create)
 
@@ -89,7 +107,11 @@ def _tenant_create(args: argparse.Namespace) -> int:
     key = TenantKey.generate(name, args.number)
     filename = f"{name}.key" if args.number == 1 else f"{name}-{args.number}.key"
     path = key.save(Path(args.dir) / filename)
-    print(json.dumps({"kid": key.kid, "public_key": key.public_key_text, "key_file": str(path)}))
+    emit(
+        args,
+        {"kid": key.kid, "public_key": key.public_key_text, "key_file": str(path)},
+        f"tenant key {key.kid} written to {path} (0600)",
+    )
     print(
         f"# give every node: --tenant {key.kid}={key.public_key_text}\n"
         f'# or in node.toml [tenants]: "{key.kid}" = "{key.public_key_text}"',
@@ -102,10 +124,21 @@ def _tenant_create(args: argparse.Namespace) -> int:
 
 
 def _add_manifest(subparsers: Any) -> None:
-    manifest = subparsers.add_parser("manifest", help="create and verify signed cluster manifests")
+    manifest = subparsers.add_parser(
+        "manifest",
+        help="create and verify signed cluster manifests",
+        description="The manifest names the nodes, their certificates and the thresholds;"
+        " clients trust it because the operator key signed it.",
+    )
     sub = manifest.add_subparsers(dest="manifest_command", metavar="ACTION", required=True)
 
-    keygen = sub.add_parser("keygen", help="create an operator manifest-signing key file (0600)")
+    keygen = sub.add_parser(
+        "keygen",
+        help="create an operator manifest-signing key file (0600)",
+        description="Writes a new Ed25519 operator key and prints its public half, which"
+        " clients pin with --operator-key.",
+        epilog="example:\n  pakr manifest keygen keys/operator.key",
+    )
     keygen.add_argument("path", type=Path, help="key file to write (refuses to overwrite)")
     keygen.set_defaults(func=_manifest_keygen)
 
@@ -114,10 +147,18 @@ def _add_manifest(subparsers: Any) -> None:
         help="sign a manifest over the nodes' node.toml files",
         description="Reads each node's id, index, listen address and TLS certificate from its "
         "node.toml and writes the signed manifest clients load.",
+        epilog="example:\n  pakr manifest create --operator-key keys/operator.key --node-config"
+        " nodes/*/node.toml --threshold 3 --out manifest.json",
     )
     create.add_argument("--operator-key", type=Path, required=True, help="operator key file")
     create.add_argument(
-        "--node-config", type=Path, nargs="+", action="extend", required=True, metavar="F"
+        "--node-config",
+        type=Path,
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="F",
+        help="each node's node.toml (repeatable)",
     )
     create.add_argument("--threshold", type=int, required=True, help="t: nodes needed to recover")
     create.add_argument("--register-threshold", type=int, help="r: acks to register (default n)")
@@ -128,35 +169,74 @@ def _add_manifest(subparsers: Any) -> None:
         metavar="INDEX=HOST:PORT",
         help="address clients dial for a node (default: its listen address)",
     )
-    create.add_argument("--argon2-memory-kib", type=int)
-    create.add_argument("--argon2-iterations", type=int)
-    create.add_argument("--argon2-parallelism", type=int)
+    create.add_argument(
+        "--argon2-memory-kib",
+        type=int,
+        metavar="KIB",
+        help=f"Argon2id memory in KiB (default: {DEFAULT_ARGON2.memory_kib};"
+        f" {DEV_ARGON2.memory_kib} with --dev)",
+    )
+    create.add_argument(
+        "--argon2-iterations",
+        type=int,
+        metavar="N",
+        help=f"Argon2id passes (default: {DEFAULT_ARGON2.iterations};"
+        f" {DEV_ARGON2.iterations} with --dev)",
+    )
+    create.add_argument(
+        "--argon2-parallelism",
+        type=int,
+        metavar="N",
+        help=f"Argon2id lanes (default: {DEFAULT_ARGON2.parallelism})",
+    )
     create.add_argument(
         "--dev",
         action="store_true",
         help="dev manifest: allows t=1 and plaintext nodes, floor Argon2 default",
     )
-    create.add_argument("--ttl-days", type=float, default=365.0)
+    create.add_argument(
+        "--ttl-days",
+        type=float,
+        default=365.0,
+        metavar="DAYS",
+        help="days until the manifest expires (clients then refuse it)",
+    )
     create.add_argument("--serial", type=int, default=1, help="must grow with every new manifest")
-    create.add_argument("--cluster-id", help="default: a fresh random id")
+    create.add_argument("--cluster-id", help="the cluster's id (default: a fresh random id)")
     create.add_argument("--out", type=Path, required=True, help="manifest file to write")
     create.set_defaults(func=_manifest_create)
 
-    verify = sub.add_parser("verify", help="check a manifest's signature, shape and expiry")
-    verify.add_argument("manifest", type=Path)
+    verify = sub.add_parser(
+        "verify",
+        help="check a manifest's signature, shape and expiry",
+        description="Verifies the signature (against --operator-key when given), the shape"
+        " rules and the expiry; exit 0 when valid, 2 when not.",
+        epilog="example:\n  pakr manifest verify manifest.json --operator-key ed25519:...",
+    )
+    verify.add_argument("manifest", type=Path, help="the manifest file")
     verify.add_argument(
         "--operator-key",
         metavar="TEXT",
         help="pin the operator's public key (ed25519:...); strongly advised",
     )
-    verify.add_argument("--min-serial", type=int, default=0)
+    verify.add_argument(
+        "--min-serial",
+        type=int,
+        default=0,
+        metavar="N",
+        help="refuse a manifest older than serial N (a rollback)",
+    )
     verify.set_defaults(func=_manifest_verify)
 
 
 def _manifest_keygen(args: argparse.Namespace) -> int:
     key = OperatorKey.generate()
     path = key.save(args.path)
-    print(json.dumps({"public_key": key.public_key_text, "key_file": str(path)}))
+    emit(
+        args,
+        {"public_key": key.public_key_text, "key_file": str(path)},
+        f"operator key written to {path} (0600); public key (pin it): {key.public_key_text}",
+    )
     return 0
 
 
@@ -185,7 +265,7 @@ def _manifest_create(args: argparse.Namespace) -> int:
         ttl_seconds=int(args.ttl_days * 86400),
     )
     write_manifest(sign_manifest(manifest, operator), args.out)
-    print(json.dumps(_summary(manifest) | {"path": str(args.out)}))
+    emit(args, _summary(manifest) | {"path": str(args.out)}, lambda: _summary_text(manifest))
     return 0
 
 
@@ -206,6 +286,17 @@ def _summary(manifest: Manifest) -> dict[str, Any]:
     }
 
 
+def _summary_text(manifest: Manifest) -> str:
+    expires = time.strftime("%Y-%m-%d", time.gmtime(manifest.expires_at))
+    a = manifest.argon2
+    return (
+        f"manifest {manifest.cluster_id} serial {manifest.serial}: {manifest.threshold}-of-"
+        f"{len(manifest.nodes)}, register {manifest.register_threshold},"
+        f"{' dev,' if manifest.dev else ''} Argon2id {a.memory_kib} KiB x{a.iterations}"
+        f" p{a.parallelism}, expires {expires}"
+    )
+
+
 def _manifest_verify(args: argparse.Namespace) -> int:
     manifest = load_manifest(
         args.manifest, operator_key=args.operator_key, min_serial=args.min_serial
@@ -216,7 +307,11 @@ def _manifest_verify(args: argparse.Namespace) -> int:
             "manifest, which proves integrity but not who signed it",
             file=sys.stderr,
         )
-    print(json.dumps({"valid": True} | _summary(manifest)))
+    emit(
+        args,
+        {"valid": True} | _summary(manifest),
+        lambda: "valid: " + _summary_text(manifest),
+    )
     return 0
 
 
@@ -224,42 +319,90 @@ def _manifest_verify(args: argparse.Namespace) -> int:
 
 
 def _add_cluster(subparsers: Any) -> None:
-    cluster = subparsers.add_parser("cluster", help="run a local multi-process cluster")
+    cluster = subparsers.add_parser(
+        "cluster",
+        help="run a local multi-process cluster",
+        description="A real t-of-n cluster on this machine: every node its own process, TLS,"
+        " a signed manifest; everything under one --dir.",
+    )
     sub = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
+    dir_help = "the cluster's directory (keys, nodes, manifest.json, cluster.json)"
 
     up = sub.add_parser(
         "up",
         help="create (or reuse) and start a local cluster",
         description="Creates keys, nodes and a signed manifest under --dir (reused when they "
         "exist), starts every node as its own process and waits until all are healthy. Runs "
-        "until Ctrl-C/SIGTERM, then stops them; --detach leaves them running.",
+        "until Ctrl-C/SIGTERM, then stops the nodes it started; --detach leaves them running. "
+        "A cluster that is already running is left alone.",
+        epilog="examples:\n  pakr cluster up --dir cluster\n"
+        "  pakr cluster up --dir cluster --nodes 3 --threshold 2 --base-port 7100 --detach",
     )
-    up.add_argument("--dir", type=Path, required=True)
-    up.add_argument("--nodes", type=int, help=f"n (default {DEFAULT_NODES}, or what --dir holds)")
-    up.add_argument("--threshold", type=int, help=f"t (default {DEFAULT_THRESHOLD})")
-    up.add_argument("--register-threshold", type=int, help="r (default n)")
-    up.add_argument("--base-port", type=int, help="node i listens on P+i (default: free ports)")
-    up.add_argument("--tenant", default="dev", help="tenant whose key is created (default dev)")
+    up.add_argument("--dir", type=Path, required=True, help=dir_help)
+    up.add_argument(
+        "--nodes", type=int, help=f"n, the number of nodes (default: {DEFAULT_NODES})"
+    )
+    up.add_argument(
+        "--threshold",
+        type=int,
+        help=f"t, nodes needed to recover; more than n/2 (default: {DEFAULT_THRESHOLD} for 5"
+        " nodes, else n/2+1)",
+    )
+    up.add_argument(
+        "--register-threshold", type=int, help="r, acks needed to register (default: n)"
+    )
+    up.add_argument(
+        "--base-port",
+        type=int,
+        metavar="P",
+        help="node i listens on port P+i and serves metrics on P+100+i (default: free ports;"
+        " only for a new --dir)",
+    )
+    up.add_argument("--tenant", default="dev", help="tenant whose key is created")
     up.add_argument("--coordinator", action="store_true", help="also run a coordinator")
     up.add_argument("--detach", action="store_true", help="start, print, exit; nodes keep running")
     up.set_defaults(func=_cluster_up)
 
-    down = sub.add_parser("down", help="stop every process of a local cluster")
-    down.add_argument("--dir", type=Path, required=True)
+    down = sub.add_parser(
+        "down",
+        help="stop every process of a local cluster",
+        description="SIGTERM (graceful drain) to every node and the coordinator, SIGKILL after"
+        " 15 s. Keys, users and guess counts stay in --dir for the next `cluster up`.",
+        epilog="example:\n  pakr cluster down --dir cluster",
+    )
+    down.add_argument("--dir", type=Path, required=True, help=dir_help)
     down.set_defaults(func=_cluster_down)
 
-    status = sub.add_parser("status", help="which nodes run and answer health checks")
-    status.add_argument("--dir", type=Path, required=True)
+    status = sub.add_parser(
+        "status",
+        help="which nodes run and answer health checks (exit 5 when t do not)",
+        description="Probes every node's gRPC health over pinned TLS. Exit 0 when at least t"
+        " nodes serve (the cluster can recover secrets), 5 when not.",
+        epilog="example:\n  pakr cluster status --dir cluster",
+    )
+    status.add_argument("--dir", type=Path, required=True, help=dir_help)
     status.set_defaults(func=_cluster_status)
 
-    kill = sub.add_parser("kill-node", help="kill one node (SIGKILL: a crash)")
-    kill.add_argument("--dir", type=Path, required=True)
+    kill = sub.add_parser(
+        "kill-node",
+        help="kill one node (SIGKILL: a crash)",
+        description="Send a signal to one node: KILL simulates a crash, TERM/INT a graceful"
+        " stop. Restart it with `pakr cluster start-node`.",
+        epilog="example:\n  pakr cluster kill-node --dir cluster --node 2",
+    )
+    kill.add_argument("--dir", type=Path, required=True, help=dir_help)
     kill.add_argument("--node", type=int, required=True, metavar="K", help="node index 1..n")
-    kill.add_argument("--signal", default="KILL", help="KILL (default), TERM or INT")
+    kill.add_argument("--signal", default="KILL", help="KILL, TERM or INT")
     kill.set_defaults(func=_cluster_kill_node)
 
-    start = sub.add_parser("start-node", help="start one stopped node and wait for its health")
-    start.add_argument("--dir", type=Path, required=True)
+    start = sub.add_parser(
+        "start-node",
+        help="start one stopped node and wait for its health",
+        description="Start one node of the cluster with its own data and wait (up to 60 s)"
+        " until it serves.",
+        epilog="example:\n  pakr cluster start-node --dir cluster --node 2",
+    )
+    start.add_argument("--dir", type=Path, required=True, help=dir_help)
     start.add_argument("--node", type=int, required=True, metavar="K", help="node index 1..n")
     start.set_defaults(func=_cluster_start_node)
 
@@ -275,6 +418,14 @@ def _open_or_new(args: argparse.Namespace) -> LocalCluster:
                 f"{args.dir} already holds a {cluster.threshold}-of-{cluster.n} cluster; "
                 "omit --nodes/--threshold or use a fresh --dir"
             )
+        if args.base_port is not None:
+            wanted = [f"{cluster.host}:{args.base_port + n.index}" for n in cluster.nodes]
+            if [n.address for n in cluster.nodes] != wanted:
+                ports = ", ".join(n.address.rpartition(":")[2] for n in cluster.nodes)
+                raise ConfigError(
+                    f"{args.dir} already holds a cluster on ports {ports}; --base-port"
+                    f" {args.base_port} cannot move it: omit --base-port, or use a fresh --dir"
+                )
         if args.coordinator and not cluster.with_coordinator:
             cluster.with_coordinator = True
         return cluster
@@ -291,61 +442,98 @@ def _open_or_new(args: argparse.Namespace) -> LocalCluster:
     )
 
 
-def _print_usage_hint(cluster: LocalCluster) -> None:
+def _cluster_info(cluster: LocalCluster) -> dict[str, Any]:
     manifest = cluster.manifest()
-    print(
-        json.dumps(
-            {
-                "manifest": str(cluster.manifest_path),
-                "operator_key": OperatorKey.load(cluster.operator_key_path).public_key_text,
-                "tenant": cluster.tenant,
-                "tenant_key": str(cluster.tenant_key_path),
-                "threshold": manifest.threshold,
-                "nodes": {str(n.index): n.address for n in cluster.nodes},
-                "coordinator": cluster.coordinator_address,
-            }
-        ),
-        flush=True,
-    )
-    print(
-        f"pakr: {manifest.threshold}-of-{len(manifest.nodes)} cluster up in {cluster.dir}\n"
-        f"  manifest:   {cluster.manifest_path}\n"
-        f"  tenant key: {cluster.tenant_key_path} (tenant {cluster.tenant!r})\n"
-        "  use it from Python:\n"
-        f"    client = pakr.Client.from_manifest({str(cluster.manifest_path)!r}, "
-        f"tenant={cluster.tenant!r},\n"
-        f"        token_provider=pakr.dev_token_provider({str(cluster.tenant_key_path)!r}))\n"
-        "  or the CLI:\n"
-        f"    pakr register --manifest {cluster.manifest_path} --token-key "
-        f"{cluster.tenant_key_path} --user alice --generate 32\n"
-        + (
-            f"  coordinator: {cluster.coordinator_address} (pakr coordinator health --address "
-            f"{cluster.coordinator_address} --cert {cluster.coordinator_cert_path})\n"
-            if cluster.coordinator_address
-            else ""
+    return {
+        "dir": str(cluster.dir),
+        "manifest": str(cluster.manifest_path),
+        "operator_key": OperatorKey.load(cluster.operator_key_path).public_key_text,
+        "tenant": cluster.tenant,
+        "tenant_key": str(cluster.tenant_key_path),
+        "threshold": manifest.threshold,
+        "nodes": {str(n.index): n.address for n in cluster.nodes},
+        "metrics": {str(n.index): n.metrics_address for n in cluster.nodes},
+        "coordinator": cluster.coordinator_address,
+        "coordinator_metrics": cluster.coordinator_metrics_address,
+        "pids": {str(i): pid for i, pid in cluster.running().items()},
+    }
+
+
+def _print_usage_hint(cluster: LocalCluster, info: dict[str, Any], headline: str) -> None:
+    metrics = " ".join(f"#{i}:{a.rpartition(':')[2]}" for i, a in info["metrics"].items() if a)
+    lines = [
+        f"pakr: {headline}",
+        f"  manifest:     {cluster.manifest_path}",
+        f"  operator key: {info['operator_key']} (pin it: --operator-key)",
+        f"  tenant key:   {cluster.tenant_key_path} (tenant {cluster.tenant!r})",
+        "  node ports:   "
+        + " ".join(f"#{n.index}:{n.address.rpartition(':')[2]}" for n in cluster.nodes),
+        f"  metrics:      http://{cluster.host}:PORT/metrics, ports {metrics}",
+        "  use it from Python:",
+        f"    client = pakr.Client.from_manifest({str(cluster.manifest_path)!r},"
+        f" tenant={cluster.tenant!r},",
+        f"        token_provider=pakr.dev_token_provider({str(cluster.tenant_key_path)!r}))",
+        "  or the CLI:",
+        f"    export PAKR_MANIFEST={cluster.manifest_path}"
+        f" PAKR_TOKEN_KEY={cluster.tenant_key_path}",
+        "    pakr register --user alice --generate 32",
+    ]
+    if cluster.coordinator_address:
+        lines.append(
+            f"  coordinator:  {cluster.coordinator_address}, metrics"
+            f" {cluster.coordinator_metrics_address} (pakr coordinator health --address"
+            f" {cluster.coordinator_address} --cert {cluster.coordinator_cert_path})"
         )
-        + f"  crash a node:  pakr cluster kill-node --dir {cluster.dir} --node 1\n"
-        f"  stop it all:   pakr cluster down --dir {cluster.dir}",
-        file=sys.stderr,
-        flush=True,
-    )
+    lines += [
+        f"  crash a node: pakr cluster kill-node --dir {cluster.dir} --node 1",
+        f"  stop it all:  pakr cluster down --dir {cluster.dir}",
+    ]
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def _cluster_up(args: argparse.Namespace) -> int:
     cluster = _open_or_new(args)
+    running = {i: pid for i, pid in cluster.running().items() if pid is not None}
+    if cluster.nodes and len(running) == cluster.n and (
+        not cluster.with_coordinator or cluster.coordinator_pid() is not None
+    ):
+        # Someone else's cluster (a --detach run, another terminal): leave it alone.
+        info = _cluster_info(cluster)
+        emit(args, info, None)
+        pids = ", ".join(str(pid) for _, pid in sorted(running.items()))
+        _print_usage_hint(
+            cluster,
+            info,
+            f"the cluster in {cluster.dir} is already running (pids {pids}); leaving it alone",
+        )
+        return 0
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    def progress(line: str) -> None:
+        print(f"pakr: {line}", file=sys.stderr, flush=True)
+
     if not args.detach:
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        cluster.start()
-        _print_usage_hint(cluster)
+        if running:
+            progress(f"nodes {', '.join(map(str, sorted(running)))} already running; left alone")
+        cluster.start(on_progress=progress)
+        info = _cluster_info(cluster)
+        emit(args, info, None)
+        manifest = cluster.manifest()
+        _print_usage_hint(
+            cluster,
+            info,
+            f"{manifest.threshold}-of-{len(manifest.nodes)} cluster up in {cluster.dir}",
+        )
         if args.detach:
             return 0
-        print("pakr: running; Ctrl-C or SIGTERM stops every node", file=sys.stderr, flush=True)
+        ours = cluster.started_here
+        which = "every node" if len(ours) == cluster.n else f"nodes {', '.join(map(str, ours))}"
+        print(f"pakr: running; Ctrl-C or SIGTERM stops {which}", file=sys.stderr, flush=True)
         known = cluster.running()
         while not stop.wait(0.5):
             # Report nodes that die (or are started again, e.g. by `cluster start-node`).
@@ -358,7 +546,7 @@ def _cluster_up(args: argparse.Namespace) -> int:
         print("pakr: stopping the cluster", file=sys.stderr, flush=True)
     finally:
         if not args.detach:
-            cluster.stop()
+            cluster.stop(only=cluster.started_here, coordinator=cluster.coordinator_started_here)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     print("pakr: cluster stopped", file=sys.stderr)
@@ -374,7 +562,7 @@ def _cluster_down(args: argparse.Namespace) -> int:
         cluster.stop()
     # Stragglers (or a directory whose cluster.json is gone): pid files, checked by cmdline.
     stopped += stop_by_pid_files(args.dir)
-    print(json.dumps({"stopped": stopped}))
+    emit(args, {"stopped": stopped}, f"stopped {stopped} process(es) of {args.dir}")
     return 0
 
 
@@ -391,6 +579,7 @@ def _cluster_status(args: argparse.Namespace) -> int:
             "index": node.index,
             "node_id": node.node_id,
             "address": node.address,
+            "metrics_address": node.metrics_address,
             "pid": pid,
         }
         if pid is not None:
@@ -412,21 +601,50 @@ def _cluster_status(args: argparse.Namespace) -> int:
         if cluster.coordinator_address
         else None,
     }
-    print(json.dumps(report, indent=2))
-    return 0
+    emit(args, report, lambda: _status_text(report), indent=2)
+    return 0 if report["can_recover"] else ExitCode.UNAVAILABLE
+
+
+def _status_text(report: dict[str, Any]) -> str:
+    verdict = "can recover" if report["can_recover"] else "CANNOT recover"
+    lines = [
+        f"{report['serving']} of {len(report['nodes'])} nodes serving, {report['threshold']}"
+        f" needed: {verdict} ({report['dir']})"
+    ]
+    for row in report["nodes"]:
+        if row["serving"]:
+            state = f"serving ({row['latency_ms']} ms)"
+        elif row["pid"] is None:
+            state = "stopped"
+        else:
+            state = f"running but not serving: {row.get('error', '?')}"
+        pid = f"pid {row['pid']}" if row["pid"] else "no process"
+        lines.append(f"  node {row['index']}  {row['address']:<21} {pid:<12} {state}")
+    coordinator = report["coordinator"]
+    if coordinator:
+        pid = coordinator["pid"]
+        lines.append(
+            f"  coordinator {coordinator['address']}  " + (f"pid {pid}" if pid else "stopped")
+        )
+    return "\n".join(lines)
 
 
 _SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
 
 
 def _cluster_kill_node(args: argparse.Namespace) -> int:
-    sig = _SIGNALS.get(args.signal.upper().removeprefix("SIG"))
+    name = args.signal.upper().removeprefix("SIG")
+    sig = _SIGNALS.get(name)
     if sig is None:
         raise ConfigError(f"--signal must be one of {', '.join(_SIGNALS)}, not {args.signal!r}")
     cluster = LocalCluster.open(args.dir)
     pid = cluster.node_pid(args.node)
     killed = cluster.kill_node(args.node, sig)
-    print(json.dumps({"node": args.node, "pid": pid, "killed": killed}))
+    emit(
+        args,
+        {"node": args.node, "pid": pid, "killed": killed},
+        f"node {args.node} (pid {pid}) got SIG{name}" if killed else None,
+    )
     if not killed:
         print(f"pakr: node {args.node} was not running", file=sys.stderr)
     return 0
@@ -437,7 +655,11 @@ def _cluster_start_node(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     pid = cluster.start_node(args.node)
     elapsed = time.perf_counter() - started
-    print(json.dumps({"node": args.node, "pid": pid, "seconds": round(elapsed, 3)}))
+    emit(
+        args,
+        {"node": args.node, "pid": pid, "seconds": round(elapsed, 3)},
+        f"node {args.node} serving as pid {pid} ({elapsed:.1f} s)",
+    )
     return 0
 
 
@@ -698,4 +920,4 @@ def _coordinator_serve(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from pakr.coordinator.demo import run_demo
 
-    return run_demo(directory=args.dir, keep=args.keep)
+    return run_demo(directory=args.dir, keep=args.keep, base_port=args.base_port)

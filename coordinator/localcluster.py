@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from signal import SIGINT, SIGKILL, SIGTERM
@@ -42,6 +43,7 @@ from pakr.coordinator.processes import (
     log_tail,
     pakr_command,
     pid_from_file,
+    port_is_free,
     stop_by_pid_files,
 )
 from pakr.node.config import load_config as load_node_config
@@ -51,6 +53,7 @@ from pakr.proto.kdf import DEV_ARGON2, Argon2Params
 from pakr.proto.manifest import (
     Manifest,
     OperatorKey,
+    check_shape,
     load_manifest,
     new_manifest,
     sign_manifest,
@@ -76,6 +79,13 @@ COORDINATOR_SERVICE = "pakr.v1.Coordinator"
 
 class ClusterStartError(PakrError):
     """A node or the coordinator did not come up; the message quotes its log."""
+
+
+ProgressCallback = Callable[[str], None]
+"""Receives one line per start-up event ("node 3/5 serving")."""
+
+# What `pakr node serve` prints when its port is taken (pakr.node.server).
+PORT_IN_USE_MARKER = "the port is in use"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +135,11 @@ class LocalCluster:
         host: str = "127.0.0.1",
         startup_timeout: float = 60.0,
     ) -> None:
-        if not 1 <= nodes <= 255:
-            raise ConfigError(f"a cluster has 1..255 nodes, not {nodes}")
+        check_shape(
+            nodes, threshold, dev=dev, register_threshold=register_threshold, subject="cluster "
+        )
+        if base_port is not None and not 1024 <= base_port <= 65535 - 200:
+            raise ConfigError(f"--base-port must be 1024..{65535 - 200}, not {base_port}")
         self.dir = Path(dir).resolve()
         self.n = nodes
         self.threshold = threshold
@@ -144,6 +157,8 @@ class LocalCluster:
         self._coordinator_address: str | None = None
         self._coordinator_metrics: str | None = None
         self._cluster_id: str | None = None
+        self.started_here: list[int] = []  # nodes the last start() started (not found running)
+        self.coordinator_started_here = False
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -280,6 +295,9 @@ class LocalCluster:
             "argon2": asdict(self.argon2),
             "tenant": self.tenant,
             "host": self.host,
+            # The public half only: what clients pin (`--operator-key`); the private key
+            # stays in operator.key.
+            "operator_key": OperatorKey.load(self.operator_key_path).public_key_text,
             "node_list": [
                 {
                     "index": n.index,
@@ -313,7 +331,32 @@ class LocalCluster:
     # -- creation ------------------------------------------------------------------------------
 
     def create(self) -> LocalCluster:
-        """Create whatever is missing (keys, nodes, manifest, coordinator config); idempotent."""
+        """Create whatever is missing (keys, nodes, manifest, coordinator config); idempotent.
+
+        A first creation that fails leaves nothing behind: everything it made is removed
+        (the directory too when it did not exist), so the next attempt starts clean.
+        """
+        if self.state_path.exists():
+            return self._create()
+        existed = self.dir.exists()
+        before = set(self.dir.iterdir()) if existed else set()
+        try:
+            return self._create()
+        except BaseException:
+            if not existed:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            else:
+                for path in set(self.dir.iterdir()) - before:
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        path.unlink(missing_ok=True)
+            self._nodes, self._procs, self._cluster_id = {}, {}, None
+            self._coordinator = None
+            self._coordinator_address = self._coordinator_metrics = None
+            raise
+
+    def _create(self) -> LocalCluster:
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.state_path.exists() and not self._nodes:
             self._check_same_shape()
@@ -369,7 +412,15 @@ class LocalCluster:
 
     def _ports(self, indices: list[int]) -> dict[int, tuple[int, int]]:
         if self.base_port is not None:
-            return {i: (self.base_port + i, self.base_port + 100 + i) for i in indices}
+            ports = {i: (self.base_port + i, self.base_port + 100 + i) for i in indices}
+            for i, pair in ports.items():
+                for port in pair:
+                    if not port_is_free(self.host, port):
+                        raise ConfigError(
+                            f"port {port} (node {i}) is in use: pick another --base-port,"
+                            " or omit it to use free ports"
+                        )
+            return ports
         found = free_ports(2 * len(indices), self.host)
         return {i: (found[2 * k], found[2 * k + 1]) for k, i in enumerate(indices)}
 
@@ -498,18 +549,44 @@ class LocalCluster:
 
     # -- running ---------------------------------------------------------------------------------
 
-    def start(self) -> LocalCluster:
-        """Create what is missing, start every stopped node (and coordinator), wait for health."""
+    def start(self, on_progress: ProgressCallback | None = None) -> LocalCluster:
+        """Create what is missing, start every stopped node (and coordinator), wait for health.
+
+        Nodes already running are left alone; ``started_here`` lists the ones this call
+        started (and only those are stopped again if the start fails). ``on_progress``
+        receives a line per node that comes up.
+        """
         self.create()
+        self.started_here = []
+        self.coordinator_started_here = False
         try:
-            started = [i for i in sorted(self._nodes) if self._start_node_process(i, None)]
-            self.wait_healthy(started)
+            self._check_ports_free()
+            for i in sorted(self._nodes):
+                if self._start_node_process(i, None):
+                    self.started_here.append(i)
+            self.wait_healthy(self.started_here, on_progress=on_progress)
             if self._coordinator is not None:
+                self.coordinator_started_here = self._coordinator.pid() is None
                 self.start_coordinator()
+                if on_progress is not None:
+                    on_progress(f"coordinator serving ({self._coordinator_address})")
         except BaseException:
-            self.stop()
+            self.stop(only=self.started_here, coordinator=self.coordinator_started_here)
             raise
         return self
+
+    def _check_ports_free(self) -> None:
+        """Refuse, naming the port, when another program holds a stopped node's port."""
+        for i, node in sorted(self._nodes.items()):
+            if self._procs[i].pid() is not None:
+                continue
+            host, _, port = node.address.rpartition(":")
+            if not port_is_free(host.strip("[]"), int(port)):
+                raise ClusterStartError(
+                    f"port {port} of node {i} ({node.address}) is taken by another program:"
+                    f" stop it, or create a new cluster in a fresh --dir (optionally with"
+                    f" --base-port)"
+                )
 
     def _start_node_process(self, index: int, env: Mapping[str, str] | None) -> bool:
         node = self.node(index)
@@ -572,10 +649,15 @@ class LocalCluster:
         return {i: self._procs[i].pid() for i in sorted(self._nodes)}
 
     def wait_healthy(
-        self, indices: Iterable[int] | None = None, timeout: float | None = None
+        self,
+        indices: Iterable[int] | None = None,
+        timeout: float | None = None,
+        *,
+        on_progress: ProgressCallback | None = None,
     ) -> None:
         """Block until the given nodes (default all) report SERVING over pinned TLS."""
         pending = set(self._nodes if indices is None else indices)
+        total, up = len(pending), 0
         deadline = time.monotonic() + (self.startup_timeout if timeout is None else timeout)
         certs = {i: self.node(i).tls_cert.read_bytes() for i in pending}
         last_error: dict[int, str] = {}
@@ -585,6 +667,13 @@ class LocalCluster:
                 proc = self._procs[i]
                 if proc.pid() is None:
                     code = proc.exit_code()
+                    tail = log_tail(node.log)
+                    if PORT_IN_USE_MARKER in tail:
+                        raise ClusterStartError(
+                            f"node {i} cannot listen on {node.address}: the port is in use;"
+                            " stop the program holding it, or create the cluster in a fresh"
+                            " --dir with another --base-port"
+                        )
                     raise ClusterStartError(
                         f"node {i} is not running"
                         + (f" (exit {code})" if code is not None else "")
@@ -593,6 +682,9 @@ class LocalCluster:
                 result = probe(node.address, certs[i], timeout=1.0)
                 if result.serving:
                     pending.discard(i)
+                    up += 1
+                    if on_progress is not None:
+                        on_progress(f"node {up}/{total} serving (node {i}, {node.address})")
                 else:
                     last_error[i] = result.error
             if not pending:
@@ -647,10 +739,21 @@ class LocalCluster:
             self._coordinator.wait(5.0)
         return True
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Stop every process: SIGTERM (graceful drain), then SIGKILL after ``timeout``."""
-        procs = list(self._procs.values())
-        if self._coordinator is not None:
+    def stop(
+        self,
+        timeout: float = STOP_TIMEOUT,
+        *,
+        only: Iterable[int] | None = None,
+        coordinator: bool = True,
+    ) -> None:
+        """Stop every process: SIGTERM (graceful drain), then SIGKILL after ``timeout``.
+
+        ``only`` limits it to those node indices, ``coordinator=False`` spares the
+        coordinator (``pakr cluster up`` stops just what it started).
+        """
+        wanted = set(self._procs) if only is None else set(only)
+        procs = [proc for i, proc in self._procs.items() if i in wanted]
+        if self._coordinator is not None and coordinator:
             procs.append(self._coordinator)
         signalled = [p for p in procs if p.signal(SIGTERM)]
         deadline = time.monotonic() + timeout

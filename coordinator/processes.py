@@ -37,6 +37,18 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             sock.close()
 
 
+def port_is_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound right now (nobody listens on it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def pakr_command(*args: str) -> list[str]:
     """The ``pakr`` CLI run with this interpreter (works in a venv without the script on PATH)."""
     return [sys.executable, "-m", "pakr.coordinator", *args]

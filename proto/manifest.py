@@ -251,19 +251,38 @@ def _parse_nodes(value: Any, where: str) -> tuple[ManifestNode, ...]:
     return tuple(_parse_node(item, f"{where}nodes[{i}].") for i, item in enumerate(value))
 
 
-def _check_node_set(nodes: Sequence[ManifestNode], threshold: int, dev: bool, where: str) -> None:
-    n = len(nodes)
+def check_shape(
+    n: int,
+    threshold: int,
+    *,
+    dev: bool,
+    register_threshold: int | None = None,
+    subject: str = "manifest ",
+) -> None:
+    """The rules on n, t and r (PROTOCOL.md §2), for a manifest or a cluster about to be made.
+
+    ``subject`` starts each message ("manifest ", "cluster ").
+    """
     if not 1 <= n <= MAX_NODES:
-        raise ConfigError(f"manifest {where}has {n} nodes; 1..{MAX_NODES} are allowed")
+        raise ConfigError(f"{subject}has {n} nodes; 1..{MAX_NODES} are allowed")
     if not 1 <= threshold <= n:
-        raise ConfigError(f"manifest {where}threshold {threshold} must be in 1..{n}")
+        raise ConfigError(f"{subject}threshold {threshold} must be in 1..{n}")
     if 2 * threshold <= n:
         raise ConfigError(
-            f"manifest {where}threshold {threshold} must exceed half of the {n} nodes "
-            "(so at most one version can be held by t nodes)"
+            f"{subject}threshold {threshold} must exceed half of the {n} nodes "
+            f"(so at most one version can be held by t nodes): use {n // 2 + 1}..{n}"
         )
     if threshold < 2 and not dev:
-        raise ConfigError(f'manifest {where}threshold 1 is allowed only with "dev": true')
+        raise ConfigError(f'{subject}threshold 1 is allowed only with "dev": true')
+    if register_threshold is not None and not threshold <= register_threshold <= n:
+        raise ConfigError(
+            f"{subject}register_threshold {register_threshold} must be in {threshold}..{n}"
+        )
+
+
+def _check_node_set(nodes: Sequence[ManifestNode], threshold: int, dev: bool, where: str) -> None:
+    n = len(nodes)
+    check_shape(n, threshold, dev=dev, subject=f"manifest {where}")
     ids = [node.node_id for node in nodes]
     if len(set(ids)) != n:
         raise ConfigError(f"manifest {where}node ids must be unique")
@@ -287,12 +306,12 @@ def check_manifest(manifest: Manifest) -> None:
     if manifest.expires_at <= manifest.issued_at:
         raise ConfigError("manifest expires_at must be after issued_at")
     _check_node_set(manifest.nodes, manifest.threshold, manifest.dev, "")
-    n = len(manifest.nodes)
-    if not manifest.threshold <= manifest.register_threshold <= n:
-        raise ConfigError(
-            f"manifest register_threshold {manifest.register_threshold} must be in "
-            f"{manifest.threshold}..{n}"
-        )
+    check_shape(
+        len(manifest.nodes),
+        manifest.threshold,
+        dev=manifest.dev,
+        register_threshold=manifest.register_threshold,
+    )
     try:
         manifest.argon2.check()
     except WeakParameters as exc:

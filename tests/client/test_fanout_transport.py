@@ -210,7 +210,10 @@ def test_step_failure_picks_the_most_actionable_error() -> None:
     del errors[NODES[1]]
     error = step_failure("recover1", errors, have=2, need=3)
     assert isinstance(error, ClusterUnavailable)
-    assert error.reasons == {NODES[0].name: "connection refused"}
+    assert error.reasons == {NODES[0].name: "connection refused (is the node running?)"}
+    assert error.details == {NODES[0].name: "connection refused"}
+    assert (error.answered, error.needed) == (2, 3)
+    assert str(error).startswith("cluster unavailable: 2 node(s) answered, 3 needed (")
     locked = {NODES[0]: NodeRefusal(ErrorKind.NO_GUESSES, "none left", guesses_remaining=0)}
     error = step_failure("recover2", locked, have=0, need=3)
     assert isinstance(error, InvalidPassword) and error.guesses_remaining == 0

@@ -52,7 +52,7 @@ async def test_sync_and_async_faces_interoperate() -> None:
     sync_client = _sync_client(cluster)
     try:
         assert sync_client.recover("bob", "pw") == SECRET
-        sync_client.register("bob", "pw2", b"two")
+        sync_client.register("bob", "pw2", b"two", if_exists="replace")
     finally:
         sync_client.close()
     async with cluster.client() as async_client:

@@ -417,7 +417,7 @@ async def test_conflict_starts_over_from_register1() -> None:
             await original(*args, **kwargs)
 
         cluster.transports[0].register2 = racing_register2  # type: ignore[method-assign]
-        await client.register("uma", "pw2", b"mine")
+        await client.register("uma", "pw2", b"mine", if_exists="replace")
         assert await client.recover("uma", "pw2") == b"mine"
     assert all(t.calls["register1"] >= 3 for t in cluster.transports)
 
@@ -441,7 +441,8 @@ async def test_delete_then_not_registered() -> None:
     async with cluster.client() as client:
         await client.register("walt", "pw", SECRET)
         await client.delete("walt")
-        await client.delete("walt")  # idempotent
+        with pytest.raises(NotRegistered, match="nothing was deleted"):
+            await client.delete("walt")  # nothing left to delete: said, not hidden
         with pytest.raises(NotRegistered):
             await client.recover("walt", "pw")
         report = await client.status("walt")

@@ -192,7 +192,7 @@ def test_replaced_version_cannot_be_rolled_back(cluster: LocalCluster, mode: Mal
     user = "rollback"
     with client(cluster) as c:
         c.register(user, "old", b"old secret")
-        c.register(user, "new", SECRET)  # replace the secret and the password
+        c.register(user, "new", SECRET, if_exists="replace")  # new secret and password
     mode.mode = "rollback"  # node 5 presents the replaced version as its committed one
     with client(cluster) as c:
         assert c.recover(user, "new") == SECRET
@@ -212,7 +212,7 @@ def test_replaced_registration_cannot_be_replayed_into_a_recovery(
     user = "stale-key"
     with client(cluster) as c:
         c.register(user, "pw", b"old secret")
-        c.register(user, "pw", SECRET)  # same password, new version
+        c.register(user, "pw", SECRET, if_exists="replace")  # same password, new version
     mode.mode = "stale_key"
     with client(cluster) as c, caplog.at_level(logging.WARNING, logger="pakr"):
         assert c.recover(user, "pw") == SECRET
