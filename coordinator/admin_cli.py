@@ -62,9 +62,7 @@ def add_commands(subparsers: Any) -> None:
         "restart and recover, then shut down. Exit 0 only if every step behaved as stated.",
         epilog="examples:\n  pakr demo\n  pakr demo --base-port 7100 --dir /tmp/demo --keep",
     )
-    demo.add_argument(
-        "--dir", type=Path, help="use this directory (default: a new temporary one)"
-    )
+    demo.add_argument("--dir", type=Path, help="use this directory (default: a new temporary one)")
     demo.add_argument("--keep", action="store_true", help="keep the directory afterwards")
     demo.add_argument(
         "--base-port",
@@ -339,9 +337,7 @@ def _add_cluster(subparsers: Any) -> None:
         "  pakr cluster up --dir cluster --nodes 3 --threshold 2 --base-port 7100 --detach",
     )
     up.add_argument("--dir", type=Path, required=True, help=dir_help)
-    up.add_argument(
-        "--nodes", type=int, help=f"n, the number of nodes (default: {DEFAULT_NODES})"
-    )
+    up.add_argument("--nodes", type=int, help=f"n, the number of nodes (default: {DEFAULT_NODES})")
     up.add_argument(
         "--threshold",
         type=int,
@@ -494,8 +490,10 @@ def _print_usage_hint(cluster: LocalCluster, info: dict[str, Any], headline: str
 def _cluster_up(args: argparse.Namespace) -> int:
     cluster = _open_or_new(args)
     running = {i: pid for i, pid in cluster.running().items() if pid is not None}
-    if cluster.nodes and len(running) == cluster.n and (
-        not cluster.with_coordinator or cluster.coordinator_pid() is not None
+    if (
+        cluster.nodes
+        and len(running) == cluster.n
+        and (not cluster.with_coordinator or cluster.coordinator_pid() is not None)
     ):
         # Someone else's cluster (a --detach run, another terminal): leave it alone.
         info = _cluster_info(cluster)
@@ -667,22 +665,39 @@ def _cluster_start_node(args: argparse.Namespace) -> int:
 
 
 def _add_coordinator(subparsers: Any) -> None:
-    coordinator = subparsers.add_parser("coordinator", help="the control-plane service")
+    coordinator = subparsers.add_parser(
+        "coordinator",
+        help="the control-plane service",
+        description="Serves the manifest, a per-node health report and Prometheus metrics."
+        " Not on the recovery path: clients keep working while it is down.",
+    )
     sub = coordinator.add_subparsers(dest="coordinator_command", metavar="ACTION", required=True)
     serve = sub.add_parser(
         "serve",
         help="serve GetManifest, ClusterHealth and Prometheus metrics until SIGTERM",
+        description="Run the coordinator in the foreground until SIGTERM/SIGINT.",
+        epilog="example:\n  pakr coordinator serve --config coordinator/coordinator.toml",
     )
-    serve.add_argument("--config", type=Path, required=True, help="coordinator.toml")
+    serve.add_argument(
+        "--config", type=Path, required=True, help="coordinator.toml (`coordinator init`)"
+    )
     serve.set_defaults(func=_coordinator_serve)
 
     health = sub.add_parser(
         "health",
         help="ask a coordinator for its per-node health report (exit 0 when t nodes serve)",
+        description="Ask a coordinator which nodes serve. Exit 0 when at least t do, 5 when"
+        " not or when the coordinator does not answer.",
+        epilog="example:\n  pakr coordinator health --address 127.0.0.1:7000 --cert"
+        " coordinator/tls/coordinator.crt",
     )
-    health.add_argument("--address", required=True, metavar="HOST:PORT")
+    health.add_argument(
+        "--address", required=True, metavar="HOST:PORT", help="the coordinator's address"
+    )
     health.add_argument("--cert", type=Path, help="the coordinator's certificate to pin")
-    health.add_argument("--timeout", type=float, default=10.0)
+    health.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS", help="time limit in seconds"
+    )
     health.set_defaults(func=_coordinator_health)
 
     fetch = sub.add_parser(
@@ -691,8 +706,12 @@ def _add_coordinator(subparsers: Any) -> None:
         description="The coordinator is a convenient distribution point, not a root of "
         "trust: the manifest is verified against the pinned operator key (and --min-serial) "
         "before it is written.",
+        epilog="example:\n  pakr coordinator fetch-manifest --address 127.0.0.1:7000 --cert"
+        " coordinator.crt --operator-key ed25519:... --out manifest.json",
     )
-    fetch.add_argument("--address", required=True, metavar="HOST:PORT")
+    fetch.add_argument(
+        "--address", required=True, metavar="HOST:PORT", help="the coordinator's address"
+    )
     fetch.add_argument("--cert", type=Path, help="the coordinator's certificate to pin")
     fetch.add_argument(
         "--operator-key",
@@ -700,20 +719,35 @@ def _add_coordinator(subparsers: Any) -> None:
         metavar="TEXT",
         help="the operator public key (ed25519:...) the manifest must carry",
     )
-    fetch.add_argument("--min-serial", type=int, default=0)
-    fetch.add_argument("--out", type=Path, required=True)
-    fetch.add_argument("--timeout", type=float, default=10.0)
+    fetch.add_argument(
+        "--min-serial",
+        type=int,
+        default=0,
+        metavar="N",
+        help="refuse a manifest older than serial N (a rollback)",
+    )
+    fetch.add_argument("--out", type=Path, required=True, help="manifest file to write")
+    fetch.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS", help="time limit in seconds"
+    )
     fetch.set_defaults(func=_coordinator_fetch)
 
     init = sub.add_parser(
         "init",
         help="write coordinator.toml and a self-signed TLS certificate into a directory",
+        description="Create a coordinator's directory: config and a TLS key and certificate.",
+        epilog="example:\n  pakr coordinator init --dir coordinator --listen 127.0.0.1:7000"
+        " --manifest manifest.json",
     )
-    init.add_argument("--dir", type=Path, required=True)
-    init.add_argument("--listen", required=True, metavar="HOST:PORT")
+    init.add_argument("--dir", type=Path, required=True, help="directory to write into")
+    init.add_argument("--listen", required=True, metavar="HOST:PORT", help="address to serve on")
     init.add_argument("--manifest", type=Path, required=True, help="the manifest it serves")
     init.add_argument("--canary-key", type=Path, help="tenant key for the canary Recover1")
-    init.add_argument("--metrics-listen", metavar="HOST:PORT")
+    init.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="where to serve Prometheus metrics (default: none)",
+    )
     init.add_argument(
         "--host",
         action="append",
@@ -725,7 +759,11 @@ def _add_coordinator(subparsers: Any) -> None:
 
 
 def _add_tls(subparsers: Any) -> None:
-    tls = subparsers.add_parser("tls", help="self-signed TLS certificates for pinning")
+    tls = subparsers.add_parser(
+        "tls",
+        help="self-signed TLS certificates for pinning",
+        description="Self-signed certificates: the manifest pins them, no CA is involved.",
+    )
     sub = tls.add_subparsers(dest="tls_command", metavar="ACTION", required=True)
     create = sub.add_parser(
         "create",
@@ -734,12 +772,16 @@ def _add_tls(subparsers: Any) -> None:
         "`pakr node init` did not put in its certificate (a Kubernetes Service, a load "
         "balancer). 127.0.0.1, ::1 and localhost are always included (health probes). The "
         "manifest pins the certificate: re-sign the manifest after replacing one.",
+        epilog="example:\n  pakr tls create --cert tls/node.crt --key tls/node.key --host"
+        " node1.pakr.svc",
     )
-    create.add_argument("--cert", type=Path, required=True)
-    create.add_argument("--key", type=Path, required=True)
+    create.add_argument("--cert", type=Path, required=True, help="certificate file to write")
+    create.add_argument("--key", type=Path, required=True, help="private key file to write")
     create.add_argument("--host", action="append", default=[], help="DNS name or IP (repeatable)")
     create.add_argument("--name", default="pakr", help="certificate common name")
-    create.add_argument("--days", type=int, default=825)
+    create.add_argument(
+        "--days", type=int, default=825, metavar="DAYS", help="validity in days, 1..3650"
+    )
     create.add_argument("--force", action="store_true", help="overwrite existing files")
     create.set_defaults(func=_tls_create)
 
@@ -755,7 +797,12 @@ def _tls_create(args: argparse.Namespace) -> int:
             raise ConfigError(f"{path} exists; pass --force to replace it")
     write_certificate(args.cert, args.key, common_name=args.name, hosts=args.host, days=args.days)
     pem = args.cert.read_text(encoding="ascii")
-    print(json.dumps({"cert": str(args.cert), "sha256": cert_fingerprint(pem).hex()}))
+    fingerprint = cert_fingerprint(pem).hex()
+    emit(
+        args,
+        {"cert": str(args.cert), "sha256": fingerprint},
+        f"certificate {args.cert} written, SHA-256 {fingerprint}",
+    )
     return 0
 
 
@@ -765,15 +812,18 @@ def _add_probe(subparsers: Any) -> None:
         help="grpc.health.v1 check of a node or coordinator over pinned TLS (exit 0 = SERVING)",
         description="For container and Kubernetes exec probes and systemd watchdogs: "
         "Kubernetes' built-in gRPC probe cannot speak TLS.",
+        epilog="example:\n  pakr probe --address 127.0.0.1:7001 --cert nodes/node1/tls/node.crt",
     )
-    probe.add_argument("--address", required=True, metavar="HOST:PORT")
+    probe.add_argument("--address", required=True, metavar="HOST:PORT", help="what to probe")
     probe.add_argument("--cert", type=Path, help="PEM certificate to pin (omit: plaintext)")
     probe.add_argument(
         "--service",
         default="pakr.v1.Node",
         help="health service name (pakr.v1.Coordinator for the coordinator)",
     )
-    probe.add_argument("--timeout", type=float, default=3.0)
+    probe.add_argument(
+        "--timeout", type=float, default=3.0, metavar="SECONDS", help="time limit in seconds"
+    )
     probe.set_defaults(func=_probe)
 
 
@@ -785,15 +835,17 @@ def _probe(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot read --cert {args.cert}: {exc.strerror}") from None
     result = probe(args.address, cert, service=args.service, timeout=args.timeout)
-    print(
-        json.dumps(
-            {
-                "address": args.address,
-                "serving": result.serving,
-                "latency_ms": round(result.latency_ms, 2),
-                "error": result.error,
-            }
-        )
+    emit(
+        args,
+        {
+            "address": args.address,
+            "serving": result.serving,
+            "latency_ms": round(result.latency_ms, 2),
+            "error": result.error,
+        },
+        f"{args.address}: serving ({result.latency_ms:.1f} ms)"
+        if result.serving
+        else f"{args.address}: NOT serving ({result.error})",
     )
     return 0 if result.serving else 1
 
@@ -839,17 +891,24 @@ def _coordinator_health(args: argparse.Namespace) -> int:
         }
         for n in report.nodes
     ]
-    print(
-        json.dumps(
-            {
-                "threshold": report.threshold,
-                "can_recover": report.can_recover,
-                "serving": sum(1 for n in report.nodes if n.serving),
-                "nodes": nodes,
-            },
-            indent=2,
-        )
-    )
+    data = {
+        "threshold": report.threshold,
+        "can_recover": report.can_recover,
+        "serving": sum(1 for n in report.nodes if n.serving),
+        "nodes": nodes,
+    }
+
+    def text() -> str:
+        verdict = "can recover" if report.can_recover else "CANNOT recover"
+        lines = [
+            f"{data['serving']} of {len(nodes)} nodes serving, {report.threshold} needed: {verdict}"
+        ]
+        for n in nodes:
+            state = f"serving ({n['latency_ms']} ms)" if n["serving"] else n.get("error", "down")
+            lines.append(f"  node {n['index']}  {n['address']:<21} {state}")
+        return "\n".join(lines)
+
+    emit(args, data, text, indent=2)
     return 0 if report.can_recover else EXIT_UNAVAILABLE
 
 
@@ -866,7 +925,11 @@ def _coordinator_fetch(args: argparse.Namespace) -> int:
         raise ConfigError("the coordinator served a manifest that is not a JSON object")
     manifest = load_manifest(document, operator_key=args.operator_key, min_serial=args.min_serial)
     write_manifest(document, args.out)
-    print(json.dumps(_summary(manifest) | {"path": str(args.out)}))
+    emit(
+        args,
+        _summary(manifest) | {"path": str(args.out)},
+        lambda: f"wrote {args.out}: " + _summary_text(manifest),
+    )
     return 0
 
 
@@ -900,13 +963,13 @@ def _coordinator_init(args: argparse.Namespace) -> int:
         encoding="utf-8",
     )
     load_config(config_path)  # what we wrote must load
-    print(
-        json.dumps(
-            {
-                "config": str(config_path.resolve()),
-                "tls_cert": str((tls / "coordinator.crt").resolve()),
-            }
-        )
+    emit(
+        args,
+        {
+            "config": str(config_path.resolve()),
+            "tls_cert": str((tls / "coordinator.crt").resolve()),
+        },
+        f"wrote {config_path.resolve()} and its TLS certificate",
     )
     return 0
 

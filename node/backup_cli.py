@@ -2,7 +2,7 @@
 
 Wired into ``pakr node`` by :func:`add_commands` (called with the ``node`` subparsers). Both
 print one JSON line summarizing what moved; errors follow the CLI's exit codes
-(``ConfigError`` → 2, other ``PakrError`` → 1). See :mod:`pakr.node.backup` for the format.
+(:mod:`pakr.proto.exitcodes`). See :mod:`pakr.node.backup` for the format.
 """
 
 from __future__ import annotations
@@ -41,14 +41,22 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def add_commands(node_subparsers: Any) -> None:
     """Add ``backup`` and ``restore`` under ``pakr node``."""
     backup = node_subparsers.add_parser(
-        "backup", help="write the node's users (shares still sealed) to a JSON-lines file"
+        "backup",
+        help="write the node's users (shares still sealed) to a JSON-lines file",
+        description="Copy every user of this node, shares still sealed under its data key, to"
+        " a new file. The data key is not in the backup: keep it apart.",
+        epilog="example:\n  pakr node backup --config nodes/node1/node.toml --out node1.backup",
     )
     backup.add_argument("--config", required=True, help="path to node.toml")
     backup.add_argument("--out", required=True, metavar="FILE", help="backup file to create")
     backup.set_defaults(func=cmd_backup)
 
     restore = node_subparsers.add_parser(
-        "restore", help="load a backup of this node into its empty database"
+        "restore",
+        help="load a backup of this node into its empty database",
+        description="Load a backup made by `pakr node backup` of this same node (same node id"
+        " and data key) into its empty database.",
+        epilog="example:\n  pakr node restore --config nodes/node1/node.toml --in node1.backup",
     )
     restore.add_argument("--config", required=True, help="path to node.toml")
     restore.add_argument(

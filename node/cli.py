@@ -25,6 +25,7 @@ from pakr.node.store import open_store
 from pakr.node.store.sealing import Sealer
 from pakr.node.tls import write_certificate, write_private
 from pakr.proto.errors import ConfigError, PakrError
+from pakr.proto.exitcodes import ExitCode, exit_code_for
 
 CONFIG_NAME = "node.toml"
 
@@ -182,10 +183,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: Any) -> None:
     """Add ``node`` and its subcommands to the ``pakr`` argparse tree."""
-    node = subparsers.add_parser("node", help="run a share-server (node)")
+    node = subparsers.add_parser(
+        "node",
+        help="run a share-server (node)",
+        description="A node holds one share of every user's secret and counts their guesses.",
+    )
     sub = node.add_subparsers(dest="node_command", metavar="NODE_COMMAND")
 
-    init = sub.add_parser("init", help="create a node directory (config, TLS, data key, DB)")
+    init = sub.add_parser(
+        "init",
+        help="create a node directory (config, TLS, data key, DB)",
+        description="Write a complete node directory: node.toml, a self-signed TLS"
+        " certificate, a data key and a migrated SQLite database (or a PostgreSQL URL)."
+        " Prints one JSON line describing the node.",
+        epilog="example:\n  pakr node init --dir nodes/node1 --index 1 --listen 127.0.0.1:7001"
+        " --tenant acme:1=ed25519:...",
+    )
     init.add_argument("--dir", required=True, help="node directory to create")
     init.add_argument("--index", required=True, type=int, help="Shamir index 1..255")
     init.add_argument("--listen", required=True, help="HOST:PORT to serve on")
@@ -195,7 +208,11 @@ def add_commands(subparsers: Any) -> None:
         metavar="KID=PUBKEY",
         help="trusted tenant token key, e.g. acme:1=ed25519:... (repeatable)",
     )
-    init.add_argument("--metrics-listen", metavar="HOST:PORT", help="Prometheus endpoint")
+    init.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="where to serve Prometheus metrics (default: none)",
+    )
     init.add_argument(
         "--storage", metavar="URL", help="sqlite:///node.db (default) or postgresql://"
     )
@@ -206,11 +223,23 @@ def add_commands(subparsers: Any) -> None:
     init.add_argument("--force", action="store_true", help="overwrite an existing node directory")
     init.set_defaults(func=cmd_init)
 
-    serve = sub.add_parser("serve", help="serve until SIGTERM/SIGINT")
+    serve = sub.add_parser(
+        "serve",
+        help="serve until SIGTERM/SIGINT",
+        description="Run the node in the foreground. Prints one JSON line once it listens;"
+        " SIGTERM/SIGINT drains the calls in flight, then exits.",
+        epilog="example:\n  pakr node serve --config nodes/node1/node.toml",
+    )
     serve.add_argument("--config", required=True, help="path to node.toml")
     serve.set_defaults(func=cmd_serve)
 
-    migrate = sub.add_parser("migrate", help="create or upgrade the node's database schema")
+    migrate = sub.add_parser(
+        "migrate",
+        help="create or upgrade the node's database schema",
+        description="Bring the node's database to this version's schema (idempotent). Run it"
+        " before `serve` after an upgrade when several replicas share one database.",
+        epilog="example:\n  pakr node migrate --config nodes/node1/node.toml",
+    )
     migrate.add_argument("--config", required=True, help="path to node.toml")
     migrate.set_defaults(func=cmd_migrate)
 
@@ -238,13 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args) or 0)
     except KeyboardInterrupt:
-        return 130
-    except ConfigError as exc:
-        print(f"pakr: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.INTERRUPTED
     except PakrError as exc:
         print(f"pakr: {exc}", file=sys.stderr)
-        return 1
+        return exit_code_for(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import functools
 import logging
 import os
@@ -37,6 +38,16 @@ from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc
 
 log = logging.getLogger("pakr.node.rpc")
+
+# Refusals of an authenticated user's request that an operator wants in the audit log (the
+# others are noise or were never about a known user). Bounded by the per-user rate limit.
+AUDITED_REFUSALS = frozenset(
+    {ErrorKind.NO_GUESSES, ErrorKind.LOCKED, ErrorKind.CONFLICT, ErrorKind.STALE_ATTEMPT}
+)
+# The user the current RPC authenticated as (each gRPC call runs in its own task/context).
+_AUTHENTICATED: contextvars.ContextVar[UserRef | None] = contextvars.ContextVar(
+    "pakr_authenticated_user", default=None
+)
 
 R = TypeVar("R")
 M = TypeVar("M")
@@ -156,6 +167,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                 outcome = refusal.kind.name.lower()
             self.metrics.observe(method, outcome, time.perf_counter() - started)
         assert refusal is not None
+        await self._audit_refusal(method, refusal, peer)
         level = logging.WARNING if refusal.kind is ErrorKind.INTERNAL else logging.INFO
         log.log(
             level,
@@ -166,6 +178,22 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         context.set_trailing_metadata(((wire.ERROR_METADATA_KEY, detail.SerializeToString()),))
         await context.abort(STATUS_FOR_KIND[refusal.kind], str(refusal))
         raise AssertionError("context.abort returned")  # pragma: no cover
+
+    async def _audit_refusal(self, method: str, refusal: NodeRefusal, peer: str) -> None:
+        """Record a refused request of an authenticated user (``refused``, kind and RPC)."""
+        user = _AUTHENTICATED.get()
+        if user is None or not user.user_id or refusal.kind not in AUDITED_REFUSALS:
+            return
+        try:
+            await self.store.append_audit(
+                user,
+                "refused",
+                f"{refusal.kind.name.lower()} ({method})",
+                now=self.clock(),
+                peer=peer,
+            )
+        except StoreError as exc:  # the refusal stands; the log says the row is missing
+            log.error("audit write failed", extra={"fields": {"error": str(exc)}})
 
     def _authenticate(
         self,
@@ -207,6 +235,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             any_user=scope == SCOPE_AUDIT,
         )
         self.limiter.check_user(f"{parsed.user.tenant}\x00{parsed.user.user_id}", now)
+        _AUTHENTICATED.set(parsed.user)
         return parsed.user, claims
 
     async def _authenticate_once(
