@@ -1,7 +1,5 @@
 """``python -m pakr.coordinator`` is the ``pakr`` command."""
 
-import sys
+from pakr.coordinator.entry import run
 
-from pakr.coordinator.cli import main
-
-sys.exit(main())
+run()

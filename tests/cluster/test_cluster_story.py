@@ -302,9 +302,20 @@ def _zombie(pid: int) -> bool:
         return True
 
 
+def _free_base_port() -> int:
+    """A base port P with P+1..P+5 and P+101..P+105 free right now."""
+    from pakr.coordinator.processes import port_is_free
+
+    for base in range(20000, 60000, 997):
+        if all(port_is_free("127.0.0.1", base + i) for i in (*range(1, 6), *range(101, 106))):
+            return base
+    raise AssertionError("no free port range")
+
+
 def test_demo_story() -> None:
+    base = _free_base_port()
     done = subprocess.run(
-        [sys.executable, "-m", "pakr.coordinator", "demo"],
+        [sys.executable, "-m", "pakr.coordinator", "demo", "--base-port", str(base)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -315,4 +326,6 @@ def test_demo_story() -> None:
     assert "every step behaved as stated" in done.stdout
     assert "ClusterUnavailable" in done.stdout
     assert "4 guess(es) remaining" in done.stdout
+    assert f"node 1  127.0.0.1:{base + 1}  id" in done.stdout  # --base-port honoured
+    assert "connection refused (is the node running?)" in done.stdout  # short reasons
     assert shutil.which("true")  # sanity: the environment can spawn processes
