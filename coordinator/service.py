@@ -60,6 +60,13 @@ HEALTHY_CANARY_KINDS = frozenset({ErrorKind.NOT_REGISTERED})
 __all__ = ["CoordinatorService", "ManifestSource", "Metrics", "run", "serve"]
 
 
+def cert_not_after(pem: str) -> float:
+    """The certificate's expiry as Unix time."""
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(pem.encode("ascii")).not_valid_after_utc.timestamp()
+
+
 class Metrics:
     """The coordinator's Prometheus metrics, in their own registry."""
 
@@ -92,6 +99,17 @@ class Metrics:
         self.manifest_serial = Gauge(
             "pakr_coordinator_manifest_serial",
             "Serial of the manifest being served",
+            registry=self.registry,
+        )
+        self.manifest_expires = Gauge(
+            "pakr_coordinator_manifest_expires_timestamp_seconds",
+            "When the served manifest expires (Unix time): clients refuse it afterwards",
+            registry=self.registry,
+        )
+        self.cert_expires = Gauge(
+            "pakr_coordinator_node_cert_expires_timestamp_seconds",
+            "When each node's certificate pinned in the manifest expires (Unix time)",
+            ["node", "index"],
             registry=self.registry,
         )
         self.manifest_reload_errors = Counter(
@@ -154,6 +172,13 @@ class ManifestSource:
         self.raw, self.manifest, self._stamp = raw, manifest, stamp
         self._pinned_key = self._pinned_key or signer
         self.metrics.manifest_serial.set(manifest.serial)
+        self.metrics.manifest_expires.set(manifest.expires_at)
+        self.metrics.cert_expires.clear()
+        for node in manifest.nodes:
+            if node.tls_cert_pem is not None:
+                self.metrics.cert_expires.labels(node.id_hex, str(node.index)).set(
+                    cert_not_after(node.tls_cert_pem)
+                )
         log.info("serving manifest %s serial %s", manifest.cluster_id, manifest.serial)
 
 

@@ -36,6 +36,11 @@ class NodeMetrics:
         self.lockouts = Counter(
             "pakr_node_lockouts", "versions locked out and erased", registry=self.registry
         )
+        self.store_errors = Counter(
+            "pakr_node_store_errors",
+            "store calls that failed (the request was answered UNAVAILABLE)",
+            registry=self.registry,
+        )
         self.store_latency = Histogram(
             "pakr_node_store_seconds",
             "store call time, by operation",

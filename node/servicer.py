@@ -152,6 +152,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         except MalformedMessage as exc:
             refusal = NodeRefusal(ErrorKind.INVALID_REQUEST, f"malformed request: {exc}")
         except StoreError as exc:
+            self.metrics.store_errors.inc()
             log.error(
                 "store failure",
                 extra={"fields": {"method": method, "error": str(exc)}},

@@ -183,7 +183,7 @@ def test_ctrl_c_prints_no_traceback(three: LocalCluster, after: float) -> None:
     )  # fmt: skip
     time.sleep(after)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
     assert "Traceback" not in err, err
     assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, err)
     if proc.returncode == 130:
