@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint proto bench faults fuzz wheel clean venv
+.PHONY: demo test test-fast lint docs proto bench faults fuzz wheel clean venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs,examples]' --config-settings editable_mode=strict
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -22,7 +22,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict -p pakr
 
-test: $(STAMP) lint
+# The site (build/site); --strict fails on any broken link or API reference. (Not -q: that
+# would hide the warnings --strict counts.)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+test: $(STAMP) lint docs
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP)

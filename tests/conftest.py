@@ -7,6 +7,9 @@ and as a last resort every process recorded in a pid file under its directory is
 ``module_local_cluster`` is the same factory shared by a whole test module (start-ups cost
 seconds; share one cluster when the tests do not disturb each other).
 
+``built_wheel`` builds pakr's wheel once per session and installs it (without dependencies)
+into a directory of its own: ``(wheel file, install dir)``.
+
 ``cluster_dir`` is a temporary directory for tests that drive ``pakr cluster up`` as a
 subprocess: its finalizer kills whatever processes left pid files in it.
 
@@ -91,3 +94,38 @@ def cluster_dir(tmp_path: Path) -> Iterator[Path]:
         yield directory
     finally:
         _stop_all([], [directory] if directory.exists() else [])
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The wheel built from this checkout, and a directory it is installed into (no deps)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--outdir",
+            str(out),
+            str(root),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = out.glob("pakr-*.whl")
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
+         str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )  # fmt: skip
+    return wheel, target

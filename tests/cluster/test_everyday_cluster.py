@@ -399,3 +399,19 @@ def test_refused_shapes_leave_nothing_behind(tmp_path: Path) -> None:
         )
         assert not fresh.exists()
         del sock
+
+
+# -- item 18: the README's first steps, in the order a reader takes them -----------------------
+
+
+def test_readme_cluster_then_snippet_prints_what_it_recovered(
+    three: LocalCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert readme.index("pakr cluster up --dir cluster") < readme.index("```python")
+    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    snippet = snippet.replace("cluster/manifest.json", str(three.manifest_path))
+    snippet = snippet.replace("cluster/tenants/dev.key", str(three.tenant_key_path))
+    snippet = snippet.replace('"alice"', '"readme-alice"')
+    exec(compile(snippet, "README.md", "exec"), {})  # the README's own code
+    assert capsys.readouterr().out == "recovered " + "01" * 32 + "\n"

@@ -1,8 +1,13 @@
-"""Every example in ``examples/`` runs to success against a real local cluster (3-of-5)."""
+"""Every example in ``examples/`` runs to success against a real local cluster (3-of-5), also
+with pakr installed from the wheel, and needs nothing beyond pakr's dependencies and its
+``examples`` extra."""
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import importlib.util
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -74,3 +79,56 @@ def test_example_runs(
     args = ["--manifest", str(cluster.manifest_path), "--token-key", str(cluster.tenant_key_path)]
     assert run_in_process(script, [*args, "--user", user]) == 0
     assert expect in capsys.readouterr().out
+
+
+def _declared(extra: str | None) -> set[str]:
+    """Distribution names pakr requires (in ``extra``, or unconditionally)."""
+    names = set()
+    for requirement in importlib.metadata.requires("pakr") or []:
+        name = re.split(r"[ ;<>=!\[]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        in_extra = f'extra == "{extra}"' in requirement if extra else "extra ==" not in requirement
+        if in_extra:
+            names.add(name)
+    return names
+
+
+def test_examples_need_only_declared_dependencies() -> None:
+    allowed = _declared(None) | _declared("examples")
+    providers = importlib.metadata.packages_distributions()
+    for script in sorted(EXAMPLES.glob("*.py")):
+        tree = ast.parse(script.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                if top == "pakr" or top in sys.stdlib_module_names:
+                    continue
+                dists = {d.lower().replace("_", "-") for d in providers.get(top, [])}
+                assert dists & allowed, f"{script.name} imports {top}, not a declared dependency"
+
+
+def test_examples_run_from_the_wheel(cluster: LocalCluster, built_wheel: tuple[Path, Path]) -> None:
+    _, target = built_wheel
+    site = [p for p in sys.path if "__editable__" not in p and p and "site-packages" in p]
+    env_path = ":".join([str(target), *site])
+    proc = subprocess.run(
+        [
+            sys.executable, "-I", "-c",
+            "import runpy, sys; sys.path[:0] = sys.argv[1].split(':'); import pakr;"
+            " assert pakr.__file__.startswith(sys.argv[1].split(':')[0]), pakr.__file__;"
+            " sys.argv = sys.argv[2:]; runpy.run_path(sys.argv[0], run_name='__main__')",
+            env_path, str(EXAMPLES / "pq_kem_seed.py"),
+            "--manifest", str(cluster.manifest_path), "--token-key", str(cluster.tenant_key_path),
+            "--user", "from-the-wheel",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "decapsulation matches" in proc.stdout
