@@ -39,11 +39,10 @@ from pakr.proto.v1 import node_pb2_grpc
 
 log = logging.getLogger("pakr.node.rpc")
 
-# Refusals of an authenticated user's request that an operator wants in the audit log (the
-# others are noise or were never about a known user). Bounded by the per-user rate limit.
-AUDITED_REFUSALS = frozenset(
-    {ErrorKind.NO_GUESSES, ErrorKind.LOCKED, ErrorKind.CONFLICT, ErrorKind.STALE_ATTEMPT}
-)
+# Refusals an operator wants in the audit log: a guess at a user with none left, or at a
+# locked-out user (someone keeps trying). Only these: any other refusal can be provoked by
+# arbitrary input, which must change nothing stored. Bounded by the per-user rate limit.
+AUDITED_REFUSALS = frozenset({ErrorKind.NO_GUESSES, ErrorKind.LOCKED})
 # The user the current RPC authenticated as (each gRPC call runs in its own task/context).
 _AUTHENTICATED: contextvars.ContextVar[UserRef | None] = contextvars.ContextVar(
     "pakr_authenticated_user", default=None

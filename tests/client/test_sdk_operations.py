@@ -413,7 +413,7 @@ async def test_conflict_starts_over_from_register1() -> None:
             nonlocal raced
             if not raced:
                 raced = True
-                await other.register("uma", "pw-other", b"other")
+                await other.register("uma", "pw-other", b"other", if_exists="replace")
             await original(*args, **kwargs)
 
         cluster.transports[0].register2 = racing_register2  # type: ignore[method-assign]

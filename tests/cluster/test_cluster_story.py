@@ -211,7 +211,7 @@ def test_coordinator_down_does_not_affect_recovery(running: Running, tmp_path: P
         assert done.returncode == 5 and "did not answer" in done.stderr
         try:
             assert client.recover("coordinator-down", "pw-3") == secret
-            client.register("coordinator-down", "pw-4", secret)
+            client.register("coordinator-down", "pw-4", secret, if_exists="replace")
             assert client.recover("coordinator-down", "pw-4") == secret
         finally:
             cluster.start_coordinator()

@@ -254,19 +254,21 @@ def test_audit_cli_and_sdk(three: LocalCluster, run: Any) -> None:
     assert run(["recover", *args, pw, "--hex"], "pw\n")[0] == 0
     assert run(["recover", *args, pw], "wrong\n")[0] == 3  # the only guess: locked out
     assert run(["recover", *args, pw], "pw\n")[0] == 3  # locked out
-    # A request a node turns down (here: committing a version it does not hold) is audited.
+    # The SDK asks no node once no guess is left; a client that still tries (here by hand) is
+    # refused, and the node audits that.
     import os
 
     from pakr.proto.errors import NodeRefusal
-    from pakr.proto.messages import Register3, UserRef
+    from pakr.proto.group import Element
+    from pakr.proto.messages import Recover2, UserRef
 
     node = three.manifest().nodes[0]
     with client_for(three) as client:
+        version = bytes.fromhex(client.status("aud").version or "")
         transport = client.async_client.transport(node.node_id)
         token = pakr.dev_token_provider(three.tenant_key_path)("aud", node.id_hex)
-        call = transport.register3(
-            UserRef(three.tenant, "aud"), token, Register3(os.urandom(16)), timeout=5
-        )
+        request = Recover2(version, os.urandom(16), Element.generator())
+        call = transport.recover2(UserRef(three.tenant, "aud"), token, request, timeout=5)
         with pytest.raises(NodeRefusal):
             client._loop.run(call)
     code, out, _ = run(["audit", *args, "--json", "--all"])
@@ -276,7 +278,7 @@ def test_audit_cli_and_sdk(three: LocalCluster, run: Any) -> None:
     # ("locked" follows once the last guess's grace period has passed: not waited for here.)
     assert {"registered", "guess_used", "share_released", "refused"} <= ops, ops
     refused = [e["outcome"] for e in events if e["op"] == "refused"]
-    assert refused == ["conflict (Register3)"]
+    assert refused in (["no_guesses (Recover2)"], ["locked (Recover2)"])
     assert {e["user_id"] for e in events} == {"aud"}
     code, out, _ = run(["audit", *args, "--limit", "3"], tty=True)
     lines = out.splitlines()

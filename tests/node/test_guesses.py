@@ -148,7 +148,10 @@ def test_last_guess_lapses_into_lockout_after_grace(node: RunningNode) -> None:
     error = client.refused("Recover2", wire.recover2_to_pb(client.header(), attempt(reg).request))
     assert refusal_of(error).kind is ErrorKind.LOCKED
     audit = client.call("ReadAudit", pb.ReadAuditRequest(header=client.header(), limit=100))
-    assert [e.op for e in audit.entries][-1] == "locked"
+    assert [(e.op, e.outcome) for e in audit.entries][-2:] == [
+        ("locked", "locked"),
+        ("refused", "locked (Recover2)"),  # the guess at a locked-out user, audited
+    ]
 
 
 def test_database_holds_no_secret_password_or_share(node: RunningNode) -> None:

@@ -110,13 +110,16 @@ def test_concurrent_wrong_guesses_never_exceed_the_limit(cluster: LocalCluster) 
         c.register(user, "right", b"secret", max_guesses=limit)
 
     async def storm() -> list[BaseException | bytes]:
-        client = async_client_for(cluster)
+        # Eight clients (one client runs one user's recoveries one at a time), all at once.
+        clients = [async_client_for(cluster) for _ in range(8)]
         try:
             return await asyncio.gather(
-                *(client.recover(user, f"wrong {i}") for i in range(8)), return_exceptions=True
+                *(c.recover(user, f"wrong {i}") for i, c in enumerate(clients)),
+                return_exceptions=True,
             )
         finally:
-            await client.close()
+            for c in clients:
+                await c.close()
 
     # Waves of 8 concurrent wrong guesses (twice the limit; a wave's 16 requests per node fit
     # the per-user burst of 20, and the pause refills it) until the limit is spent; no node
