@@ -264,13 +264,16 @@ def test_audit_cli_and_sdk(three: LocalCluster, run: Any) -> None:
 
     node = three.manifest().nodes[0]
     with client_for(three) as client:
-        version = bytes.fromhex(client.status("aud").version or "")
         transport = client.async_client.transport(node.node_id)
         token = pakr.dev_token_provider(three.tenant_key_path)("aud", node.id_hex)
-        request = Recover2(version, os.urandom(16), Element.generator())
-        call = transport.recover2(UserRef(three.tenant, "aud"), token, request, timeout=5)
-        with pytest.raises(NodeRefusal):
+        user = UserRef(three.tenant, "aud")
+        state = client._loop.run(transport.recover1(user, token, timeout=5))
+        assert state.committed is not None
+        request = Recover2(state.committed.version, os.urandom(16), Element.generator())
+        call = transport.recover2(user, token, request, timeout=5)
+        with pytest.raises(NodeRefusal) as refusal:
             client._loop.run(call)
+        assert refusal.value.kind.name in ("NO_GUESSES", "LOCKED"), refusal.value
     code, out, _ = run(["audit", *args, "--json", "--all"])
     assert code == 0
     events = json.loads(out)["events"]
