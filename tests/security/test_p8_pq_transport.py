@@ -24,6 +24,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -223,6 +224,15 @@ def test_coordinator_probes_nodes_over_x25519mlkem768(cluster: LocalCluster) -> 
     with HelloTap(node.address) as tap:
         assert asyncio.run(check(tap.address))
         assert_hybrid(tap.handshakes(), "coordinator -> node")
+
+
+def test_metrics_listeners_are_plain_http(cluster: LocalCluster) -> None:
+    """docs/security.md lists the metrics ports as plain HTTP (counters only, no TLS at all)."""
+    addresses = [n.metrics_address for n in cluster.nodes] + [cluster.coordinator_metrics_address]
+    assert all(addresses), addresses
+    for address in addresses:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
+            assert response.status == 200 and b"# HELP" in response.read()
 
 
 def test_tap_sees_a_classical_group_when_the_client_offers_one(cluster: LocalCluster) -> None:
