@@ -36,6 +36,7 @@ class HelloTap:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
 
     def start(self) -> HelloTap:
         self._thread.start()
@@ -75,12 +76,17 @@ class HelloTap:
                 dst.close()
 
         self._writers.update((writer, up_writer))
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             await asyncio.gather(
                 pump(reader, up_writer, capture.up), pump(up_reader, writer, capture.down)
             )
         finally:
             self._writers.difference_update((writer, up_writer))
+            if task is not None:
+                self._tasks.discard(task)
 
     def handshakes(self) -> list[Handshake]:
         """The hellos of every connection so far (one entry per connection, in accept order)."""
@@ -97,7 +103,8 @@ class HelloTap:
             self._server.close()
             for writer in list(self._writers):
                 writer.close()  # ends both pumps of every open connection
-            await asyncio.sleep(0)
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), timeout=5)
 
         if self._server is not None:
             asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)

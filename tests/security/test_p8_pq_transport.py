@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
 import shutil
 import ssl
 import subprocess
@@ -198,6 +199,9 @@ def test_sdk_and_node_agree_on_x25519mlkem768(
     asyncio.run(run())
     for index, tap in node_taps.items():
         assert_hybrid(tap.handshakes(), f"SDK -> node {index}")
+    for node in cluster.nodes:  # the node's own count agrees: every RPC it served was hybrid
+        counts = key_exchange_counts(node.metrics_address)
+        assert set(counts) == {"X25519MLKEM768"} and counts["X25519MLKEM768"] >= 2, counts
 
 
 def test_coordinator_listener_negotiates_x25519mlkem768(cluster: LocalCluster) -> None:
@@ -269,14 +273,24 @@ def test_tap_sees_a_classical_group_when_the_client_offers_one(cluster: LocalClu
         assert_hybrid(channel, "SDK (hash-pinned) -> node")
 
 
-def _run_node(address: str, ca: Path, groups: str | None = None) -> dict[str, object]:
+def _run_node(
+    address: str, ca: Path, groups: str | None = None, rpc: str | None = None
+) -> dict[str, object]:
     node = shutil.which("node")
     assert node is not None
-    argv = [node, str(NODE_SCRIPT), address, str(ca), *([groups] if groups else [])]
+    argv = [node, str(NODE_SCRIPT), address, str(ca), groups or "-", *([rpc] if rpc else [])]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     assert out.stdout.strip(), out.stderr
     report: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
     return report
+
+
+def key_exchange_counts(metrics_address: str | None) -> dict[str, float]:
+    """A node's ``pakr_node_tls_key_exchange_total`` by group, from its metrics port."""
+    with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = re.findall(r'^pakr_node_tls_key_exchange_total\{group="([^"]*)"\} (\S+)$', text, re.M)
+    return {group: float(value) for group, value in found}
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
@@ -299,6 +313,11 @@ def test_nodejs_tls_group_with_a_node(cluster: LocalCluster) -> None:
     if openssl >= (3, 5):
         return
     assert report["group"] == group_name(X25519)  # Node's own view agrees with the wire
+    # An RPC over such a connection shows in the node's metrics under its classical group.
+    before = key_exchange_counts(target.metrics_address).get("X25519", 0.0)
+    called = _run_node(target.address, target.tls_cert, rpc="/pakr.v1.Node/Recover1")
+    assert called.get("grpc_status", 0) != 0, called  # refused (no token), but counted
+    assert key_exchange_counts(target.metrics_address).get("X25519") == before + 1
     # Asking for the hybrid group explicitly is refused by OpenSSL 3.0, not silently ignored.
     refused = _run_node(target.address, target.tls_cert, "X25519MLKEM768:X25519")
     assert "error" in refused, refused
