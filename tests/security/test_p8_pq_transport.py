@@ -25,14 +25,18 @@ import re
 import shutil
 import ssl
 import subprocess
+import tomllib
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import grpc
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 import pakr
 from pakr.coordinator.health import probe
@@ -60,6 +64,7 @@ pytestmark = pytest.mark.timeout(180)
 
 TLS13 = 0x0304
 NODE_SCRIPT = Path(__file__).with_name("node_tls_group.mjs")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def assert_hybrid(handshakes: list[Handshake], who: str) -> None:
@@ -74,6 +79,22 @@ def assert_hybrid(handshakes: list[Handshake], who: str) -> None:
         assert server.share_len == HYBRID_SERVER_SHARE_LEN  # an ML-KEM ciphertext + X25519
         first_share = handshake.client_hellos[0].key_shares[0]
         assert first_share == (X25519MLKEM768, HYBRID_CLIENT_SHARE_LEN), handshake.describe()
+
+
+# grpcio 1.82.3 and older offer P-256 only; measured with tools/grpcio_group_probe.py.
+FIRST_HYBRID_GRPCIO = Version("1.83.0")
+
+
+def test_grpcio_floor_keeps_the_hybrid_default() -> None:
+    """No install pyproject allows can fall back: every allowed grpcio is >= 1.83.0."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    for line in project["dependencies"]:
+        requirement = Requirement(line)
+        if requirement.name in {"grpcio", "grpcio-health-checking"}:
+            assert not requirement.specifier.contains("1.82.3"), requirement
+            floors = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
+            assert floors and min(floors) >= FIRST_HYBRID_GRPCIO, requirement
+    assert Version(grpc.__version__) >= FIRST_HYBRID_GRPCIO
 
 
 # -- the parser, on bytes built by hand ------------------------------------------------------
