@@ -63,8 +63,8 @@ STATUS_FOR_KIND: dict[ErrorKind, grpc.StatusCode] = {
 
 def key_exchange_group(context: Context) -> str:
     """The TLS key-exchange group of the RPC's connection, as grpcio reports it ("none": no TLS)."""
-    values = context.auth_context().get("ssl_negotiated_key_exchange_group") or [b"none"]
-    return values[0].decode("ascii", "replace")
+    values = list(context.auth_context().get("ssl_negotiated_key_exchange_group", ()))
+    return values[0].decode("ascii", "replace") if values else "none"
 
 
 def peer_host(context: Context) -> str:
