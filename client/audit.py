@@ -9,8 +9,8 @@ picked up by a later page.
 
 The events (``op``): ``registered`` (outcome ``pending``, then ``committed``),
 ``guess_used`` (``remaining=K``), ``unlock_failed`` (a wrong password), ``share_released``
-(a successful recovery), ``locked``, ``deleted`` and ``refused`` (a request the node turned
-down after checking its token, e.g. ``no_guesses``, ``locked``, ``conflict``).
+(a successful recovery), ``locked``, ``deleted`` and ``refused`` (a guess the node turned
+down: ``no_guesses`` or ``locked``, with the RPC).
 """
 
 from __future__ import annotations
