@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     peer = X25519PrivateKey.generate()  # a contact who encrypted to alice earlier
     old_shared = peer.exchange(agreement.public_key())
     with device() as client:
-        client.register(args.user, DEMO_PASSWORD, seed)
+        # A demo enrolls afresh on every run; a real app keeps the default (refuse an
+        # enrolled user: AlreadyRegistered) and asks before replacing anything.
+        client.register(args.user, DEMO_PASSWORD, seed, if_exists="replace")
     del seed, signing, agreement  # device 1 is lost
 
     # Device 2: recover the seed with the password and re-derive the identity.

@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
 
     secret = b"keystore master key".ljust(32, b"\0")
     with client(set()) as honest:
-        honest.register(args.user, DEMO_PASSWORD, secret)
+        # A demo enrolls afresh on every run; a real app keeps the default (refuse an
+        # enrolled user: AlreadyRegistered) and asks before replacing anything.
+        honest.register(args.user, DEMO_PASSWORD, secret, if_exists="replace")
         before = honest.status(args.user).guesses_remaining
         nodes = len(honest.manifest.nodes)
         threshold = honest.manifest.threshold

@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     # Device 1: make a vault key, keep it in pakr, write the sealed vault.
     vault_key = ChaCha20Poly1305.generate_key()
     with device() as client:
-        client.register(args.user, DEMO_PASSWORD, vault_key)
+        # A demo enrolls afresh on every run; a real app keeps the default (refuse an
+        # enrolled user: AlreadyRegistered) and asks before replacing anything.
+        client.register(args.user, DEMO_PASSWORD, vault_key, if_exists="replace")
     vault = {url: seal(vault_key, url, pw) for url, pw in entries.items()}
     vault_path.write_text(json.dumps(vault, indent=2))
     print(f"device 1: sealed {len(vault)} entries into {vault_path}")

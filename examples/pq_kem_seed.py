@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     ek, _dk = ML_KEM_768.key_derive(seed)
     fingerprint = hashlib.sha256(ek).hexdigest()[:16]
     with device() as client:
-        client.register(args.user, DEMO_PASSWORD, seed)
+        # A demo enrolls afresh on every run; a real app keeps the default (refuse an
+        # enrolled user: AlreadyRegistered) and asks before replacing anything.
+        client.register(args.user, DEMO_PASSWORD, seed, if_exists="replace")
     print(f"device 1: ML-KEM-768 key {fingerprint}… ({len(ek)}-byte public key); seed in pakr")
     del seed, _dk
 
