@@ -18,9 +18,13 @@ so that ``import pakr.node`` or ``import pakr.proto`` never pulls in the SDK.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
 
+# Not typing.TYPE_CHECKING: `import pakr` runs first in every `pakr` command, and importing
+# typing (with re) there would widen the start-up window where Ctrl-C prints a traceback.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from pakr.async_client import AsyncClient, TransportFactory, grpc_transport
     from pakr.audit import AuditEvent, AuditPage
     from pakr.fanout import RetryPolicy

@@ -171,7 +171,19 @@ def test_a_recovery_racing_another_client_is_a_retryable_conflict(three: LocalCl
 # -- item 5: Ctrl-C -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("after", [0.15, 0.4, 0.8])
+def test_ctrl_c_while_the_cli_loads_prints_one_line() -> None:
+    """SIGINT right after the entry module is loaded, while the rest of the CLI loads."""
+    program = (
+        "import os, signal; import pakr.coordinator.entry as entry;"
+        " os.kill(os.getpid(), signal.SIGINT); entry.run()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program, "status"], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stderr) == (130, "\npakr: interrupted\n")
+
+
+@pytest.mark.parametrize("after", [0.5, 1.0])
 def test_ctrl_c_prints_no_traceback(three: LocalCluster, after: float) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "pakr.coordinator", "recover", *common(three), "--user", "x",
