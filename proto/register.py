@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from pakr.proto import kdf, oprf, seal, shamir
-from pakr.proto.errors import ConfigError, ErrorKind, NodeRefusal
+from pakr.proto.errors import ConfigError, ErrorKind, NodeRefusal, WeakParameters
 from pakr.proto.group import Element
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import (
@@ -232,6 +232,14 @@ def node_register2(
         )
     if not 1 <= request.max_guesses <= MAX_GUESSES_LIMIT:
         raise NodeRefusal(ErrorKind.INVALID_REQUEST, f"max_guesses must be 1..{MAX_GUESSES_LIMIT}")
+    try:
+        # The SDK refuses to recover with parameters outside these bounds, so storing them
+        # would keep a registration nobody can ever recover.
+        request.argon2.check()
+    except WeakParameters as exc:
+        raise NodeRefusal(
+            ErrorKind.INVALID_REQUEST, f"{exc}; register again within bounds"
+        ) from exc
     state = current or UserRecord()
     held = state.version(request.version)
     if held is not None:

@@ -17,6 +17,7 @@ import pytest
 
 from pakr.proto import wire
 from pakr.proto.errors import ErrorKind
+from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import UserRef
 from pakr.proto.recover import finish_recover3
 from pakr.proto.v1 import node_pb2 as pb
@@ -338,6 +339,29 @@ def test_identity_and_noncanonical_encodings(node: RunningNode) -> None:
     error = client.refused("Register2", noncanonical)
     assert refusal_of(error).kind is ErrorKind.INVALID_REQUEST
     assert node.dump() == before
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        Argon2Params(memory_kib=8192, iterations=2, parallelism=1),  # below the floor
+        Argon2Params(memory_kib=19456, iterations=1, parallelism=1),
+        Argon2Params(memory_kib=2 * 1048576, iterations=2, parallelism=1),  # above the ceiling
+        Argon2Params(memory_kib=65536, iterations=65, parallelism=1),
+    ],
+)
+def test_register2_outside_the_argon2_bounds_is_refused(
+    shared_node: RunningNode, params: Argon2Params
+) -> None:
+    """A registration the SDK could never recover (WeakParameters) is not stored."""
+    user = UserRef(USER.tenant, f"argon-{params.memory_kib}-{params.iterations}")
+    client = Client(shared_node, user)
+    reg = make_registration(user=user, node=shared_node.ref, argon2=params)
+    before = shared_node.dump()
+    error = client.refused("Register2", wire.register2_to_pb(client.header(), reg.request))
+    refusal = refusal_of(error)
+    assert refusal.kind is ErrorKind.INVALID_REQUEST and "argon2" in str(refusal)
+    assert shared_node.dump() == before
 
 
 def test_rate_limit_per_user(tmp_path: Any) -> None:
