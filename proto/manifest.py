@@ -17,6 +17,7 @@ Loading checks every rule of §2 and raises ``ConfigError`` naming what is wrong
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from pakr.proto.errors import ConfigError, WeakParameters
 from pakr.proto.kdf import Argon2Params
@@ -42,6 +43,24 @@ SIGNATURE_CONTEXT = b"pakr/v1/manifest\x00"
 MAX_NODES = 255
 MAX_DOCUMENT_BYTES = 1 << 20
 DEFAULT_TTL_SECONDS = 365 * 24 * 3600
+
+
+class Unpinned(enum.Enum):
+    """The explicit, loud opt-out of operator-key pinning (dev clusters only)."""
+
+    INSECURE_UNPINNED = "insecure-unpinned"
+
+
+INSECURE_UNPINNED = Unpinned.INSECURE_UNPINNED
+"""Pass as ``operator_key`` to trust whatever key signed the manifest: anyone who can hand
+the client a manifest then chooses its nodes. Never in production."""
+
+OperatorPin = str | Unpinned
+
+NOT_PINNED_MESSAGE = (
+    "no operator key pinned: pass the cluster operator's public key (ed25519:...), or"
+    " INSECURE_UNPINNED for a dev cluster"
+)
 
 
 class OperatorKey(SigningKey):
@@ -350,7 +369,8 @@ def parse_manifest(document: Mapping[str, Any]) -> Manifest:
     return manifest
 
 
-def _read_document(source: str | os.PathLike[str] | Mapping[str, Any]) -> Mapping[str, Any]:
+def read_document(source: str | os.PathLike[str] | Mapping[str, Any]) -> Mapping[str, Any]:
+    """A signed manifest document from a path (at most 1 MiB of JSON) or as given."""
     if isinstance(source, Mapping):
         return source
     path = Path(source)
@@ -368,32 +388,47 @@ def _read_document(source: str | os.PathLike[str] | Mapping[str, Any]) -> Mappin
     return document
 
 
+def _raw(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def embedded_signer(document: Mapping[str, Any]) -> str:
+    """The public key a signed document names as its signer (not yet verified)."""
+    signature = document.get("signature")
+    embedded = signature.get("public_key") if isinstance(signature, Mapping) else None
+    if not isinstance(embedded, str):
+        raise ConfigError("manifest signature public_key is missing")
+    return embedded
+
+
 def load_manifest(
     source: str | os.PathLike[str] | Mapping[str, Any],
     *,
-    operator_key: str | None = None,
+    operator_key: OperatorPin | None = None,
     now: float | None = None,
     min_serial: int = 0,
 ) -> Manifest:
     """Read, verify and check a signed manifest (a path or the parsed JSON document).
 
-    With ``operator_key`` (``ed25519:...``) the signature must come from that key, which is
-    how an application pins its cluster operator; without it the key embedded in the document
-    is used, which protects integrity in transit but not against a substituted manifest.
+    ``operator_key`` (``ed25519:...``) is the pinned operator who must have signed it: the
+    key embedded in a document proves only that someone signed it, so a manifest for the same
+    cluster re-signed by anyone (naming their own nodes) would pass. Omitting it is refused;
+    ``INSECURE_UNPINNED`` accepts the embedded key (dev clusters, inspection tools).
+    ``min_serial`` refuses a rollback to an older manifest than one already seen.
     """
-    document = _read_document(source)
+    if operator_key is None:
+        raise ConfigError(NOT_PINNED_MESSAGE)
+    document = read_document(source)
     body = document.get("manifest")
     signature = document.get("signature")
     if not isinstance(body, Mapping) or not isinstance(signature, Mapping):
         raise ConfigError("a signed manifest has a 'manifest' and a 'signature' object")
     if signature.get("alg") != "Ed25519":
         raise ConfigError("manifest signature alg must be Ed25519")
-    embedded = signature.get("public_key")
-    if not isinstance(embedded, str):
-        raise ConfigError("manifest signature public_key is missing")
-    if operator_key is not None and embedded != operator_key:
+    embedded = embedded_signer(document)
+    public_key = parse_public_key(embedded if isinstance(operator_key, Unpinned) else operator_key)
+    if _raw(parse_public_key(embedded)) != _raw(public_key):
         raise ConfigError("manifest is signed by a different operator key than the pinned one")
-    public_key = parse_public_key(operator_key if operator_key is not None else embedded)
     value = signature.get("value")
     try:
         raw = base64.urlsafe_b64decode(str(value) + "=" * (-len(str(value)) % 4))
@@ -409,8 +444,8 @@ def load_manifest(
         raise ConfigError("manifest has expired: ask the operator for a fresh one")
     if manifest.serial < min_serial:
         raise ConfigError(
-            f"manifest serial {manifest.serial} is older than serial {min_serial} already seen "
-            "(a rollback?)"
+            f"manifest serial {manifest.serial} is older than serial {min_serial} already seen"
+            " (a rollback?); get the current manifest from the operator"
         )
     return manifest
 

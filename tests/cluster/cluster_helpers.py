@@ -66,9 +66,12 @@ def run_admin(*argv: str) -> tuple[int, str, str]:
 
 
 def pakr_cli(
-    *argv: str, check: bool = False, timeout: float = CLI_TIMEOUT
+    *argv: str,
+    check: bool = False,
+    timeout: float = CLI_TIMEOUT,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real ``pakr`` CLI as a subprocess with this interpreter."""
+    """Run the real ``pakr`` CLI as a subprocess with this interpreter (``env`` added)."""
     done = subprocess.run(
         [sys.executable, "-m", "pakr.coordinator", *argv],
         capture_output=True,
@@ -76,6 +79,7 @@ def pakr_cli(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
         check=False,
+        env=None if env is None else {**os.environ, **env},
     )
     if check and done.returncode != 0:
         raise AssertionError(
