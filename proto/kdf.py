@@ -216,9 +216,12 @@ def oprf_key_statement(
     node_id: bytes,
     index: int,
     public_share: bytes,
+    max_guesses: int,
+    argon2: Argon2Params,
 ) -> bytes:
     """The digest ``sig_i`` signs: binds ``K_i`` to this user, version, epoch and node, so a
-    node cannot present another node's (or an older registration's) public share."""
+    node cannot present another node's (or an older registration's) public share, and binds
+    the version's policy (guess limit, Argon2id parameters), so no node can report its own."""
     return tuple_hash(
         LABEL_OPRF_KEY,
         _utf8("tenant", tenant),
@@ -228,6 +231,10 @@ def oprf_key_statement(
         _fixed("node_id", node_id, NODE_ID_LEN),
         u64(index),
         _fixed("public_share", public_share, ELEMENT_LEN),
+        u64(max_guesses),
+        u64(argon2.memory_kib),
+        u64(argon2.iterations),
+        u64(argon2.parallelism),
     )
 
 

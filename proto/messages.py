@@ -139,6 +139,7 @@ class Recover2Reply:
     commitment: bytes
     guesses_remaining: int
     nonce: bytes
+    max_guesses: int  # the version's signed limit (checked with sig_i)
 
 
 @dataclass(frozen=True, slots=True)

@@ -290,7 +290,14 @@ def recover2_reply_from_pb(msg: pb.Recover2Response) -> Recover2Reply:
         commitment=_exact("commitment", msg.commitment, MAC_LEN),
         guesses_remaining=min(msg.guesses_remaining, MAX_GUESSES_LIMIT),
         nonce=_exact("nonce", msg.nonce, NONCE_LEN),
+        max_guesses=_max_guesses(msg.max_guesses),
     )
+
+
+def _max_guesses(value: int) -> int:
+    if not 1 <= value <= MAX_GUESSES_LIMIT:
+        raise MalformedMessage(f"max_guesses must be 1..{MAX_GUESSES_LIMIT}, got {value}")
+    return value
 
 
 def recover2_reply_to_pb(reply: Recover2Reply) -> pb.Recover2Response:
@@ -303,6 +310,7 @@ def recover2_reply_to_pb(reply: Recover2Reply) -> pb.Recover2Response:
         commitment=reply.commitment,
         guesses_remaining=reply.guesses_remaining,
         nonce=reply.nonce,
+        max_guesses=reply.max_guesses,
     )
 
 

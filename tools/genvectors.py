@@ -142,6 +142,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
             commitment=req.commitment,
             guesses_remaining=case["max_guesses"] - 1,
             nonce=rng.bytes(16),
+            max_guesses=case["max_guesses"],
         )
     unlocked = finish_recover2(attempt, replies, threshold=threshold)
     releases = {
@@ -199,6 +200,8 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
                         n.node_id,
                         n.index,
                         r.oprf_public_share.encoded,
+                        r.max_guesses,
+                        r.argon2,
                     ).hex(),
                     "oprf_key_signature": r.oprf_key_signature.hex(),
                     "unlock_tag": r.unlock_tag.hex(),

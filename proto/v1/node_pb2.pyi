@@ -440,6 +440,7 @@ class Recover2Response(_message.Message):
     COMMITMENT_FIELD_NUMBER: _builtins.int
     GUESSES_REMAINING_FIELD_NUMBER: _builtins.int
     NONCE_FIELD_NUMBER: _builtins.int
+    MAX_GUESSES_FIELD_NUMBER: _builtins.int
     evaluated_element: _builtins.bytes
     """Z_i = k_i·B"""
     proof: _builtins.bytes
@@ -455,6 +456,8 @@ class Recover2Response(_message.Message):
     guesses_remaining: _builtins.int
     nonce: _builtins.bytes
     """16"""
+    max_guesses: _builtins.int
+    """the version's limit, covered by oprf_key_signature"""
     def __init__(
         self,
         *,
@@ -466,10 +469,11 @@ class Recover2Response(_message.Message):
         commitment: _builtins.bytes = ...,
         guesses_remaining: _builtins.int = ...,
         nonce: _builtins.bytes = ...,
+        max_guesses: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commitment", b"commitment", "evaluated_element", b"evaluated_element", "guesses_remaining", b"guesses_remaining", "nonce", b"nonce", "oprf_key_signature", b"oprf_key_signature", "oprf_public_share", b"oprf_public_share", "proof", b"proof", "verifying_key", b"verifying_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commitment", b"commitment", "evaluated_element", b"evaluated_element", "guesses_remaining", b"guesses_remaining", "max_guesses", b"max_guesses", "nonce", b"nonce", "oprf_key_signature", b"oprf_key_signature", "oprf_public_share", b"oprf_public_share", "proof", b"proof", "verifying_key", b"verifying_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -203,8 +203,20 @@ def test_derivations_match_their_definitions() -> None:
         b"pakr/v1/secret-ad", b"acme", b"alice@example.com", V16
     )
     pub = bytes(range(32, 64))
-    assert kdf.oprf_key_statement(tenant, user, V16, 7, N16, 3, pub) == kdf.tuple_hash(
-        b"pakr/v1/oprf-key", b"acme", b"alice@example.com", V16, kdf.u64(7), N16, kdf.u64(3), pub
+    params = kdf.Argon2Params(memory_kib=19456, iterations=2, parallelism=1)
+    assert kdf.oprf_key_statement(tenant, user, V16, 7, N16, 3, pub, 10, params) == kdf.tuple_hash(
+        b"pakr/v1/oprf-key",
+        b"acme",
+        b"alice@example.com",
+        V16,
+        kdf.u64(7),
+        N16,
+        kdf.u64(3),
+        pub,
+        kdf.u64(10),
+        kdf.u64(19456),
+        kdf.u64(2),
+        kdf.u64(1),
     )
     uk = kdf.unlock_key(out64)
     assert uk == kdf.mac(out64, b"pakr/v1/unlock-key")

@@ -80,6 +80,7 @@ def test_replay_every_derived_value(case: dict[str, Any]) -> None:
         k_shares[index] = k_i
         s_shares[index] = Scalar.decode(h(node["secret_share"]))
         assert Element.base_mult(k_i).encoded == h(node["oprf_public_share"])
+        argon = inp["argon2"]
         statement = kdf.tuple_hash(
             b"pakr/v1/oprf-key",
             tenant.encode(),
@@ -89,6 +90,10 @@ def test_replay_every_derived_value(case: dict[str, Any]) -> None:
             node_id,
             kdf.u64(index),
             h(node["oprf_public_share"]),
+            kdf.u64(inp["max_guesses"]),
+            kdf.u64(argon["memory_kib"]),
+            kdf.u64(argon["iterations"]),
+            kdf.u64(argon["parallelism"]),
         )
         assert statement == h(node["oprf_key_statement"])
         vk.verify(h(node["oprf_key_signature"]), statement)

@@ -93,6 +93,7 @@ def test_recover2_round_trip(req: Recover2) -> None:
         commitment=macs,
         guesses_remaining=st.integers(0, 100),
         nonce=ids,
+        max_guesses=st.integers(1, 100),
     )
 )
 def test_recover2_reply_round_trip(reply: Recover2Reply) -> None:
