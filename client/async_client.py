@@ -44,6 +44,7 @@ def grpc_transport(node: ManifestNode, manifest: Manifest) -> NodeTransport:
         tls_cert_pem=node.tls_cert_pem,
         tls_cert_sha256=node.tls_cert_sha256,
         insecure=manifest.dev and node.insecure,
+        hpke_public_key=node.hpke_public_key,
     )
 
 

@@ -31,6 +31,8 @@ LABEL_ENCRYPTION_KEY = b"pakr/v1/encryption-key"
 LABEL_SECRET_AD = b"pakr/v1/secret-ad"
 LABEL_SECRET_COMMITMENT = b"pakr/v1/secret-commitment"
 LABEL_UNLOCK_PROOF = b"pakr/v1/unlock-proof"
+LABEL_HPKE_REGISTER2 = b"pakr/v1/hpke-register2"
+LABEL_HPKE_RECOVER3 = b"pakr/v1/hpke-recover3"
 
 DIGEST_LEN = 32
 MIN_KEY_LEN = 32
@@ -290,14 +292,16 @@ def secret_commitment(
     )
 
 
-def unlock_proof(unlock_tag: bytes, nonce: bytes, attempt_id: bytes) -> bytes:
-    """``MAC(unlock_tag_i, "pakr/v1/unlock-proof"; nonce_i, attempt_id)``: proves knowledge
-    of the tag for this one attempt without sending the tag (no replay)."""
+def unlock_proof(unlock_tag: bytes, nonce: bytes, attempt_id: bytes, reply_key: bytes) -> bytes:
+    """``MAC(unlock_tag_i, "pakr/v1/unlock-proof"; nonce_i, attempt_id, reply_key)``: proves
+    knowledge of the tag for this one attempt without sending the tag (no replay), and binds
+    the HPKE key the share is to be sealed to, so nobody on the path can swap in their own."""
     return mac(
         unlock_tag,
         LABEL_UNLOCK_PROOF,
         _fixed("nonce", nonce, NONCE_LEN),
         _fixed("attempt_id", attempt_id, ATTEMPT_ID_LEN),
+        reply_key,
     )
 
 

@@ -32,7 +32,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from pakr.proto.errors import ConfigError, WeakParameters
+from pakr.proto.errors import ConfigError, MalformedMessage, WeakParameters
+from pakr.proto.hpke import HpkePublicKey
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import NODE_ID_LEN, NodeRef
 from pakr.proto.shamir import MAX_INDEX, MIN_INDEX
@@ -96,6 +97,8 @@ class ManifestNode:
     address: str
     tls_cert_pem: str | None = field(default=None, repr=False)
     tls_cert_sha256: bytes | None = None
+    # Register2's shares are sealed to it (required for current nodes; rotated by a new serial)
+    hpke_public_key: HpkePublicKey | None = field(default=None, repr=False)
 
     @property
     def ref(self) -> NodeRef:
@@ -120,6 +123,7 @@ class ManifestNode:
             "address": self.address,
             "tls_cert": self.tls_cert_pem,
             "tls_cert_sha256": None if self.tls_cert_sha256 is None else self.tls_cert_sha256.hex(),
+            "hpke_public_key": None if self.hpke_public_key is None else self.hpke_public_key.text,
         }
 
 
@@ -261,7 +265,16 @@ def _parse_node(obj: Any, where: str) -> ManifestNode:
         actual = cert_fingerprint(pem)
         if fingerprint is not None and actual != fingerprint:
             raise ConfigError(f"manifest {where}tls_cert does not match its tls_cert_sha256")
-    return ManifestNode(node_id, index, address, pem, fingerprint)
+    hpke_text = obj.get("hpke_public_key")
+    hpke_key: HpkePublicKey | None = None
+    if hpke_text is not None:
+        if not isinstance(hpke_text, str):
+            raise ConfigError(f"manifest {where}hpke_public_key must be a base64url string")
+        try:
+            hpke_key = HpkePublicKey.from_text(hpke_text, f"manifest {where}hpke_public_key")
+        except MalformedMessage as exc:
+            raise ConfigError(str(exc)) from None
+    return ManifestNode(node_id, index, address, pem, fingerprint, hpke_key)
 
 
 def _parse_nodes(value: Any, where: str) -> tuple[ManifestNode, ...]:
@@ -306,6 +319,12 @@ def check_manifest(manifest: Manifest) -> None:
     if manifest.expires_at <= manifest.issued_at:
         raise ConfigError("manifest expires_at must be after issued_at")
     _check_node_set(manifest.nodes, manifest.threshold, manifest.dev, "")
+    for node in manifest.nodes:
+        if node.hpke_public_key is None:
+            raise ConfigError(
+                f"manifest node {node.id_hex} has no hpke_public_key (protocol 2 seals"
+                " Register2 to it); run `pakr node hpke-keygen` there and re-create the manifest"
+            )
     n = len(manifest.nodes)
     if not manifest.threshold <= manifest.register_threshold <= n:
         raise ConfigError(

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from pakr.proto import kdf, oprf, seal, shamir
+from pakr.proto import hpke, kdf, oprf, seal, shamir
 from pakr.proto.errors import (
     ClusterUnavailable,
     ErrorKind,
@@ -31,6 +31,7 @@ from pakr.proto.errors import (
     ProtocolError,
 )
 from pakr.proto.group import Element, Scalar
+from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import (
     ATTEMPT_ID_LEN,
@@ -190,6 +191,7 @@ class RecoveryAttempt:
     blinded_element: Element
     access_key: bytes = field(repr=False)
     encryption_key_seed: bytes = field(repr=False)
+    reply_key: HpkePrivateKey = field(repr=False)  # fresh: Recover3 replies are sealed to it
 
     @property
     def request(self) -> Recover2:
@@ -210,14 +212,16 @@ def start_recover2(
 ) -> RecoveryAttempt:
     """Blind the access key with a fresh blind and attempt id (§4 step 4)."""
     blind, blinded = oprf.blind(access_key, blind=rng.scalar())
+    attempt_id = rng.bytes(ATTEMPT_ID_LEN)
     return RecoveryAttempt(
         user=user,
         choice=choice,
-        attempt_id=rng.bytes(ATTEMPT_ID_LEN),
+        attempt_id=attempt_id,
         blind=blind,
         blinded_element=blinded,
         access_key=access_key,
         encryption_key_seed=encryption_key_seed,
+        reply_key=HpkePrivateKey.from_seed(rng.bytes(hpke.SEED_LEN)),
     )
 
 
@@ -311,11 +315,16 @@ def _unlock(
 def _recover3_request(
     attempt: RecoveryAttempt, unlock_key: bytes, node: NodeRef, reply: Recover2Reply
 ) -> Recover3:
+    reply_key = attempt.reply_key.public.encoded
     proof = kdf.unlock_proof(
-        kdf.unlock_tag(unlock_key, node.node_id), reply.nonce, attempt.attempt_id
+        kdf.unlock_tag(unlock_key, node.node_id), reply.nonce, attempt.attempt_id, reply_key
     )
     return Recover3(
-        version=attempt.choice.version, attempt_id=attempt.attempt_id, unlock_proof=proof
+        version=attempt.choice.version,
+        attempt_id=attempt.attempt_id,
+        unlock_proof=proof,
+        reply_key=reply_key,
+        reply_seed=attempt.reply_key.seed,
     )
 
 
@@ -558,7 +567,9 @@ def check_recover3(record: VersionRecord, request: Recover3) -> Recover3Outcome:
         or not hmac.compare_digest(attempt.attempt_id, request.attempt_id)
     ):
         return Recover3Outcome.STALE
-    expected = kdf.unlock_proof(record.shares.unlock_tag, attempt.nonce, attempt.attempt_id)
+    expected = kdf.unlock_proof(
+        record.shares.unlock_tag, attempt.nonce, attempt.attempt_id, request.reply_key
+    )
     if hmac.compare_digest(expected, request.unlock_proof):
         return Recover3Outcome.MATCH
     return Recover3Outcome.MISMATCH

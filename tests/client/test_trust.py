@@ -12,13 +12,18 @@ import pytest
 
 import pakr
 from pakr.proto.errors import ConfigError
+from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.kdf import DEV_ARGON2
 from pakr.proto.manifest import ManifestNode, OperatorKey, new_manifest, sign_manifest
 from pakr.trust import SerialState, UnpinnedManifestWarning, load_trusted_manifest
 
 
 def _document(operator: OperatorKey, serial: int = 1, port: int = 7000) -> dict[str, Any]:
-    nodes = [ManifestNode(bytes([i]) * 16, i, f"127.0.0.1:{port + i}") for i in (1, 2, 3)]
+    hpke = HpkePrivateKey.from_seed(bytes(32)).public
+    nodes = [
+        ManifestNode(bytes([i]) * 16, i, f"127.0.0.1:{port + i}", hpke_public_key=hpke)
+        for i in (1, 2, 3)
+    ]
     manifest = new_manifest(
         cluster_id="c", nodes=nodes, threshold=2, argon2=DEV_ARGON2, dev=True, serial=serial
     )

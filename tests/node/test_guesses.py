@@ -95,7 +95,7 @@ def test_replayed_register3_does_not_reset(node: RunningNode) -> None:
     client.call("Register3", pb.Register3Request(header=client.header(), version=reg.version))
     assert remaining(client) == 3
     # re-sending the identical Register2 (a "retry") is a no-op too
-    client.call("Register2", wire.register2_to_pb(client.header(), reg.request))
+    client.call("Register2", node.register2_pb(client.header(), reg.request))
     assert remaining(client) == 3
 
 

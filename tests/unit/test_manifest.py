@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pakr.proto.errors import ConfigError
+from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.kdf import DEV_ARGON2, Argon2Params
 from pakr.proto.manifest import (
     INSECURE_UNPINNED,
@@ -52,11 +53,12 @@ def _cert() -> str:
 
 
 CERT = _cert()
+HPKE = HpkePrivateKey.from_seed(bytes(32)).public
 
 
 def nodes(n: int, *, tls: bool = True) -> list[ManifestNode]:
     return [
-        ManifestNode(bytes([i]) * 16, i, f"127.0.0.1:{7000 + i}", CERT if tls else None)
+        ManifestNode(bytes([i]) * 16, i, f"127.0.0.1:{7000 + i}", CERT if tls else None, None, HPKE)
         for i in range(1, n + 1)
     ]
 
@@ -137,10 +139,16 @@ def test_expiry_and_rollback(operator: OperatorKey) -> None:
         ({"register_threshold": 2}, "register_threshold"),
         ({"argon2": Argon2Params(8192, 2, 1)}, "below the floor"),
         ({"argon2": Argon2Params(19456, 65, 1)}, "above the ceiling"),
-        ({"nodes": [*nodes(3), ManifestNode(bytes([1]) * 16, 9, "h:1", CERT)]}, "ids"),
-        ({"nodes": [*nodes(3), ManifestNode(bytes([9]) * 16, 1, "h:1", CERT)]}, "indices"),
+        ({"nodes": [*nodes(3), ManifestNode(bytes([1]) * 16, 9, "h:1", CERT, None, HPKE)]}, "ids"),
+        (
+            {"nodes": [*nodes(3), ManifestNode(bytes([9]) * 16, 1, "h:1", CERT, None, HPKE)]},
+            "indices",
+        ),
         ({"nodes": nodes(3, tls=False)}, "plaintext"),
-        ({"nodes": [*nodes(2), ManifestNode(bytes([9]) * 16, 256, "h:1", CERT)]}, "1..255"),
+        (
+            {"nodes": [*nodes(2), ManifestNode(bytes([9]) * 16, 256, "h:1", CERT, None, HPKE)]},
+            "1..255",
+        ),
     ],
 )
 def test_shape_rules(kw: dict[str, Any], message: str) -> None:
@@ -159,12 +167,12 @@ def test_dev_allows_threshold_one_and_plaintext(operator: OperatorKey) -> None:
 
 def test_fingerprint_pin(operator: OperatorKey) -> None:
     fp = cert_fingerprint(CERT)
-    pinned = [ManifestNode(n.node_id, n.index, n.address, None, fp) for n in nodes(3)]
+    pinned = [ManifestNode(n.node_id, n.index, n.address, None, fp, HPKE) for n in nodes(3)]
     manifest = load_manifest(
         signed(operator, nodes=pinned, threshold=2), now=NOW, operator_key=INSECURE_UNPINNED
     )
     assert manifest.nodes[0].tls_cert_sha256 == fp
-    wrong = [ManifestNode(n.node_id, n.index, n.address, CERT, bytes(32)) for n in nodes(3)]
+    wrong = [ManifestNode(n.node_id, n.index, n.address, CERT, bytes(32), HPKE) for n in nodes(3)]
     doc = signed(operator, nodes=nodes(3), threshold=2)
     doc["manifest"]["nodes"] = [n.to_document() for n in wrong]
     with pytest.raises(ConfigError):
