@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 
 from pakr.proto import kdf
+from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.kdf import DEV_ARGON2, Argon2Params
 from pakr.proto.messages import NodeRef, Recover2, Recover2Reply, Register2, UserRef
 from pakr.proto.recover import (
@@ -23,6 +24,8 @@ from pakr.proto.register import new_version, prepare_registration
 
 USER = UserRef("acme", "alice@example.com")
 OTHER_USER = UserRef("acme", "bob@example.com")
+ANY_REPLY_KEY = HpkePrivateKey.from_seed(bytes(32)).public.encoded
+"""A well-formed Recover3 reply key for requests that must fail for another reason."""
 NODE = NodeRef(node_id=bytes.fromhex("00112233445566778899aabbccddeeff"), index=1)
 
 

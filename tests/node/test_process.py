@@ -31,7 +31,7 @@ from pakr.proto.tokens import TenantKey, issue_token
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc
 from tests.node.conftest import refusal_of
-from tests.node.node_helpers import USER, attempt, make_registration
+from tests.node.node_helpers import ANY_REPLY_KEY, USER, attempt, make_registration
 
 NODE_CMD = [sys.executable, "-m", "pakr.node"]  # = `pakr node`
 
@@ -287,6 +287,7 @@ def test_sigkill_never_uncounts_a_guess(
                     version=reg.version,
                     attempt_id=os.urandom(16),
                     unlock_proof=os.urandom(32),
+                    reply_key=ANY_REPLY_KEY,
                 ),
                 tenant_key,
                 info["node_id"],

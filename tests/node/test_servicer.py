@@ -24,6 +24,7 @@ from pakr.proto.recover import finish_recover3
 from pakr.proto.v1 import node_pb2 as pb
 from tests.node.conftest import RunningNode, refusal_of
 from tests.node.node_helpers import (
+    ANY_REPLY_KEY,
     OTHER_USER,
     USER,
     Registration,
@@ -196,6 +197,7 @@ def scenario(node: RunningNode, user: UserRef) -> Scenario:
             version=reg.version,
             attempt_id=open_attempt.attempt_id,
             unlock_proof=os.urandom(32),
+            reply_key=ANY_REPLY_KEY,
         ),
         "Delete": pb.DeleteRequest(header=client.header(), epoch=10),
         "ReadAudit": pb.ReadAuditRequest(header=client.header(), after_id=0, limit=10),
@@ -274,15 +276,16 @@ def test_delete_needs_a_fresh_token(node: RunningNode) -> None:
 
 def test_unknown_protocol_version_is_upgrade_required(node: RunningNode) -> None:
     client, reg = registered(node)
-    header = client.header()
-    header.protocol_version = 2
-    for method, request in (
-        ("Recover1", pb.Recover1Request(header=header)),
-        ("Recover2", wire.recover2_to_pb(header, attempt(reg).request)),
-    ):
-        error = client.refused(method, request)
-        assert error.code() is grpc.StatusCode.UNIMPLEMENTED
-        assert refusal_of(error).kind is ErrorKind.UPGRADE_REQUIRED
+    for version in (1, 3):  # protocol 1 (shares in the clear) is refused like a future one
+        header = client.header()
+        header.protocol_version = version
+        for method, request in (
+            ("Recover1", pb.Recover1Request(header=header)),
+            ("Recover2", wire.recover2_to_pb(header, attempt(reg).request)),
+        ):
+            error = client.refused(method, request)
+            assert error.code() is grpc.StatusCode.UNIMPLEMENTED
+            assert refusal_of(error).kind is ErrorKind.UPGRADE_REQUIRED
 
 
 def test_unknown_user_and_version(node: RunningNode) -> None:
@@ -298,6 +301,7 @@ def test_unknown_user_and_version(node: RunningNode) -> None:
                 version=other.version,
                 attempt_id=os.urandom(16),
                 unlock_proof=os.urandom(32),
+                reply_key=ANY_REPLY_KEY,
             ),
             "NOT",
         ),
