@@ -1,4 +1,4 @@
-"""P8: whatever terminates TLS in front of the nodes learns no share, tag or ciphertext.
+"""P9: whatever terminates TLS in front of the nodes learns no share, tag or ciphertext.
 
 Every node of a real cluster (one OS process each) sits behind a recording proxy that
 terminates TLS with its own certificate (the manifest pins the proxy's, as it would a load
