@@ -348,7 +348,12 @@ def _cluster_up(args: argparse.Namespace) -> int:
     try:
         cluster.start()
         # The user's CLI trusts this manifest from now on without --operator-key.
-        record_pin(cluster.manifest_path, cluster.operator_public_key())
+        try:
+            record_pin(cluster.manifest_path, cluster.operator_public_key())
+        except ConfigError as exc:
+            print(
+                f"pakr: warning: {exc}; pass --operator-key to the user commands", file=sys.stderr
+            )
         _print_usage_hint(cluster)
         if args.detach:
             return 0

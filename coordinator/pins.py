@@ -62,6 +62,16 @@ def _read_pins(path: Path) -> dict[str, str]:
 def record_pin(manifest_path: Path, operator_key: str) -> None:
     """Pin ``operator_key`` for the manifest at ``manifest_path`` (``pakr cluster up``)."""
     parse_public_key(operator_key)
+    try:
+        _record_pin(manifest_path, operator_key)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot record the operator pin in {state_dir()}: {exc.strerror}"
+            f" (set {ENV_STATE_DIR} to a writable directory)"
+        ) from None
+
+
+def _record_pin(manifest_path: Path, operator_key: str) -> None:
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = directory / PINS_FILE

@@ -101,3 +101,10 @@ def test_serial_state_survives_concurrent_writers(tmp_path: Path) -> None:
     ]
     assert all(proc.wait(timeout=60) == 0 for proc in procs)
     assert SerialState(path).highest("k") == 8
+
+
+def test_an_unwritable_state_place_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="serial state"):
+        SerialState(blocker / "sub" / "s.json").highest("k")
