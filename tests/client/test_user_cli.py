@@ -165,3 +165,29 @@ def test_token_issue_for_one_node(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert (claims.user_id, claims.exp - claims.iat) == ("bob", 60)
     assert main([*args, "--audience", "not-hex"]) == 2
     assert main(args) == 2  # neither --audience nor --manifest
+
+
+def test_operator_pin_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pakr.coordinator import pins
+    from pakr.proto.manifest import INSECURE_UNPINNED, OperatorKey
+
+    monkeypatch.setenv("PAKR_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("PAKR_OPERATOR_KEY", raising=False)
+    manifest = tmp_path / "m.json"
+    flag, env, recorded = (OperatorKey.generate().public_key_text for _ in range(3))
+
+    def pin(**kw: object) -> object:
+        base = {"manifest": manifest, "operator_key": None, "insecure_unpinned": False}
+        return pins.resolve_pin(_args(**{**base, **kw}))
+
+    with pytest.raises(ConfigError, match="not pinned"):
+        pin()
+    pins.record_pin(manifest, recorded)
+    assert pin() == recorded
+    assert (tmp_path / "state" / pins.PINS_FILE).stat().st_mode & 0o777 == 0o600
+    monkeypatch.setenv("PAKR_OPERATOR_KEY", env)
+    assert pin() == env
+    assert pin(operator_key=flag) == flag
+    assert pin(insecure_unpinned=True) is INSECURE_UNPINNED
+    with pytest.raises(ConfigError):
+        pins.record_pin(manifest, "not a key")
