@@ -29,10 +29,12 @@ import grpc
 from pakr.coordinator.localcluster import LocalCluster, stop_by_pid_files
 from pakr.coordinator.manifest_tools import manifest_nodes, new_cluster_id, parse_address_overrides
 from pakr.coordinator.output import emit
+from pakr.coordinator.pins import record_pin
 from pakr.proto.errors import ConfigError
 from pakr.proto.exitcodes import ExitCode
 from pakr.proto.kdf import DEFAULT_ARGON2, DEV_ARGON2, Argon2Params
 from pakr.proto.manifest import (
+    INSECURE_UNPINNED,
     Manifest,
     OperatorKey,
     load_manifest,
@@ -297,7 +299,9 @@ def _summary_text(manifest: Manifest) -> str:
 
 def _manifest_verify(args: argparse.Namespace) -> int:
     manifest = load_manifest(
-        args.manifest, operator_key=args.operator_key, min_serial=args.min_serial
+        args.manifest,
+        operator_key=args.operator_key or INSECURE_UNPINNED,
+        min_serial=args.min_serial,
     )
     if args.operator_key is None:
         print(
@@ -443,7 +447,7 @@ def _cluster_info(cluster: LocalCluster) -> dict[str, Any]:
     return {
         "dir": str(cluster.dir),
         "manifest": str(cluster.manifest_path),
-        "operator_key": OperatorKey.load(cluster.operator_key_path).public_key_text,
+        "operator_key": cluster.operator_public_key(),
         "tenant": cluster.tenant,
         "tenant_key": str(cluster.tenant_key_path),
         "threshold": manifest.threshold,
@@ -460,7 +464,7 @@ def _print_usage_hint(cluster: LocalCluster, info: dict[str, Any], headline: str
     lines = [
         f"pakr: {headline}",
         f"  manifest:     {cluster.manifest_path}",
-        f"  operator key: {info['operator_key']} (pin it: --operator-key)",
+        f"  operator key: {info['operator_key']} (pinned here; elsewhere: --operator-key)",
         f"  tenant key:   {cluster.tenant_key_path} (tenant {cluster.tenant!r})",
         "  node ports:   "
         + " ".join(f"#{n.index}:{n.address.rpartition(':')[2]}" for n in cluster.nodes),
@@ -468,6 +472,7 @@ def _print_usage_hint(cluster: LocalCluster, info: dict[str, Any], headline: str
         "  use it from Python:",
         f"    client = pakr.Client.from_manifest({str(cluster.manifest_path)!r},"
         f" tenant={cluster.tenant!r},",
+        f"        operator_key={info['operator_key']!r},",
         f"        token_provider=pakr.dev_token_provider({str(cluster.tenant_key_path)!r}))",
         "  or the CLI:",
         f"    export PAKR_MANIFEST={cluster.manifest_path}"
@@ -487,6 +492,14 @@ def _print_usage_hint(cluster: LocalCluster, info: dict[str, Any], headline: str
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
+def _record_pin(cluster: LocalCluster) -> None:
+    """The user's CLI trusts this manifest from now on without --operator-key."""
+    try:
+        record_pin(cluster.manifest_path, cluster.operator_public_key())
+    except ConfigError as exc:
+        print(f"pakr: warning: {exc}; pass --operator-key to the user commands", file=sys.stderr)
+
+
 def _cluster_up(args: argparse.Namespace) -> int:
     cluster = _open_or_new(args)
     running = {i: pid for i, pid in cluster.running().items() if pid is not None}
@@ -496,6 +509,7 @@ def _cluster_up(args: argparse.Namespace) -> int:
         and (not cluster.with_coordinator or cluster.coordinator_pid() is not None)
     ):
         # Someone else's cluster (a --detach run, another terminal): leave it alone.
+        _record_pin(cluster)
         info = _cluster_info(cluster)
         emit(args, info, None)
         pids = ", ".join(str(pid) for _, pid in sorted(running.items()))
@@ -519,6 +533,7 @@ def _cluster_up(args: argparse.Namespace) -> int:
         if running:
             progress(f"nodes {', '.join(map(str, sorted(running)))} already running; left alone")
         cluster.start(on_progress=progress)
+        _record_pin(cluster)
         info = _cluster_info(cluster)
         emit(args, info, None)
         manifest = cluster.manifest()
