@@ -141,7 +141,7 @@ def test_everyday_flags_from_environment(
         settings.apply_settings(args)
     # The SDK then reads the (missing) manifest: the user is told which file.
     monkeypatch.delenv("PAKR_TOKEN_CMD")
-    code, _, err = _run(["status", "--user", "u"], capsys)
+    code, _, err = _run(["status", "--user", "u", "--insecure-unpinned"], capsys)
     assert code == 2 and "m.json" in err.splitlines()[0]
 
 
