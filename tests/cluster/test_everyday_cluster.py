@@ -55,7 +55,10 @@ def run(
 
 
 def common(cluster: LocalCluster) -> list[str]:
-    return ["--manifest", str(cluster.manifest_path), "--token-key", str(cluster.tenant_key_path)]
+    return [
+        "--manifest", str(cluster.manifest_path), "--token-key", str(cluster.tenant_key_path),
+        "--operator-key", cluster.operator_public_key(),
+    ]  # fmt: skip
 
 
 def client_for(cluster: LocalCluster, **kwargs: Any) -> pakr.Client:
@@ -63,6 +66,7 @@ def client_for(cluster: LocalCluster, **kwargs: Any) -> pakr.Client:
         cluster.manifest_path,
         tenant=cluster.tenant,
         token_provider=pakr.dev_token_provider(cluster.tenant_key_path),
+        operator_key=cluster.operator_public_key(),
         **kwargs,
     )
 
@@ -206,13 +210,13 @@ def test_ctrl_c_prints_no_traceback(three: LocalCluster, after: float) -> None:
 
 
 def test_register_refuses_a_registered_user_unless_replace(three: LocalCluster, run: Any) -> None:
-    args = [*common(three), "--user", "ann", "--password-stdin"]
-    code, _, err = run(["register", *args, "--secret-hex", "0102"], "pw\n")
+    args = [*common(three), "--user", "ann", "--password-stdin", "--secret-stdin"]
+    code, _, err = run(["register", *args], "0102\npw\n")
     assert code == 0 and err.splitlines()[0] == "registered a 2-byte secret for 'ann'"
     with client_for(three) as client:
         version = client.status("ann").version
         assert version is not None
-        code, _, err = run(["register", *args, "--secret-hex", "0304"], "pw2\n")
+        code, _, err = run(["register", *args], "0304\npw2\n")
         assert code == 2
         assert err.splitlines()[0] == (
             f"pakr: 'ann' already has a secret (version {version[:12]}…); nothing was changed."
@@ -220,9 +224,7 @@ def test_register_refuses_a_registered_user_unless_replace(three: LocalCluster, 
             ' if_exists="replace")'
         )
         assert client.recover("ann", "pw") == b"\x01\x02"  # untouched
-        code, out, err = run(
-            ["register", *args, "--secret-hex", "0304", "--replace", "--json"], "pw2\n"
-        )
+        code, out, err = run(["register", *args, "--replace", "--json"], "0304\npw2\n")
         assert code == 0
         assert err.splitlines()[0] == (
             f"registered a 2-byte secret for 'ann', replacing the earlier secret (version"
@@ -429,6 +431,7 @@ def test_readme_cluster_then_snippet_prints_what_it_recovered(
     snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
     snippet = snippet.replace("cluster/manifest.json", str(three.manifest_path))
     snippet = snippet.replace("cluster/tenants/dev.key", str(three.tenant_key_path))
+    snippet = snippet.replace("cluster/operator.pub", str(three.dir / "operator.pub"))
     snippet = snippet.replace('"alice"', '"readme-alice"')
     exec(compile(snippet, "README.md", "exec"), {})  # the README's own code
     assert capsys.readouterr().out == "recovered " + "01" * 32 + "\n"
