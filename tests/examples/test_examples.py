@@ -127,7 +127,7 @@ def test_examples_run_from_the_wheel(cluster: LocalCluster, built_wheel: tuple[P
             " sys.argv = sys.argv[2:]; runpy.run_path(sys.argv[0], run_name='__main__')",
             env_path, str(EXAMPLES / "pq_kem_seed.py"),
             "--manifest", str(cluster.manifest_path), "--token-key", str(cluster.tenant_key_path),
-            "--user", "from-the-wheel",
+            "--operator-key", cluster.operator_public_key(), "--user", "from-the-wheel",
         ],
         capture_output=True,
         text=True,
