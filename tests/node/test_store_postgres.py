@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pakr.node.store.base import Store
@@ -17,9 +19,9 @@ pytestmark = pytest.mark.postgres
 
 class TestPostgresStore(StoreContract):
     @pytest.fixture
-    def store_factory(self, pg_url: str) -> StoreFactory:
+    def store_factory(self, pg_url: str, tmp_path: Path) -> StoreFactory:
         async def factory(data_key: bytes) -> Store:
-            store = await open_postgres_store(pg_url, Sealer(data_key))
+            store = await open_postgres_store(pg_url, Sealer(data_key, tmp_path / "keys"))
             try:
                 await store.migrate()
             except BaseException:

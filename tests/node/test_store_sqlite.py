@@ -19,7 +19,7 @@ class TestSqliteStore(StoreContract):
     @pytest.fixture
     def store_factory(self, tmp_path: Path) -> StoreFactory:
         async def factory(data_key: bytes) -> Store:
-            store = SqliteStore(tmp_path / "node.db", Sealer(data_key))
+            store = SqliteStore(tmp_path / "node.db", Sealer(data_key, tmp_path / "keys"))
             try:
                 await store.migrate()
             except BaseException:
