@@ -36,12 +36,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from pakr.node.store.schema import SCHEMA_VERSION
 from pakr.proto.errors import PakrError
 from pakr.proto.messages import NodeRef, Recover2, Recover3, Recover3Reply, Register2, UserRef
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Recover3Outcome
-
-from pakr.node.store.schema import SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "AuditRecord", "GuessResult", "ReleaseResult", "Store", "StoreError"]
 

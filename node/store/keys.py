@@ -30,8 +30,10 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -138,7 +140,7 @@ class KeyRing:
             self._keys, self._meta, self._destroyed = keys, meta, destroyed
 
     @staticmethod
-    def _read_doc(path: Path) -> dict[str, object]:
+    def _read_doc(path: Path) -> dict[str, Any]:
         try:
             doc = json.loads(path.read_bytes())
         except (OSError, ValueError) as exc:
@@ -227,7 +229,14 @@ class KeyRing:
         log.info("started key generation %d", number)
         return Generation(number, now)
 
-    def destroy(self, number: int, *, live_rows: int, now: float) -> None:
+    def destroy(
+        self,
+        number: int,
+        *,
+        live_rows: int,
+        now: float,
+        crash: Callable[[str], None] | None = None,
+    ) -> None:
         """Destroy generation ``number``; refuses while ``live_rows`` (rows still wrapped
         under it, counted by the caller just before) is not zero, or if it is the newest."""
         if live_rows:
@@ -243,6 +252,8 @@ class KeyRing:
             if self.directory is not None:
                 record = {"generation": number, "created_at": created, "destroyed_at": now}
                 write_private_file(self._path(number, "destroyed"), json.dumps(record).encode())
+                if crash is not None:
+                    crash("mid_destroy")
             self._keys.pop(number)
             self._meta.pop(number)
             self._destroyed[number] = now

@@ -44,12 +44,13 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from pakr.node.store import maintenance
 from pakr.node.store import transactions as tx
 from pakr.node.store.base import AuditRecord, GuessResult, ReleaseResult, StoreError, SweepResult
+from pakr.node.store.maintenance import sweep
 from pakr.node.store.rows import version_row
 from pakr.node.store.schema import Dialect
 from pakr.node.store.sealing import Sealer
-from pakr.node.store.sweep import sweep
 from pakr.node.store.transactions import Deferred, Fetch, Program
 from pakr.proto.messages import NodeRef, Recover2, Recover3, Register2, UserRef
 from pakr.proto.records import UserRecord, VersionRecord
@@ -223,10 +224,10 @@ class PostgresStore:
         return await sweep(self._sealer, PG, self._run, now, peer)
 
     async def key_generation_uses(self) -> dict[int, int]:
-        return await self._run(tx.key_generation_uses)
+        return await self._run(maintenance.key_generation_uses)
 
     async def rewrap(self, generation: int, *, now: float, limit: int) -> int:
-        return await self._run(lambda: tx.rewrap(PG, self._sealer, generation, now, limit))
+        return await self._run(lambda: maintenance.rewrap(PG, self._sealer, generation, now, limit))
 
     async def close(self) -> None:
         if self._closed:

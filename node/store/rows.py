@@ -8,10 +8,9 @@ here, once, is what lets ``pakr node backup``/``restore`` move rows between back
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
-
-import time
 
 from pakr.node.store.base import AuditRecord, StoreError
 from pakr.node.store.schema import AUDIT_COLUMNS, USER_COLUMNS, VERSION_COLUMNS

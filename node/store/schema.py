@@ -33,7 +33,12 @@ class Dialect(enum.Enum):
 
 
 _TYPES = {
-    Dialect.SQLITE: {Kind.TEXT: "TEXT", Kind.BYTES: "BLOB", Kind.INT: "INTEGER", Kind.FLOAT: "REAL"},
+    Dialect.SQLITE: {
+        Kind.TEXT: "TEXT",
+        Kind.BYTES: "BLOB",
+        Kind.INT: "INTEGER",
+        Kind.FLOAT: "REAL",
+    },
     Dialect.POSTGRESQL: {
         Kind.TEXT: "TEXT",
         Kind.BYTES: "BYTEA",
@@ -248,3 +253,15 @@ def migration(version: int, dialect: Dialect) -> tuple[str, ...]:
 def column_list(table: Table) -> str:
     """``a, b, c``: the table's columns in row order (constant names only)."""
     return ", ".join(table.column_names)
+
+
+def upsert(table: Table) -> str:
+    """Insert a whole row with ``:column`` parameters, or update it in place on its primary
+    key (the same statement in both dialects). Built from constant names only."""
+    key = set(table.primary_key)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in table.column_names if c not in key)
+    marks = ", ".join(":" + c for c in table.column_names)
+    return (
+        f"INSERT INTO {table.name} ({column_list(table)}) VALUES ({marks})"  # noqa: S608
+        f" ON CONFLICT ({', '.join(table.primary_key)}) DO UPDATE SET {updates}"
+    )

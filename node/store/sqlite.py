@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from pakr.node.store.sweep import sweep
-
+from pakr.node.store import maintenance
 from pakr.node.store import transactions as tx
 from pakr.node.store.base import AuditRecord, GuessResult, ReleaseResult, StoreError, SweepResult
+from pakr.node.store.maintenance import sweep
 from pakr.node.store.schema import Dialect
 from pakr.node.store.sealing import Sealer
 from pakr.node.store.transactions import Deferred, Fetch, Program
@@ -119,7 +119,9 @@ class Checkpointer:
                     conn.execute("PRAGMA busy_timeout = 0")  # never wait: retry later
                 attempt = 0
                 while not self._stop and not self._try(conn, attempt):
-                    time.sleep(CHECKPOINT_RETRY_SECONDS[min(attempt, len(CHECKPOINT_RETRY_SECONDS) - 1)])
+                    time.sleep(
+                        CHECKPOINT_RETRY_SECONDS[min(attempt, len(CHECKPOINT_RETRY_SECONDS) - 1)]
+                    )
                     attempt += 1
         finally:
             if conn is not None:
@@ -471,10 +473,12 @@ class SqliteStore:
         return await sweep(self._sealer, SQLITE, self._run, now, peer)
 
     async def key_generation_uses(self) -> dict[int, int]:
-        return self._read(tx.key_generation_uses())
+        return self._read(maintenance.key_generation_uses())
 
     async def rewrap(self, generation: int, *, now: float, limit: int) -> int:
-        return await self._run(lambda: tx.rewrap(SQLITE, self._sealer, generation, now, limit))
+        return await self._run(
+            lambda: maintenance.rewrap(SQLITE, self._sealer, generation, now, limit)
+        )
 
     async def close(self) -> None:
         if self._closed:

@@ -111,8 +111,10 @@ def _key(user: UserRef, version: bytes | None = None) -> dict[str, Any]:
     return params
 
 
-def _for_update(dialect: Dialect, lock: bool) -> str:
-    return " FOR UPDATE" if lock and dialect is Dialect.POSTGRESQL else ""
+def _for_update(select: str, dialect: Dialect, lock: bool = True) -> str:
+    """``select`` locking its rows until the transaction ends (PostgreSQL; SQLite has one
+    writer, whose transaction excludes every other)."""
+    return select + " FOR UPDATE" if lock and dialect is Dialect.POSTGRESQL else select
 
 
 # ---------------------------------------------------------------- schema
@@ -146,16 +148,7 @@ def migrate(dialect: Dialect, sealer: Sealer) -> Program[int]:
 
 # ---------------------------------------------------------------- rows
 
-_VERSION_UPSERT = (
-    f"INSERT INTO versions ({schema.column_list(schema.VERSIONS)})"  # noqa: S608 - constants
-    f" VALUES ({', '.join(':' + c for c in schema.VERSION_COLUMNS)})"
-    " ON CONFLICT (tenant, user_id, version) DO UPDATE SET "
-    + ", ".join(
-        f"{c} = excluded.{c}"
-        for c in schema.VERSION_COLUMNS
-        if c not in ("tenant", "user_id", "version")
-    )
-)
+_VERSION_UPSERT = schema.upsert(schema.VERSIONS)
 _ERASE = (
     "UPDATE versions SET sealed_oprf_key_share = NULL, sealed_secret_share = NULL,"
     " sealed_unlock_tag = NULL, encrypted_secret = NULL, attempt_id = NULL,"
@@ -170,16 +163,20 @@ def load_user(
     dialect: Dialect, sealer: Sealer, user: UserRef, *, lock: bool
 ) -> Program[UserRecord | None]:
     head = yield Q(
-        "SELECT tombstone_epoch FROM users WHERE tenant = :tenant AND user_id = :user"
-        + _for_update(dialect, lock),
+        _for_update(
+            "SELECT tombstone_epoch FROM users WHERE tenant = :tenant AND user_id = :user",
+            dialect,
+            lock,
+        ),
         _key(user),
         Fetch.ONE,
     )
     if head is None:
         return None
     rows = yield Q(
-        "SELECT * FROM versions WHERE tenant = :tenant AND user_id = :user"
-        + _for_update(dialect, lock),
+        _for_update(
+            "SELECT * FROM versions WHERE tenant = :tenant AND user_id = :user", dialect, lock
+        ),
         _key(user),
         Fetch.ALL,
     )
@@ -247,8 +244,12 @@ def read_version(
     dialect: Dialect, sealer: Sealer, user: UserRef, version: bytes, *, lock: bool
 ) -> Program[VersionRecord | None]:
     row = yield Q(
-        "SELECT * FROM versions WHERE tenant = :tenant AND user_id = :user AND version = :version"
-        + _for_update(dialect, lock),
+        _for_update(
+            "SELECT * FROM versions WHERE tenant = :tenant AND user_id = :user"
+            " AND version = :version",
+            dialect,
+            lock,
+        ),
         _key(user, version),
         Fetch.ONE,
     )
@@ -331,15 +332,14 @@ RETURNING *
 """
 _GUESS_STATEMENT = {
     Dialect.SQLITE: _GUESS_UPDATE,
-    Dialect.POSTGRESQL: f"""
-WITH counted AS ({_GUESS_UPDATE}), audited AS (
+    Dialect.POSTGRESQL: """WITH counted AS ({update}), audited AS (
     INSERT INTO audit (time, tenant, user_id, op, outcome, peer)
     SELECT :now, tenant, user_id, 'guess_used', 'remaining=' || (max_guesses - guess_count),
            :peer
     FROM counted
 )
 SELECT * FROM counted
-""",
+""".replace("{update}", _GUESS_UPDATE),
 }
 
 
@@ -438,7 +438,11 @@ def release(
         "UPDATE versions SET guess_count = :count, attempt_used = 1"
         " WHERE tenant = :tenant AND user_id = :user AND version = :version"
         " AND attempt_id = :aid AND attempt_used = 0 AND sealed_oprf_key_share IS NOT NULL",
-        {**_key(user, request.version), "count": after.guess_count, "aid": record.attempt.attempt_id},
+        {
+            **_key(user, request.version),
+            "count": after.guess_count,
+            "aid": record.attempt.attempt_id,
+        },
         Fetch.COUNT,
     )
     if changed != 1:  # pragma: no cover - the row is locked (or the writer single)
@@ -482,87 +486,3 @@ def read_audit(
 def prune_audit(before: float) -> Program[int]:
     count = yield Q("DELETE FROM audit WHERE time < :before", {"before": before}, Fetch.COUNT)
     return int(count)
-
-
-# ---------------------------------------------------------------- sweeping
-
-SWEEP_BATCH = 200
-
-
-def sweep_lockouts(
-    dialect: Dialect, sealer: Sealer, after: tuple[str, str, bytes], now: float, peer: str
-) -> Program[tuple[int, tuple[str, str, bytes] | None]]:
-    """One batch of due lockouts after the key ``after``: (erased, next key or None)."""
-    rows = yield Q(
-        "SELECT tenant, user_id, version FROM versions"
-        " WHERE sealed_oprf_key_share IS NOT NULL AND guess_count >= max_guesses"
-        " AND (tenant > :t OR (tenant = :t AND (user_id > :u"
-        " OR (user_id = :u AND version > :v))))"
-        " ORDER BY tenant, user_id, version LIMIT :n",
-        {"t": after[0], "u": after[1], "v": after[2], "n": SWEEP_BATCH},
-        Fetch.ALL,
-    )
-    erased = 0
-    for row in rows:
-        user = UserRef(tenant=row["tenant"], user_id=row["user_id"])
-        erased += yield from lock_version(dialect, sealer, user, bytes(row["version"]), now, peer)
-    if len(rows) < SWEEP_BATCH:
-        return erased, None
-    last = rows[-1]
-    return erased, (last["tenant"], last["user_id"], bytes(last["version"]))
-
-
-def superseded_users(limit: int) -> Program[list[UserRef]]:
-    rows = yield Q(
-        "SELECT p.tenant, p.user_id FROM versions p JOIN versions c"
-        " ON c.tenant = p.tenant AND c.user_id = p.user_id AND c.slot = 'committed'"
-        " WHERE p.slot = 'pending' AND c.epoch >= p.epoch LIMIT :n",
-        {"n": limit},
-        Fetch.ALL,
-    )
-    return [UserRef(tenant=row["tenant"], user_id=row["user_id"]) for row in rows]
-
-
-def drop_superseded(
-    dialect: Dialect, sealer: Sealer, user: UserRef, now: float, peer: str
-) -> Program[bool]:
-    current = yield from load_user(dialect, sealer, user, lock=True)
-    if current is None or not superseded_pending(current):
-        return False
-    yield from save_user(sealer, user, UserRecord(current.committed, None, current.tombstone_epoch), now)
-    yield from audit(user, "superseded", "pending_dropped", now, peer)
-    return True
-
-
-# ---------------------------------------------------------------- key generations
-
-
-def key_generation_uses() -> Program[dict[int, int]]:
-    rows = yield Q(
-        "SELECT key_generation AS g, count(*) AS n FROM versions"
-        " WHERE key_generation IS NOT NULL GROUP BY key_generation",
-        fetch=Fetch.ALL,
-    )
-    return {int(row["g"]): int(row["n"]) for row in rows}
-
-
-def rewrap(dialect: Dialect, sealer: Sealer, generation: int, now: float, limit: int) -> Program[int]:
-    rows = yield Q(
-        "SELECT tenant, user_id, version, wrapped_key FROM versions"
-        " WHERE key_generation = :g LIMIT :n" + _for_update(dialect, True),
-        {"g": generation, "n": limit},
-        Fetch.ALL,
-    )
-    done = 0
-    for row in rows:
-        user = UserRef(tenant=row["tenant"], user_id=row["user_id"])
-        version = bytes(row["version"])
-        target, wrapped = sealer.rewrap(user, version, generation, bytes(row["wrapped_key"]), now)
-        done += yield Q(
-            "UPDATE versions SET key_generation = :target, wrapped_key = :w"
-            " WHERE tenant = :tenant AND user_id = :user AND version = :version"
-            " AND key_generation = :g",
-            {**_key(user, version), "target": target, "w": wrapped, "g": generation},
-            Fetch.COUNT,
-        )
-    return done
