@@ -58,7 +58,7 @@ def write_node_dir(
     node_id = node_id or os.urandom(16)
     directory.mkdir(parents=True, exist_ok=True)
     write_certificate(directory / "tls/node.crt", directory / "tls/node.key", "test", [])
-    write_private(directory / "data.key", os.urandom(32).hex().encode())
+    write_private(directory / "keys" / "data.key", os.urandom(32).hex().encode())
     text = render_config(
         node_id=node_id.hex(),
         index=index,
