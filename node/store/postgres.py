@@ -116,6 +116,11 @@ class PostgresStore:
         return f"PostgresStore({self._where})"
 
     @property
+    def sealer(self) -> Sealer:
+        """The sealer (its key ring is what key rotation works on)."""
+        return self._sealer
+
+    @property
     def pool(self) -> AsyncConnectionPool[Conn]:
         """The connection pool (for backup, benchmarks and tests)."""
         return self._pool

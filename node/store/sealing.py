@@ -52,6 +52,11 @@ def row_ad(user: UserRef, version: bytes) -> bytes:
     )
 
 
+def wrap_ad(row: bytes, generation: int) -> bytes:
+    """The associated data of a wrapped version key: its row and its generation."""
+    return row + FIELD_VERSION_KEY.encode("ascii") + generation.to_bytes(8, "big")
+
+
 def seal_ad(user: UserRef, version: bytes, field: str, row: bytes | None = None) -> bytes:
     """The associated data binding a sealed value to its user, version and field."""
     return (row if row is not None else row_ad(user, version)) + field.encode("ascii")
@@ -109,16 +114,12 @@ class Sealer:
     def __repr__(self) -> str:
         return f"Sealer(<data key>, {self.keys!r})"
 
-    @staticmethod
-    def _wrap_ad(row: bytes, generation: int) -> bytes:
-        return row + FIELD_VERSION_KEY.encode("ascii") + generation.to_bytes(8, "big")
-
     def new_version_key(self, user: UserRef, version: bytes, now: float) -> VersionKey:
         """A fresh version key, wrapped under the current generation."""
         generation, gen_key = self.keys.current(now)
         key = os.urandom(KEY_LEN)
         row = row_ad(user, version)
-        wrapped = _seal(ChaCha20Poly1305(gen_key), key, self._wrap_ad(row, generation))
+        wrapped = _seal(ChaCha20Poly1305(gen_key), key, wrap_ad(row, generation))
         return VersionKey(user, version, row, ChaCha20Poly1305(key), generation, wrapped)
 
     def open_version_key(
@@ -130,7 +131,7 @@ class Sealer:
             return VersionKey(user, version, row, self._data, None, None)
         gen_key = self.keys.key(generation)
         key = _open(
-            ChaCha20Poly1305(gen_key), wrapped, self._wrap_ad(row, generation), FIELD_VERSION_KEY
+            ChaCha20Poly1305(gen_key), wrapped, wrap_ad(row, generation), FIELD_VERSION_KEY
         )
         return VersionKey(user, version, row, ChaCha20Poly1305(key), generation, wrapped)
 
@@ -142,11 +143,11 @@ class Sealer:
         key = _open(
             ChaCha20Poly1305(self.keys.key(generation)),
             wrapped,
-            self._wrap_ad(row, generation),
+            wrap_ad(row, generation),
             FIELD_VERSION_KEY,
         )
         target, target_key = self.keys.current(now)
-        return target, _seal(ChaCha20Poly1305(target_key), key, self._wrap_ad(row, target))
+        return target, _seal(ChaCha20Poly1305(target_key), key, wrap_ad(row, target))
 
     def seal_key_check(self) -> bytes:
         """A fresh data-key check value for a new database's meta table."""

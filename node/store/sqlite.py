@@ -357,6 +357,11 @@ class SqliteStore:
         self._closed = False
 
     @property
+    def sealer(self) -> Sealer:
+        """The sealer (its key ring is what key rotation works on)."""
+        return self._sealer
+
+    @property
     def commit_count(self) -> int:
         """How many transactions the DB thread committed (group-commit statistics)."""
         return self._db.commits

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,13 +15,30 @@ from pakr.node.store.sealing import Sealer
 from pakr.node.store.sqlite import SqliteStore
 from tests.node.node_helpers import USER, make_registration, wrong_recover2
 from tests.node.store_contract import NOW, PEER, StoreContract, StoreFactory
+from tests.node.store_contract_erasure import ErasureContract, Raw
 
 
-class TestSqliteStore(StoreContract):
+class TestSqliteStore(StoreContract, ErasureContract):
     @pytest.fixture
-    def store_factory(self, tmp_path: Path) -> StoreFactory:
+    def keys_dir(self, tmp_path: Path) -> Path:
+        return tmp_path / "keys"
+
+    @pytest.fixture
+    def raw(self, tmp_path: Path) -> Raw:
+        def run(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+            conn = sqlite3.connect(tmp_path / "node.db", isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            try:
+                return [dict(row) for row in conn.execute(sql, params).fetchall()]
+            finally:
+                conn.close()
+
+        return run
+
+    @pytest.fixture
+    def store_factory(self, tmp_path: Path, keys_dir: Path) -> StoreFactory:
         async def factory(data_key: bytes) -> Store:
-            store = SqliteStore(tmp_path / "node.db", Sealer(data_key, tmp_path / "keys"))
+            store = SqliteStore(tmp_path / "node.db", Sealer(data_key, keys_dir))
             try:
                 await store.migrate()
             except BaseException:
