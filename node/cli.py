@@ -179,7 +179,8 @@ async def _migrate(config: NodeConfig) -> int:
         await store.close()
 
 
-async def _rotate(config: NodeConfig, now: float) -> RotationReport:
+async def rotate_node(config: NodeConfig, now: float) -> RotationReport:
+    """One rotation pass over the node's store and key directory, as of ``now``."""
     sealer = node_sealer(config)
     store = await open_store(config.storage_url, sealer)
     try:
@@ -201,7 +202,7 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     logs.configure(config.log_level)
     now = time.time() if args.now is None else args.now
-    report = asyncio.run(_rotate(config, now))
+    report = asyncio.run(rotate_node(config, now))
     print(json.dumps(report.to_json()), flush=True)
     return 0 if not report.refused else 1
 

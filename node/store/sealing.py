@@ -130,9 +130,7 @@ class Sealer:
         if generation is None or wrapped is None:
             return VersionKey(user, version, row, self._data, None, None)
         gen_key = self.keys.key(generation)
-        key = _open(
-            ChaCha20Poly1305(gen_key), wrapped, wrap_ad(row, generation), FIELD_VERSION_KEY
-        )
+        key = _open(ChaCha20Poly1305(gen_key), wrapped, wrap_ad(row, generation), FIELD_VERSION_KEY)
         return VersionKey(user, version, row, ChaCha20Poly1305(key), generation, wrapped)
 
     def rewrap(

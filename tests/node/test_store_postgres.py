@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
-
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from pakr.node.store.base import Store
