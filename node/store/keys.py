@@ -17,7 +17,8 @@ Files (mode 0600 in a 0700 directory)::
     gen-00000003.destroyed  {"generation": 3, "created_at": ..., "destroyed_at": ...}
 
 Every step is safe against kill -9: a new generation is written to a temporary file, fsynced
-and renamed; a destruction first replaces the key file by its ``.destroyed`` record (one
+and hard-linked into place (exclusively: replicas sharing the directory cannot both make the
+same generation); a destruction first replaces the key file by its ``.destroyed`` record (one
 atomic rename over a fsynced temporary) and then removes the key file. A crash leaves either
 the old state or the new one, never a generation half there.
 """
@@ -60,8 +61,8 @@ class Generation:
 def write_private_file(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temporary file, fsync, rename, fsync the
     directory), mode 0600."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, data)
         os.fsync(fd)
@@ -69,6 +70,26 @@ def write_private_file(path: Path, data: bytes) -> None:
         os.close(fd)
     os.replace(tmp, path)
     sync_directory(path.parent)
+
+
+def create_private_file(path: Path, data: bytes) -> bool:
+    """Create ``path`` with ``data`` (0600) atomically and exclusively: False when it
+    already exists. Written to a unique temporary file, fsynced, then hard-linked."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink()
+    sync_directory(path.parent)
+    return True
 
 
 def sync_directory(directory: Path) -> None:
@@ -117,8 +138,7 @@ class KeyRing:
         destroyed: dict[int, float] = {}
         for path in sorted(self.directory.iterdir()):
             if path.name.startswith(".") and path.name.endswith(".tmp"):
-                path.unlink(missing_ok=True)  # a write that a crash interrupted
-                continue
+                continue  # a write in progress, or one a crash interrupted (harmless)
             match = _NAME.match(path.name)
             if match is None:
                 continue
@@ -211,7 +231,9 @@ class KeyRing:
     # ------------------------------------------------------------------ changes
 
     def roll(self, now: float) -> Generation:
-        """Start a new generation (durable before it is used)."""
+        """Start a new generation (durable before it is used). Replicas sharing the
+        directory may race: the file is created exclusively, and the loser adopts the
+        winner's generation."""
         with self._lock:
             number = max([0, *self._keys, *self._destroyed]) + 1
             key = os.urandom(KEY_LEN)
@@ -223,9 +245,16 @@ class KeyRing:
                     "created_at": now,
                     "key": base64.b64encode(sealed).decode("ascii"),
                 }
-                write_private_file(self._path(number, "key"), json.dumps(doc).encode())
-            self._keys[number] = key
-            self._meta[number] = Generation(number, now)
+                if not create_private_file(self._path(number, "key"), json.dumps(doc).encode()):
+                    number = -1  # another process made this generation first
+            if number > 0:
+                self._keys[number] = key
+                self._meta[number] = Generation(number, now)
+        if number < 0:
+            self.reload()
+            newest = self.newest()
+            assert newest is not None
+            return newest
         log.info("started key generation %d", number)
         return Generation(number, now)
 

@@ -171,3 +171,13 @@ def test_backup_fails_clearly_once_its_generation_is_destroyed(tmp_path: Path) -
     with pytest.raises(ConfigError, match=r"key generation \d+ was destroyed"):
         restore_node(outside, backup)
     assert asyncio.run(all_recover(config, regs, NOW + 10 * DAY))
+
+
+def test_replicas_rolling_at_once_agree_on_one_generation(tmp_path: Path) -> None:
+    data_key = os.urandom(32)
+    first, second = KeyRing(data_key, tmp_path / "keys"), KeyRing(data_key, tmp_path / "keys")
+    made = first.roll(NOW)
+    adopted = second.roll(NOW + 1)  # raced: the file exists, so it takes the winner's
+    assert adopted == made
+    assert second.key(made.number) == first.key(made.number)
+    assert [p.name for p in (tmp_path / "keys").iterdir()] == [f"gen-{made.number:08d}.key"]
