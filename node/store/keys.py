@@ -180,8 +180,8 @@ class KeyRing:
             )
         except (ValueError, InvalidTag):
             raise ConfigError(
-                f"key file {path} does not open under this node's data key: use the node's"
-                " own data key and key directory"
+                f"key file {path} was sealed under another data key: use the node's own data"
+                " key and key directory"
             ) from None
 
     # ------------------------------------------------------------------ queries

@@ -48,6 +48,7 @@ INLINE_IDLE_SECONDS = 0.002
 CHECKPOINT_RETRY_SECONDS = (0.05, 0.2, 1.0, 5.0)
 """Back-off of a WAL checkpoint that a reader's old snapshot keeps from finishing."""
 SQLITE = Dialect.SQLITE
+WRITER_BUSY_MS = 10000
 
 
 def create_private_file(path: Path) -> None:
@@ -246,7 +247,7 @@ class _DbThread:
         create_private_file(self._path)
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA busy_timeout = {WRITER_BUSY_MS}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise StoreError(f"SQLite refused WAL mode (got {mode})")
@@ -326,11 +327,26 @@ class _DbThread:
         self.commits += 1
         if self.scrub_requested:
             # The WAL still holds page images with the erased sealed values: fold it into the
-            # (securely deleted) database file soon, without blocking this thread. What makes
-            # the erasure final is the key generation's destruction (keys.py).
+            # (securely deleted) database file before anyone hears the outcome when no reader
+            # holds an older snapshot; otherwise never wait for the reader (busy_timeout 0
+            # for this one statement) and let the checkpointer retry in the background.
+            # What makes the erasure final everywhere is the key generation's destruction.
             self.scrub_requested = False
-            self.checkpointer.request()
+            if not self._checkpoint_now(conn):
+                self.checkpointer.request()
         return results
+
+    @staticmethod
+    def _checkpoint_now(conn: sqlite3.Connection) -> bool:
+        try:
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {WRITER_BUSY_MS}")
+        except sqlite3.Error:
+            return False
+        return not busy
 
     @staticmethod
     def _deliver(results: list[tuple[_Job[Any], Any, BaseException | None]]) -> None:
