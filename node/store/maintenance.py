@@ -110,24 +110,23 @@ def rewrap(
         {"g": generation, "n": limit},
         Fetch.ALL,
     )
-    done = 0
+    updates = []
     for row in rows:
         user = UserRef(tenant=row["tenant"], user_id=row["user_id"])
         version = bytes(row["version"])
         target, wrapped = sealer.rewrap(user, version, generation, bytes(row["wrapped_key"]), now)
-        done += yield Q(
-            "UPDATE versions SET key_generation = :target, wrapped_key = :w"
-            " WHERE tenant = :tenant AND user_id = :user AND version = :version"
-            " AND key_generation = :g",
-            {
-                **{"tenant": user.tenant, "user": user.user_id, "version": version},
-                "target": target,
-                "w": wrapped,
-                "g": generation,
-            },
-            Fetch.COUNT,
+        updates.append(
+            {"t": user.tenant, "u": user.user_id, "v": version, "target": target, "w": wrapped}
         )
-    return done
+    if not updates:
+        return 0
+    done = yield Q(
+        "UPDATE versions SET key_generation = :target, wrapped_key = :w"
+        " WHERE tenant = :t AND user_id = :u AND version = :v AND key_generation = :g",
+        fetch=Fetch.COUNT,
+        many=[{**u, "g": generation} for u in updates],
+    )
+    return int(done)
 
 
 class Runner(Protocol):

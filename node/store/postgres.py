@@ -90,7 +90,11 @@ async def drive(conn: Conn, program: Program[T]) -> T:
     try:
         query = next(program)
         while True:
-            cur = await conn.execute(pg_sql(query.sql), query.params)
+            if query.many is not None:
+                cur = conn.cursor()
+                await cur.executemany(pg_sql(query.sql), query.many)
+            else:
+                cur = await conn.execute(pg_sql(query.sql), query.params)
             result: Any = None
             if query.fetch is Fetch.ONE:
                 result = await cur.fetchone()

@@ -66,7 +66,10 @@ def drive(conn: sqlite3.Connection, program: Program[T], on_erase: Callable[[], 
     try:
         query = next(program)
         while True:
-            cur = conn.execute(query.sql, query.params)
+            if query.many is not None:
+                cur = conn.executemany(query.sql, query.many)
+            else:
+                cur = conn.execute(query.sql, query.params)
             if query.erases:
                 on_erase()
             result: Any = None

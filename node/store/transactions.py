@@ -55,12 +55,14 @@ class Fetch(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Q:
-    """One statement of a program; ``erases`` marks one that drops sealed values."""
+    """One statement of a program; ``erases`` marks one that drops sealed values. With
+    ``many`` the statement runs once per parameter set, in one batch (``COUNT``: in total)."""
 
     sql: str
     params: Mapping[str, Any] = field(default_factory=dict)
     fetch: Fetch = Fetch.NONE
     erases: bool = False
+    many: Sequence[Mapping[str, Any]] | None = None
 
 
 Program = Generator[Q, Any, T]
