@@ -38,6 +38,7 @@ IN_POD = {
     "key": "/etc/pakr/tls/tls.key",
     "data_key": "/etc/pakr/data-key/data.key",
     "storage": "sqlite:////var/lib/pakr/node.db",
+    "keys": "/var/lib/pakr-keys/node",  # its own volume, apart from the data
 }
 
 
@@ -65,6 +66,7 @@ def in_pod_config(text: str) -> str:
         r'^key = ".*"$': f'key = "{IN_POD["key"]}"',
         r'^file = ".*"(.*)$': f'file = "{IN_POD["data_key"]}"',
         r'^url = "sqlite:.*"$': f'url = "{IN_POD["storage"]}"',
+        r'^dir = ".*"(.*)$': f'dir = "{IN_POD["keys"]}"',
     }
     for pattern, value in replacements.items():
         text, count = re.subn(pattern, value, text, count=1, flags=re.MULTILINE)
@@ -156,7 +158,7 @@ def main() -> int:
             )
         )
         objects.append(
-            secret(f"{name}-data-key", {"data.key": (node_dir / "data.key").read_bytes()})
+            secret(f"{name}-data-key", {"data.key": (node_dir / "keys" / "data.key").read_bytes()})
         )
 
     pakr(
