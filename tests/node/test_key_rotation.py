@@ -181,3 +181,19 @@ def test_replicas_rolling_at_once_agree_on_one_generation(tmp_path: Path) -> Non
     assert adopted == made
     assert second.key(made.number) == first.key(made.number)
     assert [p.name for p in (tmp_path / "keys").iterdir()] == [f"gen-{made.number:08d}.key"]
+
+
+def test_node_warns_when_keys_share_the_database_directory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pakr.node.server import warn_about_key_placement
+
+    apart = node_config(tmp_path / "apart", "sqlite:///node.db")
+    with caplog.at_level("WARNING", logger="pakr.node.server"):
+        warn_about_key_placement(apart)
+    assert not caplog.records
+    shared = node_config(tmp_path / "shared", "sqlite:///node.db")
+    shared.path.write_text(shared.path.read_text().replace('dir = "keys"', 'dir = "."'))
+    with caplog.at_level("WARNING", logger="pakr.node.server"):
+        warn_about_key_placement(load_config(shared.path))
+    assert "shares a directory with the database" in caplog.text
