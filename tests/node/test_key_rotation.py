@@ -197,3 +197,13 @@ def test_node_warns_when_keys_share_the_database_directory(
     with caplog.at_level("WARNING", logger="pakr.node.server"):
         warn_about_key_placement(load_config(shared.path))
     assert "shares a directory with the database" in caplog.text
+
+
+def test_schedules_are_staggered_per_node() -> None:
+    from pakr.node.keyrotation import KeyPolicy
+
+    phases = {KeyPolicy.for_node(os.urandom(16)).phase for _ in range(20)}
+    assert len(phases) == 20 and all(0 <= p < DAY for p in phases)
+    policy = KeyPolicy.for_node(bytes(16))
+    boundary = policy.last_boundary(NOW)
+    assert boundary <= NOW < boundary + DAY and (boundary - policy.phase) % DAY == 0
