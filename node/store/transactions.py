@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -145,7 +146,30 @@ def migrate(dialect: Dialect, sealer: Sealer) -> Program[int]:
         yield Q("INSERT INTO meta (key, value) VALUES ('data_key_check', :v)", {"v": sealed})
     else:
         sealer.check_key(bytes(check["value"]))
+    if current < KEYED_SCHEMA <= SCHEMA_VERSION:
+        yield from reseal_legacy(sealer)
     return SCHEMA_VERSION
+
+
+KEYED_SCHEMA = 3  # versions sealed under wrapped per-version keys
+
+
+def reseal_legacy(sealer: Sealer) -> Program[None]:
+    """Schema 3 data migration: rows written before key generations (sealed directly under
+    the data key) are re-sealed under fresh version keys, so key destruction erases them too.
+    Runs inside the migration's transaction (after the data key was checked)."""
+    rows = yield Q(
+        "SELECT * FROM versions WHERE key_generation IS NULL AND sealed_oprf_key_share IS NOT NULL",
+        fetch=Fetch.ALL,
+    )
+    now = time.time()
+    for row in rows:
+        user = UserRef(tenant=row["tenant"], user_id=row["user_id"])
+        record = version_record(sealer, user, row)
+        values = version_row(sealer, user, row["slot"], record, locked_at=row["locked_at"], now=now)
+        yield Q(_VERSION_UPSERT, dict(zip(schema.VERSION_COLUMNS, values, strict=True)))
+    if rows:
+        log.info("re-sealed %d versions under per-version keys", len(rows))
 
 
 # ---------------------------------------------------------------- rows
