@@ -26,11 +26,13 @@ the old state or the new one, never a generation half there.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,7 @@ log = logging.getLogger("pakr.node.keys")
 KEY_LEN = 32
 NONCE_LEN = 12
 LABEL_GENERATION = b"pakr/v1/key-generation"
+STALE_TMP_SECONDS = 3600.0
 _NAME = re.compile(r"^gen-(\d{8})\.(key|destroyed)$")
 
 
@@ -138,7 +141,11 @@ class KeyRing:
         destroyed: dict[int, float] = {}
         for path in sorted(self.directory.iterdir()):
             if path.name.startswith(".") and path.name.endswith(".tmp"):
-                continue  # a write in progress, or one a crash interrupted (harmless)
+                # A write in progress (another replica), or one a crash interrupted.
+                with contextlib.suppress(OSError):
+                    if time.time() - path.stat().st_mtime > STALE_TMP_SECONDS:
+                        path.unlink()
+                continue
             match = _NAME.match(path.name)
             if match is None:
                 continue
