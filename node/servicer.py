@@ -61,6 +61,12 @@ STATUS_FOR_KIND: dict[ErrorKind, grpc.StatusCode] = {
 }
 
 
+def key_exchange_group(context: Context) -> str:
+    """The TLS key-exchange group of the RPC's connection, as grpcio reports it ("none": no TLS)."""
+    values = list(context.auth_context().get("ssl_negotiated_key_exchange_group", ()))
+    return values[0].decode("ascii", "replace") if values else "none"
+
+
 def peer_host(context: Context) -> str:
     """The client's address without its port ("ipv4:1.2.3.4", "ipv6:[::1]", "unix:...")."""
     peer = context.peer() or "unknown"
@@ -155,6 +161,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             if refusal is not None:
                 outcome = refusal.kind.name.lower()
             self.metrics.observe(method, outcome, time.perf_counter() - started)
+            self.metrics.key_exchange.labels(key_exchange_group(context)).inc()
         assert refusal is not None
         level = logging.WARNING if refusal.kind is ErrorKind.INTERNAL else logging.INFO
         log.log(
