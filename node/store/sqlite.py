@@ -9,6 +9,12 @@ caller's future is resolved only after that COMMIT returned, so no reply — and
 particular no OPRF evaluation — leaves the node before its guess is durable. A job that
 fails rolls back to its savepoint and fails alone.
 
+The jobs run :mod:`~pakr.node.store.transactions` programs, the same ones the PostgreSQL
+store runs: this module decides nothing about users. After a commit that erased sealed
+values the writer folds the WAL into the (securely deleted) file at once if no reader holds
+an older snapshot, and otherwise leaves it to the background
+:class:`~pakr.node.store.checkpoint.Checkpointer`: a reader never stalls the writer.
+
 Epochs are u64 and SQLite integers are signed 64-bit, so epochs are stored as 8-byte
 big-endian blobs (which also sort correctly).
 """
