@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pakr.node.backup import backup_node, restore_node
+from pakr.node.backup import TABLES, backup_node, restore_node
 from pakr.node.cli import node_sealer, render_config, rotate_node
 from pakr.node.config import NodeConfig, load_config
 from pakr.node.store import open_store
@@ -29,12 +29,13 @@ from pakr.proto.errors import ConfigError
 from pakr.proto.messages import UserRef
 from tests.node.node_helpers import Registration, make_registration, wrong_recover2
 from tests.node.store_contract import NOW, PEER
-from tests.node.store_contract_erasure import LATER, recovers
+from tests.node.store_contract_erasure import LATER, opens, reachable_keys, recovers
 from tests.postgres.pg_fixtures import pg_database_url, pg_url, postgres_server
 
 __all__ = ["pg_database_url", "pg_url", "postgres_server"]
 
 DAY = 86400.0
+BYTES_COLUMNS = {name for name, kind in TABLES["versions"].items() if kind == "bytes"}
 POINTS = ("after_roll", "mid_rewrap", "before_destroy", "mid_destroy")
 
 
@@ -207,3 +208,51 @@ def test_schedules_are_staggered_per_node() -> None:
     policy = KeyPolicy.for_node(bytes(16))
     boundary = policy.last_boundary(NOW)
     assert boundary <= NOW < boundary + DAY and (boundary - policy.phase) % DAY == 0
+
+
+def test_a_backup_taken_before_a_lockout_opens_nothing_after_the_window(tmp_path: Path) -> None:
+    """The unseal test against a real ``pakr node backup`` file: every key reachable from the
+    node directory, the key directory and the backup's directory is tried on the locked
+    user's row as the backup holds it."""
+    config = node_config(tmp_path / "node", "sqlite:///node.db")
+    victim = UserRef("acme", "victim")
+
+    async def register_victim() -> Registration:
+        store = await open_store(config.storage_url, node_sealer(config))
+        try:
+            reg = make_registration(user=victim, max_guesses=1)
+            await store.register_pending(victim, reg.request, node=reg.node, now=NOW, peer=PEER)
+            await store.commit(victim, reg.version, now=NOW, peer=PEER)
+            return reg
+        finally:
+            await store.close()
+
+    async def lock_out(reg: Registration) -> None:
+        store = await open_store(config.storage_url, node_sealer(config))
+        try:
+            await store.count_guess(
+                victim, wrong_recover2(reg), nonce=os.urandom(16), now=NOW, peer=PEER
+            )
+            assert (await store.sweep(LATER, peer="sweeper")).locked == 1
+        finally:
+            await store.close()
+
+    reg = asyncio.run(register_victim())
+    (tmp_path / "backups").mkdir()
+    backup = tmp_path / "backups" / "before-lockout.jsonl"
+    backup_node(config, backup)
+    row: dict[str, object] = {}
+    for line in backup.read_bytes().splitlines()[1:-1]:
+        entry = json.loads(line)
+        if entry["table"] == "versions" and entry["row"]["user_id"] == victim.user_id:
+            row = {
+                k: base64.b64decode(v) if k in BYTES_COLUMNS and v is not None else v
+                for k, v in entry["row"].items()
+            }
+    roots = [tmp_path / "node", tmp_path / "backups", config.keys_dir]
+    data_key = config.data_key.load()
+    assert opens(reachable_keys(roots, data_key), victim, row)  # the test can fail
+    asyncio.run(lock_out(reg))
+    for day in range(1, 10):
+        asyncio.run(rotate_node(config, NOW + day * DAY))
+    assert not opens(reachable_keys(roots, data_key), victim, row)
