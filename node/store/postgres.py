@@ -44,7 +44,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from pakr.node.store import maintenance
+from pakr.node.store import maintenance, migrations
 from pakr.node.store import transactions as tx
 from pakr.node.store.base import AuditRecord, GuessResult, ReleaseResult, StoreError, SweepResult
 from pakr.node.store.maintenance import sweep
@@ -158,7 +158,7 @@ class PostgresStore:
         return result
 
     async def migrate(self) -> int:
-        return await self._run(lambda: tx.migrate(PG, self._sealer))
+        return await self._run(lambda: migrations.migrate(PG, self._sealer))
 
     async def schema_version(self) -> int:
         """The schema version in the database (0 before the first migration)."""

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from pakr.node.store import maintenance
+from pakr.node.store import maintenance, migrations
 from pakr.node.store import transactions as tx
 from pakr.node.store.base import AuditRecord, GuessResult, ReleaseResult, StoreError, SweepResult
 from pakr.node.store.checkpoint import Checkpointer
@@ -379,7 +379,7 @@ class SqliteStore:
     # ------------------------------------------------------------------ Store API
 
     async def migrate(self) -> int:
-        return await self._run(lambda: tx.migrate(SQLITE, self._sealer))
+        return await self._run(lambda: migrations.migrate(SQLITE, self._sealer))
 
     async def get_user(self, user: UserRef) -> UserRecord | None:
         return self._read(tx.load_user(SQLITE, self._sealer, user, lock=False))

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import enum
 import logging
-import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pakr.node.store import schema
 from pakr.node.store.base import (
-    SCHEMA_VERSION,
     AuditRecord,
     GuessResult,
     ReleaseResult,
@@ -44,7 +42,6 @@ from pakr.proto.register import node_register2, node_register3
 log = logging.getLogger("pakr.node.store")
 
 T = TypeVar("T")
-MIGRATION_LOCK_KEY = 0x70616B72_00000001  # pg_advisory_xact_lock key: "pakr" + schema
 
 
 class Fetch(enum.Enum):
@@ -120,61 +117,9 @@ def _for_update(select: str, dialect: Dialect, lock: bool = True) -> str:
     return select + " FOR UPDATE" if lock and dialect is Dialect.POSTGRESQL else select
 
 
-# ---------------------------------------------------------------- schema
-
-
-def migrate(dialect: Dialect, sealer: Sealer) -> Program[int]:
-    if dialect is Dialect.POSTGRESQL:  # replicas starting together migrate once
-        yield Q("SELECT pg_advisory_xact_lock(:k)", {"k": MIGRATION_LOCK_KEY}, Fetch.ONE)
-    yield Q("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    row = yield Q("SELECT version FROM schema_version", fetch=Fetch.ONE)
-    current = 0 if row is None else int(row["version"])
-    if row is None:
-        yield Q("INSERT INTO schema_version (version) VALUES (0)")
-    if current > SCHEMA_VERSION:
-        raise StoreError(
-            f"database schema {current} is newer than this node's {SCHEMA_VERSION}; upgrade pakr"
-        )
-    for version in range(current + 1, SCHEMA_VERSION + 1):
-        for statement in schema.migration(version, dialect):
-            yield Q(statement)
-        yield Q("UPDATE schema_version SET version = :v", {"v": version})
-        log.info("migrated node database schema to version %d", version)
-    check = yield Q("SELECT value FROM meta WHERE key = 'data_key_check'", fetch=Fetch.ONE)
-    if check is None:
-        sealed = sealer.seal_key_check()
-        yield Q("INSERT INTO meta (key, value) VALUES ('data_key_check', :v)", {"v": sealed})
-    else:
-        sealer.check_key(bytes(check["value"]))
-    if current < KEYED_SCHEMA <= SCHEMA_VERSION:
-        yield from reseal_legacy(sealer)
-    return SCHEMA_VERSION
-
-
-KEYED_SCHEMA = 3  # versions sealed under wrapped per-version keys
-
-
-def reseal_legacy(sealer: Sealer) -> Program[None]:
-    """Schema 3 data migration: rows written before key generations (sealed directly under
-    the data key) are re-sealed under fresh version keys, so key destruction erases them too.
-    Runs inside the migration's transaction (after the data key was checked)."""
-    rows = yield Q(
-        "SELECT * FROM versions WHERE key_generation IS NULL AND sealed_oprf_key_share IS NOT NULL",
-        fetch=Fetch.ALL,
-    )
-    now = time.time()
-    for row in rows:
-        user = UserRef(tenant=row["tenant"], user_id=row["user_id"])
-        record = version_record(sealer, user, row)
-        values = version_row(sealer, user, row["slot"], record, locked_at=row["locked_at"], now=now)
-        yield Q(_VERSION_UPSERT, dict(zip(schema.VERSION_COLUMNS, values, strict=True)))
-    if rows:
-        log.info("re-sealed %d versions under per-version keys", len(rows))
-
-
 # ---------------------------------------------------------------- rows
 
-_VERSION_UPSERT = schema.upsert(schema.VERSIONS)
+VERSION_UPSERT = schema.upsert(schema.VERSIONS)
 _ERASE = (
     "UPDATE versions SET sealed_oprf_key_share = NULL, sealed_secret_share = NULL,"
     " sealed_unlock_tag = NULL, encrypted_secret = NULL, attempt_id = NULL,"
@@ -255,7 +200,7 @@ def save_user(sealer: Sealer, user: UserRef, new: UserRecord, now: float) -> Pro
     for slot, rec in (("committed", new.committed), ("pending", new.pending)):
         if rec is not None:
             row = version_row(sealer, user, slot, rec, now=now)
-            yield Q(_VERSION_UPSERT, dict(zip(schema.VERSION_COLUMNS, row, strict=True)))
+            yield Q(VERSION_UPSERT, dict(zip(schema.VERSION_COLUMNS, row, strict=True)))
 
 
 def audit(user: UserRef, op: str, outcome: str, now: float, peer: str) -> Program[None]:
