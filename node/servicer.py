@@ -29,6 +29,7 @@ from pakr.node.ratelimit import RateLimiter
 from pakr.node.store.base import Store, StoreError
 from pakr.proto import wire
 from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
+from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.messages import NONCE_LEN, NodeRef, Recover2, Recover2Reply, UserRef
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Recover3Outcome, node_recover2
@@ -91,8 +92,10 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         crash: CrashPoints | None = None,
         clock: Callable[[], float] = time.time,
         crypto_thread: bool = False,
+        hpke_key: HpkePrivateKey,
     ) -> None:
         self.node = node
+        self.hpke_key = hpke_key
         self.store = store
         self.auth = auth
         self.limiter = limiter
@@ -323,7 +326,15 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
     ) -> pb.Register2Response:
         async def body(peer: str, now: float) -> pb.Register2Response:
             user, message = await self._authenticate_once(
-                context, request, now, wire.register2_from_pb
+                context,
+                request,
+                now,
+                lambda r: wire.register2_from_pb(
+                    r,
+                    user=wire.header_from_pb(r.header).user,
+                    node_id=self.node.node_id,
+                    node_key=self.hpke_key,
+                ),
             )
             self.crash.hit("register2", "before_commit")
             await self._timed(
@@ -389,7 +400,9 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                 self.metrics.lockouts.inc()
             if result.outcome is Recover3Outcome.MATCH:
                 assert result.reply is not None
-                return wire.recover3_reply_to_pb(result.reply)
+                return wire.recover3_reply_to_pb(
+                    result.reply, user=user, node_id=self.node.node_id, request=message
+                )
             if result.outcome is Recover3Outcome.MISMATCH:
                 raise NodeRefusal(
                     ErrorKind.BAD_UNLOCK_TAG,
