@@ -336,6 +336,10 @@ def add_commands(subparsers: Any) -> None:
     rotate_keys = sub.add_parser(
         "rotate-keys",
         help="roll the key generation if due; re-wrap and destroy generations past retention",
+        description="Run one key-rotation pass now (the node's sweeper runs one every pass):"
+        " start a new key generation when the current one is due, re-wrap what the old ones"
+        " seal, and destroy generations past their retention.",
+        epilog="example:\n  pakr node rotate-keys --config nodes/node1/node.toml",
     )
     rotate_keys.add_argument("--config", required=True, help="path to node.toml")
     rotate_keys.add_argument(
