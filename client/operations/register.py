@@ -162,6 +162,11 @@ async def _register_once(
             for e in result.errors.values()
         ) and not isinstance(failure, InvalidAuth | UpgradeRequired):
             raise Conflict("a concurrent registration for this user won the race; try again")
+        if result.replies and not isinstance(failure, InvalidAuth | UpgradeRequired):
+            raise CommitIncomplete(
+                f"only {len(result.replies)} of the {r} needed nodes stored the new"
+                f" registration ({failure}); it may or may not be in force: call register again"
+            )
         raise failure
     acked = sorted(result.replies, key=lambda n: n.index)
     await commit(ctx, user, version, acked, need=r)
