@@ -35,6 +35,7 @@ from pakr.proto.messages import (
     Recover3Reply,
     Register2,
     Register3,
+    ResetGuesses,
     UserRef,
     UserStatus,
 )
@@ -99,6 +100,12 @@ class NodeTransport(Protocol):
         self, user: UserRef, token: str, request: Recover3, *, timeout: float
     ) -> Recover3Reply:
         """Recover3: the secret share against the unlock proof."""
+        ...
+
+    async def reset_guesses(
+        self, user: UserRef, token: str, request: ResetGuesses, *, timeout: float
+    ) -> None:
+        """ResetGuesses: reset a non-releasing holder's count (proof over its nonce)."""
         ...
 
     async def delete(self, user: UserRef, token: str, request: Delete, *, timeout: float) -> None:
@@ -312,7 +319,7 @@ class GrpcTransport:
         reply = await self._call(
             token, timeout, lambda s, md: s.Recover1(msg, timeout=timeout, metadata=md)
         )
-        return wire.status_from_pb(reply.status)
+        return wire.recover1_status_from_pb(reply)
 
     async def recover2(
         self, user: UserRef, token: str, request: Recover2, *, timeout: float
@@ -333,6 +340,15 @@ class GrpcTransport:
             token, timeout, lambda s, md: s.Recover3(msg, timeout=timeout, metadata=md)
         )
         return wire.recover3_reply_from_pb(reply)
+
+    async def reset_guesses(
+        self, user: UserRef, token: str, request: ResetGuesses, *, timeout: float
+    ) -> None:
+        """ResetGuesses over gRPC."""
+        msg = wire.reset_to_pb(self._header(user), request)
+        await self._call(
+            token, timeout, lambda s, md: s.ResetGuesses(msg, timeout=timeout, metadata=md)
+        )
 
     async def delete(self, user: UserRef, token: str, request: Delete, *, timeout: float) -> None:
         """Delete over gRPC."""

@@ -32,6 +32,7 @@ from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
 from pakr.proto.messages import NONCE_LEN, NodeRef, Recover2, Recover2Reply, UserRef
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Recover3Outcome, node_recover2
+from pakr.proto.reset import issue_nonce, open_nonce
 from pakr.proto.tokens import LEEWAY_SECONDS, Claims
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc
@@ -85,8 +86,11 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         crash: CrashPoints | None = None,
         clock: Callable[[], float] = time.time,
         crypto_thread: bool = False,
+        reset_key: bytes | None = None,
     ) -> None:
         self.node = node
+        # MACs the Recover1 reset nonces; derived from the data key so replicas agree
+        self.reset_key = reset_key if reset_key is not None else os.urandom(32)
         self.store = store
         self.auth = auth
         self.limiter = limiter
@@ -307,7 +311,10 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         self, request: pb.Recover1Request, context: Context
     ) -> pb.Recover1Response:
         async def body(peer: str, now: float) -> pb.Recover1Response:
-            return pb.Recover1Response(status=await self._status(request, context, peer, now))
+            status = await self._status(request, context, peer, now)
+            user = wire.header_from_pb(request.header).user
+            nonce = issue_nonce(self.reset_key, user, now)
+            return pb.Recover1Response(status=status, reset_nonce=nonce)
 
         return await self._handle("Recover1", context, body)
 
@@ -396,6 +403,26 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             )
 
         return await self._handle("Recover3", context, body)
+
+    async def ResetGuesses(  # noqa: N802
+        self, request: pb.ResetGuessesRequest, context: Context
+    ) -> pb.ResetGuessesResponse:
+        """Reset this node's count of the recovered version (§4a): the nonce must be one this
+        node issued for the user and unexpired, the proof under its unlock tag; the store
+        spends the nonce and resets in one transaction. Refusals reset nothing."""
+
+        async def body(peer: str, now: float) -> pb.ResetGuessesResponse:
+            user = self._authenticate(context, request.header, now)
+            message = wire.reset_from_pb(request)
+            expires_at = open_nonce(self.reset_key, user, message.nonce, now)
+            await self._current(user, now, peer)  # a due lockout erases before any reset
+            await self._timed(
+                "reset_guesses",
+                self.store.reset_guesses(user, message, expires_at=expires_at, now=now, peer=peer),
+            )
+            return pb.ResetGuessesResponse()
+
+        return await self._handle("ResetGuesses", context, body)
 
     async def Delete(  # noqa: N802
         self, request: pb.DeleteRequest, context: Context

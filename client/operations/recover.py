@@ -17,11 +17,15 @@ the version only as pending get a Register3 to roll them forward.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from pakr.cluster import ClusterContext, NodeStep
 from pakr.fanout import StepResult
+from pakr.operations.heal import fill as heal_fill
+from pakr.operations.heal import reset_counts
 from pakr.passwords import stretch
 from pakr.proto.errors import ClusterUnavailable, PakrError, ProtocolError
 from pakr.proto.messages import (
@@ -45,6 +49,7 @@ from pakr.proto.recover import (
     start_recover2,
     verify_recover3_reply,
 )
+from pakr.proto.reset import reset_requests, reset_targets
 from pakr.refusals import reason, step_failure
 from pakr.transport import NodeTransport
 
@@ -99,8 +104,27 @@ def _refine(
     return full
 
 
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """A successful recovery: the secret, the version it came from, and what healing did."""
+
+    secret: bytes = field(repr=False)
+    choice: VersionChoice
+    resets: int = 0  # non-releasing holders whose guess count was reset
+    filled: bool = False  # the secret was re-registered to fill missing copies
+
+
 async def recover(ctx: ClusterContext, user: UserRef, password: bytes) -> bytes:
     """Recover ``user``'s secret with ``password`` (raises ``InvalidPassword`` when wrong)."""
+    return (await recover_outcome(ctx, user, password)).secret
+
+
+async def recover_outcome(
+    ctx: ClusterContext, user: UserRef, password: bytes, *, fill: bool = True
+) -> Recovered:
+    """:func:`recover`, healing on success: the guess counts of the holders that release no
+    share are reset alongside Recover3 (§4a), pending holders rolled forward, and (with
+    ``fill``) missing copies filled by one compare-and-swap re-registration (§4b)."""
     t = ctx.threshold
     flight = ctx.start("recover1", user, ctx.nodes, _recover1(user))
     try:
@@ -120,6 +144,7 @@ async def recover(ctx: ClusterContext, user: UserRef, password: bytes) -> bytes:
     finally:
         await flight.close()
     choice = _refine(ctx, user, early, flight.result) if early_answer else early
+    answers = dict(flight.result.replies)
     for node in choice.suspects:
         log.warning(
             "recover: ignored %s: it reports other Argon2id parameters than the other nodes",
@@ -129,9 +154,24 @@ async def recover(ctx: ClusterContext, user: UserRef, password: bytes) -> bytes:
     del access_key, seed
     session = _Session(ctx, user, attempt, hedge_after)
     unlocked = await session.evaluate()
-    secret = await session.release(unlocked)
+    targets = reset_targets(
+        answers,
+        version=choice.version,
+        releasing=set(unlocked.requests),
+        evaluated=session.asked,
+    )
+    resets = asyncio.ensure_future(
+        reset_counts(
+            ctx, user, reset_requests(unlocked.unlock_key, choice.version, answers, targets)
+        )
+    )
+    try:
+        secret = await session.release(unlocked)
+    finally:
+        reset_count = await resets  # finished before returning, success or not
     await roll_forward(ctx, user, choice)
-    return secret
+    filled = fill and await heal_fill(ctx, user, password, secret, choice, answers)
+    return Recovered(secret=secret, choice=choice, resets=reset_count, filled=filled)
 
 
 class _Session:
@@ -148,6 +188,11 @@ class _Session:
         self.replies: dict[NodeRef, Recover2Reply] = {}  # evaluations still in play
         self.failures: dict[NodeRef, PakrError] = {}
         self.set_aside: dict[NodeRef, str] = {}  # misbehaved: named in the warning or error
+
+    @property
+    def asked(self) -> set[NodeRef]:
+        """Every node asked for a Recover2 in this attempt (each may have counted it)."""
+        return set(self.replies) | set(self.failures) | set(self.set_aside)
 
     async def _ask(self, need: int) -> dict[NodeRef, Recover2Reply]:
         """Recover2 at the next ``need`` spare nodes (more for failures and stragglers)."""

@@ -23,6 +23,7 @@ op                when (outcome)
 ``guess_used``    Recover2 counted a guess (``remaining=<n>``)
 ``share_released``Recover3 matched (``ok``)
 ``unlock_failed`` Recover3 mismatched (``bad_unlock_tag``)
+``guesses_reset`` ResetGuesses reset a non-releasing holder's count (``ok``)
 ``locked``        a version was erased after its last failed guess (``locked``)
 ``deleted``       Delete tombstoned the user (``epoch=<n>``)
 ================  ===============================================================
@@ -35,7 +36,15 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pakr.proto.errors import PakrError
-from pakr.proto.messages import NodeRef, Recover2, Recover3, Recover3Reply, Register2, UserRef
+from pakr.proto.messages import (
+    NodeRef,
+    Recover2,
+    Recover3,
+    Recover3Reply,
+    Register2,
+    ResetGuesses,
+    UserRef,
+)
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Recover3Outcome
 
@@ -139,6 +148,14 @@ class Store(Protocol):
         """Recover3 (``node_recover3``): accept the latest ``(attempt_id, nonce)`` once; on a
         match reset the count to 0 and return the share; on a mismatch keep the guess counted
         and lock the version if that was the last one; a stale request changes nothing."""
+        ...
+
+    async def reset_guesses(
+        self, user: UserRef, request: ResetGuesses, *, expires_at: float, now: float, peer: str
+    ) -> None:
+        """ResetGuesses, one transaction: ``check_reset`` on the named version (refusals change
+        nothing), then spend the nonce (remembered until ``expires_at``; a replay refuses with
+        ``NodeRefusal(STALE_ATTEMPT)``), then set the count to 0 (``node_reset``)."""
         ...
 
     async def lock_version(self, user: UserRef, version: bytes, *, now: float, peer: str) -> bool:

@@ -62,10 +62,11 @@ from pakr.node.store.sealing import (
 )
 from pakr.proto.delete import node_delete
 from pakr.proto.errors import ErrorKind, NodeRefusal
-from pakr.proto.messages import NodeRef, Recover2, Recover3, Register2, UserRef
+from pakr.proto.messages import NodeRef, Recover2, Recover3, Register2, ResetGuesses, UserRef
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Admission, Recover3Outcome, admit_recover2, node_recover3
 from pakr.proto.register import node_register2, node_register3
+from pakr.proto.reset import check_reset, node_reset, nonce_claim_key
 
 log = logging.getLogger("pakr.node.store")
 
@@ -576,6 +577,30 @@ class PostgresStore:
             return await cur.fetchone() is not None
 
         return await self._run(job)
+
+    async def reset_guesses(
+        self, user: UserRef, request: ResetGuesses, *, expires_at: float, now: float, peer: str
+    ) -> None:
+        async def job(conn: Conn) -> None:
+            record = await self._version_row(conn, user, request.version, lock=True)
+            check_reset(record, request, now)
+            assert record is not None
+            await conn.execute("DELETE FROM token_uses WHERE expires_at < %s", (now,))
+            cur = await conn.execute(
+                "INSERT INTO token_uses (key, expires_at) VALUES (%s, %s)"
+                " ON CONFLICT (key) DO NOTHING RETURNING key",
+                (nonce_claim_key(user, request.nonce), expires_at),
+            )
+            if await cur.fetchone() is None:
+                raise NodeRefusal(ErrorKind.STALE_ATTEMPT, "reset nonce already used")
+            await conn.execute(
+                "UPDATE versions SET guess_count = %s WHERE tenant = %s AND user_id = %s"
+                " AND version = %s AND sealed_oprf_key_share IS NOT NULL",
+                (node_reset(record).guess_count, user.tenant, user.user_id, request.version),
+            )
+            await self._audit(conn, user, "guesses_reset", "ok", now, peer)
+
+        await self._run(job)
 
     async def lock_version(self, user: UserRef, version: bytes, *, now: float, peer: str) -> bool:
         async def job(conn: Conn) -> bool:

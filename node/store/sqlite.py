@@ -47,10 +47,11 @@ from pakr.node.store.sealing import (
 )
 from pakr.proto.delete import node_delete
 from pakr.proto.errors import ErrorKind, NodeRefusal
-from pakr.proto.messages import NodeRef, Recover2, Recover3, Register2, UserRef
+from pakr.proto.messages import NodeRef, Recover2, Recover3, Register2, ResetGuesses, UserRef
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Admission, Recover3Outcome, admit_recover2, node_recover3
 from pakr.proto.register import node_register2, node_register3
+from pakr.proto.reset import check_reset, node_reset, nonce_claim_key
 
 log = logging.getLogger("pakr.node.store")
 
@@ -669,6 +670,29 @@ class SqliteStore:
             return cur.rowcount == 1
 
         return await self._run(job)
+
+    async def reset_guesses(
+        self, user: UserRef, request: ResetGuesses, *, expires_at: float, now: float, peer: str
+    ) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            record = self._version_row(conn, user, request.version)
+            check_reset(record, request, now)
+            assert record is not None
+            conn.execute("DELETE FROM token_uses WHERE expires_at < ?", (now,))
+            claimed = conn.execute(
+                "INSERT OR IGNORE INTO token_uses (key, expires_at) VALUES (?, ?)",
+                (nonce_claim_key(user, request.nonce), expires_at),
+            )
+            if claimed.rowcount != 1:
+                raise NodeRefusal(ErrorKind.STALE_ATTEMPT, "reset nonce already used")
+            conn.execute(
+                "UPDATE versions SET guess_count = ? WHERE tenant = ? AND user_id = ?"
+                " AND version = ? AND sealed_oprf_key_share IS NOT NULL",
+                (node_reset(record).guess_count, user.tenant, user.user_id, request.version),
+            )
+            self._audit(conn, user, "guesses_reset", "ok", now, peer)
+
+        await self._run(job)
 
     async def lock_version(self, user: UserRef, version: bytes, *, now: float, peer: str) -> bool:
         return await self._run(lambda conn: self._lock(conn, user, version, now, peer))

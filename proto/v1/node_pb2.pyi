@@ -131,12 +131,15 @@ class VersionInfo(_message.Message):
     ARGON2_FIELD_NUMBER: _builtins.int
     GUESSES_REMAINING_FIELD_NUMBER: _builtins.int
     LOCKED_FIELD_NUMBER: _builtins.int
+    MAX_GUESSES_FIELD_NUMBER: _builtins.int
     version: _builtins.bytes
     """16 bytes"""
     epoch: _builtins.int
     guesses_remaining: _builtins.int
     locked: _builtins.bool
     """guess limit reached and shares erased"""
+    max_guesses: _builtins.int
+    """the version's own guess limit (0 = not reported)"""
     @_builtins.property
     def argon2(self) -> Global___Argon2Params: ...
     def __init__(
@@ -147,10 +150,11 @@ class VersionInfo(_message.Message):
         argon2: Global___Argon2Params | None = ...,
         guesses_remaining: _builtins.int = ...,
         locked: _builtins.bool = ...,
+        max_guesses: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["argon2", b"argon2"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["argon2", b"argon2", "epoch", b"epoch", "guesses_remaining", b"guesses_remaining", "locked", b"locked", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["argon2", b"argon2", "epoch", b"epoch", "guesses_remaining", b"guesses_remaining", "locked", b"locked", "max_guesses", b"max_guesses", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -381,16 +385,20 @@ class Recover1Response(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STATUS_FIELD_NUMBER: _builtins.int
+    RESET_NONCE_FIELD_NUMBER: _builtins.int
+    reset_nonce: _builtins.bytes
+    """40: single-use, short-lived nonce for ResetGuesses"""
     @_builtins.property
     def status(self) -> Global___UserStatus: ...
     def __init__(
         self,
         *,
         status: Global___UserStatus | None = ...,
+        reset_nonce: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reset_nonce", b"reset_nonce", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -534,6 +542,53 @@ class Recover3Response(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Recover3Response: _TypeAlias = Recover3Response  # noqa: Y015
+
+@_typing.final
+class ResetGuessesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    NONCE_FIELD_NUMBER: _builtins.int
+    PROOF_FIELD_NUMBER: _builtins.int
+    version: _builtins.bytes
+    """16: the recovered version"""
+    nonce: _builtins.bytes
+    """40: this node's reset_nonce from Recover1"""
+    proof: _builtins.bytes
+    """32: MAC(unlock_tag_i, "pakr/v1/reset-proof"; version, nonce)"""
+    @_builtins.property
+    def header(self) -> Global___RequestHeader: ...
+    def __init__(
+        self,
+        *,
+        header: Global___RequestHeader | None = ...,
+        version: _builtins.bytes = ...,
+        nonce: _builtins.bytes = ...,
+        proof: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "nonce", b"nonce", "proof", b"proof", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetGuessesRequest: _TypeAlias = ResetGuessesRequest  # noqa: Y015
+
+@_typing.final
+class ResetGuessesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetGuessesResponse: _TypeAlias = ResetGuessesResponse  # noqa: Y015
 
 @_typing.final
 class DeleteRequest(_message.Message):

@@ -65,6 +65,11 @@ class NodeStub:
                 request_serializer=pakr_dot_v1_dot_node__pb2.Recover3Request.SerializeToString,
                 response_deserializer=pakr_dot_v1_dot_node__pb2.Recover3Response.FromString,
                 _registered_method=True)
+        self.ResetGuesses = channel.unary_unary(
+                '/pakr.v1.Node/ResetGuesses',
+                request_serializer=pakr_dot_v1_dot_node__pb2.ResetGuessesRequest.SerializeToString,
+                response_deserializer=pakr_dot_v1_dot_node__pb2.ResetGuessesResponse.FromString,
+                _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/pakr.v1.Node/Delete',
                 request_serializer=pakr_dot_v1_dot_node__pb2.DeleteRequest.SerializeToString,
@@ -118,6 +123,14 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResetGuesses(self, request, context):
+        """Reset the guess count of a holder that did not release its share, proven under its
+        unlock tag over the nonce it issued with Recover1 (sent alongside Recover3; §4a).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Delete(self, request, context):
         """Replace every version of the user with a tombstone.
         """
@@ -164,6 +177,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.Recover3,
                     request_deserializer=pakr_dot_v1_dot_node__pb2.Recover3Request.FromString,
                     response_serializer=pakr_dot_v1_dot_node__pb2.Recover3Response.SerializeToString,
+            ),
+            'ResetGuesses': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetGuesses,
+                    request_deserializer=pakr_dot_v1_dot_node__pb2.ResetGuessesRequest.FromString,
+                    response_serializer=pakr_dot_v1_dot_node__pb2.ResetGuessesResponse.SerializeToString,
             ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
@@ -338,6 +356,33 @@ class Node:
             '/pakr.v1.Node/Recover3',
             pakr_dot_v1_dot_node__pb2.Recover3Request.SerializeToString,
             pakr_dot_v1_dot_node__pb2.Recover3Response.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetGuesses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pakr.v1.Node/ResetGuesses',
+            pakr_dot_v1_dot_node__pb2.ResetGuessesRequest.SerializeToString,
+            pakr_dot_v1_dot_node__pb2.ResetGuessesResponse.FromString,
             options,
             channel_credentials,
             insecure,

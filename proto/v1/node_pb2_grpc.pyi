@@ -46,6 +46,10 @@ class NodeStub:
     """Recovery: state query, counted OPRF evaluation, share release against an unlock proof."""
     Recover2: _grpc.UnaryUnaryMultiCallable[_node_pb2.Recover2Request, _node_pb2.Recover2Response]
     Recover3: _grpc.UnaryUnaryMultiCallable[_node_pb2.Recover3Request, _node_pb2.Recover3Response]
+    ResetGuesses: _grpc.UnaryUnaryMultiCallable[_node_pb2.ResetGuessesRequest, _node_pb2.ResetGuessesResponse]
+    """Reset the guess count of a holder that did not release its share, proven under its
+    unlock tag over the nonce it issued with Recover1 (sent alongside Recover3; §4a).
+    """
     Delete: _grpc.UnaryUnaryMultiCallable[_node_pb2.DeleteRequest, _node_pb2.DeleteResponse]
     """Replace every version of the user with a tombstone."""
     ReadAudit: _grpc.UnaryUnaryMultiCallable[_node_pb2.ReadAuditRequest, _node_pb2.ReadAuditResponse]
@@ -62,6 +66,10 @@ class NodeAsyncStub(NodeStub):
     """Recovery: state query, counted OPRF evaluation, share release against an unlock proof."""
     Recover2: _aio.UnaryUnaryMultiCallable[_node_pb2.Recover2Request, _node_pb2.Recover2Response]  # type: ignore[assignment]
     Recover3: _aio.UnaryUnaryMultiCallable[_node_pb2.Recover3Request, _node_pb2.Recover3Response]  # type: ignore[assignment]
+    ResetGuesses: _aio.UnaryUnaryMultiCallable[_node_pb2.ResetGuessesRequest, _node_pb2.ResetGuessesResponse]  # type: ignore[assignment]
+    """Reset the guess count of a holder that did not release its share, proven under its
+    unlock tag over the nonce it issued with Recover1 (sent alongside Recover3; §4a).
+    """
     Delete: _aio.UnaryUnaryMultiCallable[_node_pb2.DeleteRequest, _node_pb2.DeleteResponse]  # type: ignore[assignment]
     """Replace every version of the user with a tombstone."""
     ReadAudit: _aio.UnaryUnaryMultiCallable[_node_pb2.ReadAuditRequest, _node_pb2.ReadAuditResponse]  # type: ignore[assignment]
@@ -111,6 +119,16 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
         request: _node_pb2.Recover3Request,
         context: _ServicerContext,
     ) -> _typing.Union[_node_pb2.Recover3Response, _abc.Awaitable[_node_pb2.Recover3Response]]: ...
+
+    @_abc_1.abstractmethod
+    def ResetGuesses(
+        self,
+        request: _node_pb2.ResetGuessesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.ResetGuessesResponse, _abc.Awaitable[_node_pb2.ResetGuessesResponse]]:
+        """Reset the guess count of a holder that did not release its share, proven under its
+        unlock tag over the nonce it issued with Recover1 (sent alongside Recover3; §4a).
+        """
 
     @_abc_1.abstractmethod
     def Delete(

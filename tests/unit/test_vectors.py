@@ -121,6 +121,8 @@ def test_replay_every_derived_value(case: dict[str, Any]) -> None:
         tag = kdf.mac(unlock_key, b"pakr/v1/unlock-tag", nodes[index])
         expected = kdf.mac(tag, b"pakr/v1/unlock-proof", h(node["nonce"]), h(rec["attempt_id"]))
         assert expected == h(node["unlock_proof"])
+        reset = kdf.mac(tag, b"pakr/v1/reset-proof", version, h(node["reset_nonce"]))
+        assert reset == h(node["reset_proof"])
     combined = shamir.combine_elements(evaluations, t)
     assert oprf.finalize(h(reg["access_key"]), blind, combined) == output
     assert h(rec["secret"]) == h(inp["secret"])
