@@ -7,8 +7,10 @@ Each node's durable state is read from its database (read-only) to see what the 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -184,3 +186,64 @@ def test_register_reaching_too_few_nodes_says_it_may_have_stored(cluster: LocalC
         cluster.kill_node(3)
         with pytest.raises(pakr.ClusterUnavailable):
             client.register("nothing", PASSWORD, SECRET)
+
+
+def _missed_reregistration(cluster: LocalCluster, user: str) -> None:
+    """``user`` registered on all nodes, then re-registered with node 5 down (r = 4)."""
+    with client_for(cluster) as client:
+        client.register(user, PASSWORD, b"old secret")
+        cluster.kill_node(5)
+        client.register(user, PASSWORD, SECRET)
+        cluster.start_node(5)
+
+
+@pytest.mark.parametrize("pause", ["before_fill", "after_fill_register1"])
+def test_fill_never_writes_back_a_password_changed_meanwhile(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch, pause: str
+) -> None:
+    """Device A recovers and is paused before its fill (or inside it, after the fill's own
+    Register1 found nothing newer); device B changes the password; A resumes: the new
+    password works, the old fails, A's fill aborted."""
+    from pakr.operations import recover as recover_op
+    from pakr.operations import register as register_op
+    from tests.security.sec_live import async_client_for
+
+    user = f"interleave-{pause}"
+    _missed_reregistration(cluster, user)
+    paused, resume = asyncio.Event(), asyncio.Event()
+    fills: list[bool] = []
+    original_fill = recover_op.heal_fill
+    original_once = register_op.register_once
+
+    async def fill_after_pause(*args: Any, **kwargs: Any) -> bool:
+        if pause == "before_fill":
+            paused.set()
+            await resume.wait()
+        fills.append(await original_fill(*args, **kwargs))
+        return fills[-1]
+
+    async def once_after_pause(*args: Any, **kwargs: Any) -> bytes:
+        if pause == "after_fill_register1" and kwargs.get("states") is not None:
+            paused.set()
+            await resume.wait()
+        return await original_once(*args, **kwargs)
+
+    monkeypatch.setattr(recover_op, "heal_fill", fill_after_pause)
+    monkeypatch.setattr(register_op, "register_once", once_after_pause)
+
+    async def scenario() -> bytes:
+        async with async_client_for(cluster) as a, async_client_for(cluster) as b:
+            device_a = asyncio.ensure_future(a.recover(user, PASSWORD))
+            await asyncio.wait_for(paused.wait(), 60)
+            await b.change_password(user, PASSWORD, b"new password")
+            resume.set()
+            return await device_a
+
+    assert asyncio.run(scenario()) == SECRET
+    assert fills == [False]
+    with client_for(cluster) as client:
+        assert client.recover(user, b"new password") == SECRET
+        with pytest.raises(pakr.InvalidPassword):
+            client.recover(user, PASSWORD)
+    held = committed(cluster, user)
+    assert len({h.version for h in held.values() if h}) == 1, held
