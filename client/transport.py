@@ -350,6 +350,21 @@ class GrpcTransport:
             token, timeout, lambda s, md: s.ResetGuesses(msg, timeout=timeout, metadata=md)
         )
 
+    async def list_versions(
+        self, tenant: str, token: str, *, after_user_id: str, limit: int, timeout: float
+    ) -> list[tuple[str, UserStatus]]:
+        """ListVersions over gRPC (operator, scope ``audit``): a page of the tenant's users
+        with their version metadata."""
+        msg = pb.ListVersionsRequest(
+            header=wire.header_to_pb(os.urandom(REQUEST_ID_LEN), UserRef(tenant, "")),
+            after_user_id=after_user_id,
+            limit=limit,
+        )
+        reply = await self._call(
+            token, timeout, lambda s, md: s.ListVersions(msg, timeout=timeout, metadata=md)
+        )
+        return [(u.user_id, wire.status_from_pb(u.status)) for u in reply.users]
+
     async def delete(self, user: UserRef, token: str, request: Delete, *, timeout: float) -> None:
         """Delete over gRPC."""
         msg = pb.DeleteRequest(header=self._header(user), epoch=request.epoch)

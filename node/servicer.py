@@ -473,6 +473,31 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
 
         return await self._handle("ReadAudit", context, body)
 
+    async def ListVersions(  # noqa: N802
+        self, request: pb.ListVersionsRequest, context: Context
+    ) -> pb.ListVersionsResponse:
+        """The tenant's users with version metadata only (scope ``audit``): what the
+        operator's under-replication report compares across nodes."""
+
+        async def body(peer: str, now: float) -> pb.ListVersionsResponse:
+            user = self._authenticate(context, request.header, now, scope=SCOPE_AUDIT)
+            if not 1 <= request.limit <= MAX_AUDIT_LIMIT:
+                raise MalformedMessage(f"limit must be 1..{MAX_AUDIT_LIMIT}")
+            rows = await self._timed(
+                "list_versions",
+                self.store.list_versions(
+                    user.tenant, after_user_id=request.after_user_id, limit=request.limit
+                ),
+            )
+            return pb.ListVersionsResponse(
+                users=[
+                    pb.UserVersions(user_id=user_id, status=wire.status_to_pb(status))
+                    for user_id, status in rows
+                ]
+            )
+
+        return await self._handle("ListVersions", context, body)
+
 
 class _Undecodable:
     """Stands for a request body that is not a valid protobuf of the method's request type."""

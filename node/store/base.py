@@ -44,6 +44,7 @@ from pakr.proto.messages import (
     Register2,
     ResetGuesses,
     UserRef,
+    UserStatus,
 )
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Recover3Outcome
@@ -173,6 +174,13 @@ class Store(Protocol):
         self, tenant: str, user_id: str | None, *, after_id: int, limit: int
     ) -> Sequence[AuditRecord]:
         """The tenant's audit rows with id > ``after_id``, oldest first (one user's if given)."""
+        ...
+
+    async def list_versions(
+        self, tenant: str, *, after_user_id: str, limit: int
+    ) -> Sequence[tuple[str, UserStatus]]:
+        """Up to ``limit`` of the tenant's users with ``user_id > after_user_id``, in user_id
+        order, each with its version metadata (never a share): the operator's report."""
         ...
 
     async def prune_audit(self, before: float) -> int:

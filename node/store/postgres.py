@@ -51,9 +51,11 @@ from pakr.node.store.base import (
 )
 from pakr.node.store.rows import (
     VERSION_COLUMNS,
+    VERSION_METADATA_SQL,
     audit_record,
     from_u64,
     u64,
+    user_statuses,
     version_record,
     version_row,
 )
@@ -62,7 +64,15 @@ from pakr.node.store.sealing import (
 )
 from pakr.proto.delete import node_delete
 from pakr.proto.errors import ErrorKind, NodeRefusal
-from pakr.proto.messages import NodeRef, Recover2, Recover3, Register2, ResetGuesses, UserRef
+from pakr.proto.messages import (
+    NodeRef,
+    Recover2,
+    Recover3,
+    Register2,
+    ResetGuesses,
+    UserRef,
+    UserStatus,
+)
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Admission, Recover3Outcome, admit_recover2, node_recover3
 from pakr.proto.register import node_register2, node_register3
@@ -629,6 +639,29 @@ class PostgresStore:
             args.append(limit)
             rows = await (await conn.execute(sql, args)).fetchall()
             return [audit_record(row) for row in rows]
+
+        return await self._run(job)
+
+    async def list_versions(
+        self, tenant: str, *, after_user_id: str, limit: int
+    ) -> Sequence[tuple[str, UserStatus]]:
+        async def job(conn: Conn) -> list[tuple[str, UserStatus]]:
+            users = await (
+                await conn.execute(
+                    "SELECT user_id, tombstone_epoch FROM users WHERE tenant = %s"
+                    " AND user_id > %s ORDER BY user_id LIMIT %s",
+                    (tenant, after_user_id, limit),
+                )
+            ).fetchall()
+            if not users:
+                return []
+            versions = await (
+                await conn.execute(
+                    VERSION_METADATA_SQL + " WHERE tenant = %s AND user_id > %s AND user_id <= %s",
+                    (tenant, after_user_id, users[-1]["user_id"]),
+                )
+            ).fetchall()
+            return user_statuses(users, versions)
 
         return await self._run(job)
 

@@ -36,9 +36,11 @@ from pakr.node.store.base import (
 )
 from pakr.node.store.rows import (
     VERSION_COLUMNS,
+    VERSION_METADATA_SQL,
     audit_record,
     from_u64,
     u64,
+    user_statuses,
     version_record,
     version_row,
 )
@@ -47,7 +49,15 @@ from pakr.node.store.sealing import (
 )
 from pakr.proto.delete import node_delete
 from pakr.proto.errors import ErrorKind, NodeRefusal
-from pakr.proto.messages import NodeRef, Recover2, Recover3, Register2, ResetGuesses, UserRef
+from pakr.proto.messages import (
+    NodeRef,
+    Recover2,
+    Recover3,
+    Register2,
+    ResetGuesses,
+    UserRef,
+    UserStatus,
+)
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Admission, Recover3Outcome, admit_recover2, node_recover3
 from pakr.proto.register import node_register2, node_register3
@@ -714,6 +724,25 @@ class SqliteStore:
             sql += " ORDER BY id LIMIT ?"
             args.append(limit)
             return [audit_record(row) for row in conn.execute(sql, args)]
+
+        return self._read(job)
+
+    async def list_versions(
+        self, tenant: str, *, after_user_id: str, limit: int
+    ) -> Sequence[tuple[str, UserStatus]]:
+        def job(conn: sqlite3.Connection) -> list[tuple[str, UserStatus]]:
+            users = conn.execute(
+                "SELECT user_id, tombstone_epoch FROM users WHERE tenant = ? AND user_id > ?"
+                " ORDER BY user_id LIMIT ?",
+                (tenant, after_user_id, limit),
+            ).fetchall()
+            if not users:
+                return []
+            versions = conn.execute(
+                VERSION_METADATA_SQL + " WHERE tenant = ? AND user_id > ? AND user_id <= ?",
+                (tenant, after_user_id, users[-1]["user_id"]),
+            ).fetchall()
+            return user_statuses(users, versions)
 
         return self._read(job)
 

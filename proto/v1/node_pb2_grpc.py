@@ -80,6 +80,11 @@ class NodeStub:
                 request_serializer=pakr_dot_v1_dot_node__pb2.ReadAuditRequest.SerializeToString,
                 response_deserializer=pakr_dot_v1_dot_node__pb2.ReadAuditResponse.FromString,
                 _registered_method=True)
+        self.ListVersions = channel.unary_unary(
+                '/pakr.v1.Node/ListVersions',
+                request_serializer=pakr_dot_v1_dot_node__pb2.ListVersionsRequest.SerializeToString,
+                response_deserializer=pakr_dot_v1_dot_node__pb2.ListVersionsResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -145,6 +150,14 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListVersions(self, request, context):
+        """The tenant's users with their version metadata, never shares (token scope `audit`):
+        the operator's under-replication report compares these across nodes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -192,6 +205,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.ReadAudit,
                     request_deserializer=pakr_dot_v1_dot_node__pb2.ReadAuditRequest.FromString,
                     response_serializer=pakr_dot_v1_dot_node__pb2.ReadAuditResponse.SerializeToString,
+            ),
+            'ListVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVersions,
+                    request_deserializer=pakr_dot_v1_dot_node__pb2.ListVersionsRequest.FromString,
+                    response_serializer=pakr_dot_v1_dot_node__pb2.ListVersionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -437,6 +455,33 @@ class Node:
             '/pakr.v1.Node/ReadAudit',
             pakr_dot_v1_dot_node__pb2.ReadAuditRequest.SerializeToString,
             pakr_dot_v1_dot_node__pb2.ReadAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pakr.v1.Node/ListVersions',
+            pakr_dot_v1_dot_node__pb2.ListVersionsRequest.SerializeToString,
+            pakr_dot_v1_dot_node__pb2.ListVersionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,10 @@ class NodeStub:
     """Replace every version of the user with a tombstone."""
     ReadAudit: _grpc.UnaryUnaryMultiCallable[_node_pb2.ReadAuditRequest, _node_pb2.ReadAuditResponse]
     """The tenant's audit log (token scope `audit`)."""
+    ListVersions: _grpc.UnaryUnaryMultiCallable[_node_pb2.ListVersionsRequest, _node_pb2.ListVersionsResponse]
+    """The tenant's users with their version metadata, never shares (token scope `audit`):
+    the operator's under-replication report compares these across nodes.
+    """
 
 @_typing.type_check_only
 class NodeAsyncStub(NodeStub):
@@ -74,6 +78,10 @@ class NodeAsyncStub(NodeStub):
     """Replace every version of the user with a tombstone."""
     ReadAudit: _aio.UnaryUnaryMultiCallable[_node_pb2.ReadAuditRequest, _node_pb2.ReadAuditResponse]  # type: ignore[assignment]
     """The tenant's audit log (token scope `audit`)."""
+    ListVersions: _aio.UnaryUnaryMultiCallable[_node_pb2.ListVersionsRequest, _node_pb2.ListVersionsResponse]  # type: ignore[assignment]
+    """The tenant's users with their version metadata, never shares (token scope `audit`):
+    the operator's under-replication report compares these across nodes.
+    """
 
 class NodeServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -145,5 +153,15 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_node_pb2.ReadAuditResponse, _abc.Awaitable[_node_pb2.ReadAuditResponse]]:
         """The tenant's audit log (token scope `audit`)."""
+
+    @_abc_1.abstractmethod
+    def ListVersions(
+        self,
+        request: _node_pb2.ListVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.ListVersionsResponse, _abc.Awaitable[_node_pb2.ListVersionsResponse]]:
+        """The tenant's users with their version metadata, never shares (token scope `audit`):
+        the operator's under-replication report compares these across nodes.
+        """
 
 def add_NodeServicer_to_server(servicer: NodeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

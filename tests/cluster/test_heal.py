@@ -8,6 +8,7 @@ Each node's durable state is read from its database (read-only) to see what the 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -247,3 +248,46 @@ def test_fill_never_writes_back_a_password_changed_meanwhile(
             client.recover(user, PASSWORD)
     held = committed(cluster, user)
     assert len({h.version for h in held.values() if h}) == 1, held
+
+
+def test_replication_report_names_what_heal_has_not_reached(cluster: LocalCluster) -> None:
+    """``pakr replication``: node 5 missed a re-registration, so it is behind for that user
+    (and a user registered with node 5 down is missing there); a login heals its user only."""
+    from tests.cluster.cluster_helpers import run_admin
+
+    _missed_reregistration(cluster, "stale")
+    with client_for(cluster) as client:
+        client.register("fresh", PASSWORD, SECRET)
+        cluster.kill_node(5)
+        client.register("never-logs-in", PASSWORD, SECRET)
+        cluster.start_node(5)
+
+    def report() -> dict[str, Any]:
+        code, out, err = run_admin(
+            "replication",
+            "--manifest",
+            str(cluster.manifest_path),
+            "--token-key",
+            str(cluster.tenant_key_path),
+            "--list",
+        )
+        assert code == 0, err
+        return dict(json.loads(out))
+
+    before = report()
+    assert before["users"] == 3
+    assert before["under_replicated"] == ["never-logs-in", "stale"]
+    behind = {name: node["behind"] for name, node in before["nodes"].items()}
+    assert sorted(n for n, users in behind.items() if users) == [
+        n for n in behind if n.startswith("node5")
+    ]
+    assert before["held_by_t_or_fewer"] == []
+    with client_for(cluster) as client:
+        assert client.recover("stale", PASSWORD) == SECRET
+    after = report()
+    assert after["under_replicated"] == ["never-logs-in"]
+    cluster.kill_node(4)
+    down = report()
+    node4 = next(node for name, node in down["nodes"].items() if name.startswith("node4"))
+    assert not node4["reachable"] and "error" in node4
+    assert down["held_by_t_or_fewer"] == ["never-logs-in"]

@@ -19,7 +19,7 @@ import pytest
 from pakr.node.store.base import SCHEMA_VERSION, Store, StoreError
 from pakr.proto import kdf
 from pakr.proto.errors import ErrorKind, InvalidPassword, NodeRefusal
-from pakr.proto.messages import LOCKOUT_GRACE_SECONDS, Recover3, ResetGuesses
+from pakr.proto.messages import LOCKOUT_GRACE_SECONDS, Recover3, ResetGuesses, UserRef
 from pakr.proto.recover import Recover3Outcome, finish_recover3, node_recover2
 from tests.node.node_helpers import (
     OTHER_USER,
@@ -430,3 +430,30 @@ class StoreContract:
             for r in results
             if r is not None
         )
+
+    # ------------------------------------------------------------------ operator report
+
+    async def test_list_versions_pages_metadata_only(self, store: Store) -> None:
+        reg = await self._registered(store, max_guesses=4)
+        await store.count_guess(USER, wrong_recover2(reg), nonce=os.urandom(16), now=NOW, peer=PEER)
+        other = make_registration(user=OTHER_USER)
+        await store.register_pending(OTHER_USER, other.request, node=other.node, now=NOW, peer=PEER)
+        await store.delete(UserRef("acme", "carol"), 3, now=NOW, peer=PEER)
+        await store.register_pending(
+            UserRef("globex", "dave"),
+            make_registration(user=UserRef("globex", "dave")).request,
+            node=reg.node,
+            now=NOW,
+            peer=PEER,
+        )
+        rows = await store.list_versions("acme", after_user_id="", limit=10)
+        assert [user for user, _ in rows] == sorted([USER.user_id, OTHER_USER.user_id, "carol"])
+        statuses = dict(rows)
+        mine = statuses[USER.user_id].committed
+        assert mine is not None and mine.version == reg.version
+        assert (mine.max_guesses, mine.guesses_remaining, mine.locked) == (4, 3, False)
+        assert statuses[OTHER_USER.user_id].pending is not None
+        assert statuses["carol"].tombstone_epoch == 3 and statuses["carol"].committed is None
+        first = await store.list_versions("acme", after_user_id="", limit=1)
+        rest = await store.list_versions("acme", after_user_id=first[-1][0], limit=10)
+        assert first + list(rest) == list(rows)
