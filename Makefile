@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint proto bench faults fuzz wheel clean venv
+.PHONY: demo test test-fast lint proto bench faults fuzz soak wheel clean venv
+
+SOAK_SECONDS ?= 600
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,6 +40,11 @@ bench: $(STAMP)
 
 faults: $(STAMP)
 	PAKR_FAULTS=long $(BIN)/pytest -q tests/faults
+
+# Chaos soak (3-of-5, r = 4, kills/restarts/SIGSTOPs, model checks): SOAK_SECONDS per store.
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak.soak --seconds $(SOAK_SECONDS) --store sqlite
+	$(BIN)/python -m tests.soak.soak --seconds $(SOAK_SECONDS) --store postgres
 
 fuzz: $(STAMP)
 	PAKR_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q tests/security/test_fuzz_rpc.py
