@@ -27,7 +27,13 @@ from pakr.fanout import StepResult
 from pakr.operations.heal import fill as heal_fill
 from pakr.operations.heal import reset_counts
 from pakr.passwords import stretch
-from pakr.proto.errors import ClusterUnavailable, PakrError, ProtocolError
+from pakr.proto.errors import (
+    ClusterUnavailable,
+    Conflict,
+    NotRegistered,
+    PakrError,
+    ProtocolError,
+)
 from pakr.proto.messages import (
     NodeRef,
     Recover2Reply,
@@ -214,7 +220,7 @@ class _Session:
     def _shortfall(self, step: str, have: int) -> PakrError:
         """The error when no spare node is left: a failure's kind if it is more actionable
         than a protocol error, else the nodes set aside, else the cluster unavailable."""
-        error = step_failure(step, self.failures, have=have, need=self.ctx.threshold)
+        error = _replaced(step_failure(step, self.failures, have=have, need=self.ctx.threshold))
         if self.set_aside and isinstance(error, ClusterUnavailable):
             reasons = "; ".join(f"{n.name}: {why}" for n, why in self.set_aside.items())
             return TooFewValid(self.set_aside, reasons)
@@ -279,7 +285,7 @@ class _Session:
                 if bad:
                     reasons = "; ".join(f"{n.name}: {why}" for n, why in bad.items())
                     raise ProtocolError([n.name for n in bad], reasons)
-                raise step_failure("recover3", silent, have=len(shares), need=t)
+                raise _replaced(step_failure("recover3", silent, have=len(shares), need=t))
             spare = await self._ask(t - len(shares))
             unlocked, aside = admit_spares(unlocked, group_reply, spare)
             bad.update(aside)
@@ -298,6 +304,15 @@ class _Session:
         return await self.ctx.step(
             "recover3", user, nodes, release, need=len(nodes), retry=False, wait_all=True
         )
+
+
+def _replaced(error: PakrError) -> PakrError:
+    """Recover2/Recover3 refused as NOT_REGISTERED: the nodes held the version at Recover1
+    and no longer do, so a concurrent registration (another device's password change, or a
+    fill) replaced it: a ``Conflict`` to start over, not "not registered"."""
+    if isinstance(error, NotRegistered):
+        return Conflict("the user's registration changed during this recovery; try again")
+    return error
 
 
 def _warn_release(

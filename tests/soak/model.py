@@ -27,6 +27,7 @@ class UserModel:
     max_guesses: int = 10
     spent: int = 0
     generation: int = 0  # bumped by every write, so a concurrent reader knows it raced
+    writing: int = 0  # writes in flight (a reader overlapping one may see either state)
 
     @property
     def definite(self) -> bool:
@@ -54,8 +55,18 @@ class UserModel:
         """The candidate ``(password, secret)`` matches, if any."""
         return next((c for c in self.candidates if c[:2] == (password, secret)), None)
 
+    def begin_write(self) -> None:
+        self.writing += 1
+        self.generation += 1
+
+    def end_write(self) -> None:
+        self.writing -= 1
+        self.generation += 1
+
     def proven(self, candidate: tuple[bytes, bytes, int]) -> None:
-        """A login proved ``candidate`` is in force: the state is definite again."""
+        """With every node up and no chaos (the final check), a login shows ``candidate`` is
+        in force. Not during chaos: a version committed on fewer than r nodes (the change
+        that raised ``CommitIncomplete``) may be out of sight now and chosen later."""
         self.candidates = [candidate]
         self.max_guesses = candidate[2]
         self.maybe_deleted = self.deleted = False

@@ -55,6 +55,15 @@ class Ops:
     # ------------------------------------------------------------------ operations
 
     def register(self, user: UserModel) -> None:
+        with self.model.lock:
+            user.begin_write()
+        try:
+            self._register(user)
+        finally:
+            with self.model.lock:
+                user.end_write()
+
+    def _register(self, user: UserModel) -> None:
         password, secret = os.urandom(8).hex().encode(), os.urandom(16)
         limit = self.rng.randint(6, 10)
         try:
@@ -80,11 +89,12 @@ class Ops:
                 before = user.generation
             definite, spent, limit = user.definite, user.spent, user.max_guesses
             deleted, maybe_deleted = user.deleted, user.maybe_deleted
+            writing = user.writing > 0
         try:
             secret = self.client.recover(user.user_id, password)
         except pakr.InvalidPassword as error:
             with self.model.lock:
-                raced = user.generation != before
+                raced = writing or user.writing > 0 or user.generation != before
                 user.spent += 1
             self.model.count("recover", "InvalidPassword")
             if definite and not raced and spent + 1 < limit:
@@ -96,7 +106,7 @@ class Ops:
         except pakr.NotRegistered:
             self.model.count("recover", "NotRegistered")
             with self.model.lock:
-                raced = user.generation != before
+                raced = writing or user.writing > 0 or user.generation != before
             if not (deleted or maybe_deleted or raced):
                 self.model.violation(f"recover {user.user_id}: NotRegistered for a live user")
             return
@@ -120,8 +130,8 @@ class Ops:
             return
         with self.model.lock:
             allowed = user.accepts(password, secret)
-            if allowed is not None and user.generation == before:
-                user.proven(allowed)  # a login proves this candidate is in force
+            if allowed is not None and user.definite and user.generation == before:
+                user.spent = 0
         self.model.count("recover", "ok")
         if allowed is None:
             self.model.violation(f"recover {user.user_id}: returned a secret the model forbids")
@@ -147,7 +157,16 @@ class Ops:
         with self.model.lock:
             if not user.definite:
                 return
-            (password, secret, _), before = user.candidates[0], user.generation
+            user.begin_write()
+        try:
+            self._change_password(user)
+        finally:
+            with self.model.lock:
+                user.end_write()
+
+    def _change_password(self, user: UserModel) -> None:
+        with self.model.lock:
+            (password, secret, _) = user.candidates[0]
             spent, limit = user.spent, user.max_guesses
         new = os.urandom(8).hex().encode()
         try:
@@ -179,11 +198,19 @@ class Ops:
             self.model.violation(f"change_password {user.user_id}: {type(error).__name__}: {error}")
             return
         with self.model.lock:
-            assert user.generation == before or user.user_id.startswith("shared-")
             user.settle(new, secret, limit)
         self.model.count("change_password", "ok")
 
     def delete(self, user: UserModel) -> None:
+        with self.model.lock:
+            user.begin_write()
+        try:
+            self._delete(user)
+        finally:
+            with self.model.lock:
+                user.end_write()
+
+    def _delete(self, user: UserModel) -> None:
         try:
             self.client.delete(user.user_id)
         except TRANSIENT as error:
