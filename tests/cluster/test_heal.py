@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -159,16 +160,26 @@ def test_repro3_a_login_fills_the_node_that_missed_a_registration(
         assert client.recover(user, PASSWORD) == SECRET
 
 
-def test_no_fill_while_a_node_is_merely_down(cluster: LocalCluster) -> None:
-    """With one node down for good, logins write nothing: zero fills per login."""
-    user = "down"
+def test_no_fill_while_a_node_is_merely_down(
+    cluster: LocalCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With one node down for good, logins write nothing: zero fills per login (3 users,
+    one of them registered while the node was already down, 4 logins each)."""
+    users = ["down-a", "down-b"]
     with client_for(cluster) as client:
-        client.register(user, PASSWORD, SECRET)
+        for user in users:
+            client.register(user, PASSWORD, SECRET)
         cluster.kill_node(2)
-        before = committed(cluster, user)
-        for _ in range(5):
-            assert client.recover(user, PASSWORD) == SECRET
-        assert committed(cluster, user) == before
+        client.register("down-c", PASSWORD, SECRET)
+        users.append("down-c")
+        before = {user: committed(cluster, user) for user in users}
+        with caplog.at_level(logging.INFO, logger="pakr"):
+            for _ in range(4):
+                for user in users:
+                    assert client.recover(user, PASSWORD) == SECRET
+        assert {user: committed(cluster, user) for user in users} == before
+    fills = [r for r in caplog.records if "missing copies filled" in r.getMessage()]
+    assert fills == []
 
 
 def test_register_reaching_too_few_nodes_says_it_may_have_stored(cluster: LocalCluster) -> None:
