@@ -34,6 +34,7 @@ import pakr
 from pakr.coordinator.localcluster import LocalCluster
 from pakr.node.store.rows import from_u64
 from tests.soak.model import Model, UserModel
+from tests.soak.netns import NetnsCluster
 from tests.soak.ops import Ops
 
 N, T, R = 5, 3, 4
@@ -44,6 +45,7 @@ class ChaosFigures:
     kills: int = 0
     sigstops: int = 0
     restarts: int = 0
+    cuts: int = 0  # network links cut (netns variant)
     max_down: int = 0
 
 
@@ -72,11 +74,22 @@ class Soak:
     chaos: ChaosFigures = field(default_factory=ChaosFigures)
     urls: dict[int, str] = field(default_factory=dict)
     pg: Any = None  # a running tests.postgres.pgserver.PgServer to use (else one is started)
+    netns: bool = False  # nodes as separate hosts (network namespaces); chaos also cuts links
 
     # ---------------------------------------------------------------- cluster
 
-    def start(self) -> LocalCluster:
-        cluster = LocalCluster(self.directory, nodes=N, threshold=T, register_threshold=R)
+    def make_cluster(self) -> LocalCluster:
+        if not self.netns:
+            return LocalCluster(self.directory, nodes=N, threshold=T, register_threshold=R)
+        cluster = NetnsCluster(self.directory, nodes=N, threshold=T, register_threshold=R)
+        try:
+            cluster.wire()
+        except BaseException:
+            cluster.unwire()
+            raise
+        return cluster
+
+    def start(self, cluster: LocalCluster) -> LocalCluster:
         cluster.create()
         for node in cluster.nodes:
             text = node.config.read_text()
@@ -103,17 +116,27 @@ class Soak:
         rng = random.Random(self.seed ^ 0xC4A05)
         killed: set[int] = set()
         stopped: dict[int, float] = {}
+        cut: dict[int, float] = {}
         while not stop.wait(rng.uniform(0.3, 1.5)):
             now = time.monotonic()
             for i, until in list(stopped.items()):
                 if now >= until:
                     cluster.kill_node(i, signal.SIGCONT, wait=False)
                     del stopped[i]
-            down = killed | set(stopped)
+            for i, until in list(cut.items()):
+                if now >= until:
+                    assert isinstance(cluster, NetnsCluster)
+                    cluster.mend(i)
+                    del cut[i]
+            down = killed | set(stopped) | set(cut)
             roll = rng.random()
             if len(down) < N - T and roll < 0.5:
                 i = rng.choice([j for j in range(1, N + 1) if j not in down])
-                if roll < 0.3:
+                if roll < 0.3 and isinstance(cluster, NetnsCluster) and rng.random() < 0.5:
+                    cluster.cut(i)
+                    cut[i] = now + rng.uniform(0.5, 4.0)
+                    self.chaos.cuts += 1
+                elif roll < 0.3:
                     cluster.kill_node(i, signal.SIGKILL)
                     killed.add(i)
                     self.chaos.kills += 1
@@ -129,9 +152,12 @@ class Soak:
                     self.model.violation(f"node {i} did not restart: {error}")
                 killed.discard(i)
                 self.chaos.restarts += 1
-            self.chaos.max_down = max(self.chaos.max_down, len(killed | set(stopped)))
+            self.chaos.max_down = max(self.chaos.max_down, len(killed | set(stopped) | set(cut)))
         for i in stopped:
             cluster.kill_node(i, signal.SIGCONT, wait=False)
+        for i in cut:
+            assert isinstance(cluster, NetnsCluster)
+            cluster.mend(i)
         for i in sorted(killed):
             cluster.start_node(i)
             self.chaos.restarts += 1
@@ -262,7 +288,8 @@ class Soak:
         logging.getLogger("pakr").setLevel(logging.INFO)
         cluster = None
         try:
-            cluster = self.start()
+            cluster = self.make_cluster()
+            self.start(cluster)
             self.populate(cluster)
             stop, chaos_stop = threading.Event(), threading.Event()
             threads = [
@@ -288,6 +315,8 @@ class Soak:
                     with contextlib.suppress(Exception):
                         cluster.kill_node(i, signal.SIGCONT, wait=False)
                 cluster.stop()
+                if isinstance(cluster, NetnsCluster):
+                    cluster.unwire()
             if server is not None:
                 server.stop()
         return {
@@ -299,6 +328,8 @@ class Soak:
             "kills": self.chaos.kills,
             "sigstops": self.chaos.sigstops,
             "restarts": self.chaos.restarts,
+            "link_cuts": self.chaos.cuts,
+            "netns": self.netns,
             "max_down": self.chaos.max_down,
             "fills_during_chaos": fills_during,
             "fills_total": counter.fills,
@@ -326,9 +357,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--netns", action="store_true", help="nodes in network namespaces; also cut links"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="pakr-soak-") as tmp:
-        soak = Soak(Path(tmp), store=args.store, seconds=args.seconds, workers=args.workers)
+        soak = Soak(
+            Path(tmp),
+            store=args.store,
+            seconds=args.seconds,
+            workers=args.workers,
+            netns=args.netns,
+        )
         if args.seed is not None:
             soak.seed = args.seed
         figures = soak.run()
