@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pakr.coordinator.pins import add_pin_arguments, resolve_pin
 from pakr.proto.errors import PakrError
 from pakr.proto.manifest import Manifest, load_manifest
 from pakr.proto.messages import UserStatus
@@ -165,11 +166,14 @@ def add_command(subparsers: Any) -> None:
         help="the tenant key file (mints audit-scope tokens)",
     )
     command.add_argument("--list", action="store_true", help="list user ids, not only counts")
+    add_pin_arguments(command)
     command.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    manifest = load_manifest(args.manifest)
+    manifest = load_manifest(
+        args.manifest, operator_key=resolve_pin(args), min_serial=args.min_serial
+    )
     key = TenantKey.load(args.token_key)
     report = asyncio.run(collect(manifest, key))
     print(json.dumps(report.as_json(list_users=args.list), indent=2))

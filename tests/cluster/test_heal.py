@@ -280,6 +280,8 @@ def test_replication_report_names_what_heal_has_not_reached(cluster: LocalCluste
             str(cluster.manifest_path),
             "--token-key",
             str(cluster.tenant_key_path),
+            "--operator-key",
+            cluster.operator_public_key(),
             "--list",
         )
         assert code == 0, err

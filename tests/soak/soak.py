@@ -107,6 +107,7 @@ class Soak:
             cluster.manifest_path,
             tenant=cluster.tenant,
             token_provider=pakr.dev_token_provider(cluster.tenant_key_path),
+            operator_key=cluster.operator_public_key(),
             deadline=3.0,
         )
 
