@@ -53,9 +53,11 @@ async def fill(
     secret: bytes,
     choice: VersionChoice,
     answers: Mapping[NodeRef, UserStatus],
+    max_guesses: int,
 ) -> bool:
     """Re-register ``secret`` on every node if a node that answered lacks the recovered
-    version; abort (never retry) if anything newer shows up. True when a fill committed."""
+    version, with its signed guess limit ``max_guesses``; abort (never retry) if anything
+    newer shows up. True when a fill committed."""
     if not fill_wanted(answers, choice.version, choice.epoch):
         return False
     try:
@@ -63,8 +65,7 @@ async def fill(
         if newer_seen(states.values(), choice.version, choice.epoch):
             log.info("recover: a newer registration exists; the copies are not filled")
             return False
-        limit = choice.max_guesses or registration.current_policy(states)
-        await registration.register_once(ctx, user, password, secret, limit, states=states)
+        await registration.register_once(ctx, user, password, secret, max_guesses, states=states)
     except PakrError as error:
         log.info("recover: could not fill the missing copies (not retried): %s", error)
         return False

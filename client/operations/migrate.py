@@ -56,25 +56,17 @@ async def recover_or_migrate(
             except PakrError as error:  # e.g. the old nodes are gone: keep looking
                 failure = error
                 continue
-            await _migrate(ctx, old, user, password, recovered.secret, recovered.choice.max_guesses)
+            await _migrate(ctx, user, password, recovered.secret, recovered.max_guesses)
             return recovered.secret
         raise failure from None
 
 
 async def _migrate(
-    ctx: ClusterContext,
-    old: ClusterContext,
-    user: UserRef,
-    password: bytes,
-    secret: bytes,
-    max_guesses: int,
+    ctx: ClusterContext, user: UserRef, password: bytes, secret: bytes, max_guesses: int
 ) -> None:
     """Register ``secret`` on the current nodes with the recovered version's own guess limit
-    (``max_guesses``; when the old nodes did not report one, the limit they agree on)."""
+    (``max_guesses``, from its signed policy)."""
     try:
-        if not max_guesses:
-            states = await registration.read_states(old, user, need=old.threshold)
-            max_guesses = registration.current_policy(states)
         await registration.register(ctx, user, password, secret, max_guesses=max_guesses)
     except PakrError as error:  # the secret is recovered; migration is retried next time
         log.warning("recover: could not migrate the user to the current nodes: %s", error)

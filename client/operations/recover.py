@@ -116,6 +116,7 @@ class Recovered:
 
     secret: bytes = field(repr=False)
     choice: VersionChoice
+    max_guesses: int  # the version's own limit, from its signed policy (checked)
     resets: int = 0  # non-releasing holders whose guess count was reset
     filled: bool = False  # the secret was re-registered to fill missing copies
 
@@ -176,8 +177,15 @@ async def recover_outcome(
     finally:
         reset_count = await resets  # finished before returning, success or not
     await roll_forward(ctx, user, choice)
-    filled = fill and await heal_fill(ctx, user, password, secret, choice, answers)
-    return Recovered(secret=secret, choice=choice, resets=reset_count, filled=filled)
+    limit = unlocked.policy.max_guesses
+    filled = fill and await heal_fill(ctx, user, password, secret, choice, answers, limit)
+    return Recovered(
+        secret=secret,
+        choice=choice,
+        max_guesses=unlocked.policy.max_guesses,
+        resets=reset_count,
+        filled=filled,
+    )
 
 
 class _Session:
