@@ -192,8 +192,9 @@ class AsyncClient:
         nodes, even locked out) is refused with ``AlreadyRegistered`` unless
         ``if_exists="replace"``; then the earlier registration is replaced once the new one
         is committed, and the result's ``replaced`` names it. ``max_guesses`` (1..100) wrong
-        guesses lock the secret out for good. Raises ``ClusterUnavailable`` (nothing
-        written), ``CommitIncomplete`` (call again), ``InvalidAuth``, ``ConfigError``.
+        guesses lock the secret out for good. Raises ``ClusterUnavailable`` (no node
+        acknowledged storing it), ``CommitIncomplete`` (stored on some nodes: call again),
+        ``InvalidAuth``, ``ConfigError``.
         """
         self._check_open()
         user = check_user(self.tenant, user_id)
@@ -210,7 +211,10 @@ class AsyncClient:
     async def recover(self, user_id: str, password: Password) -> bytes:
         """The secret registered for ``user_id``, if ``password`` is right.
 
-        Every call spends one guess at each node it reaches (refunded on success). Raises
+        Every call spends one guess at each node it reaches (refunded on success: the nodes
+        that release a share and, alongside, every other holder of the version). A node that
+        answered without a copy of the version gets one (one re-registration, aborted if
+        anything newer appears). Raises
         ``InvalidPassword`` (with ``guesses_remaining``), ``NotRegistered``,
         ``ClusterUnavailable``, ``ProtocolError`` (a node misbehaved; named),
         ``WeakParameters``, ``InvalidAuth``. A user the current nodes have never seen is

@@ -137,7 +137,9 @@ async def register(
     last_conflict: Conflict | None = None
     for _ in range(MAX_CONFLICT_RETRIES):
         try:
-            return await _register_once(ctx, user, password, secret, max_guesses, if_exists)
+            return await register_once(
+                ctx, user, password, secret, max_guesses, if_exists=if_exists
+            )
         except Conflict as conflict:
             last_conflict = conflict
             log.info("register: a concurrent registration won the race; starting over")
@@ -170,17 +172,25 @@ def registered_version(
     return True, choice.version.hex()
 
 
-async def _register_once(
+async def register_once(
     ctx: ClusterContext,
     user: UserRef,
     password: bytes,
     secret: bytes,
     max_guesses: int | None,
-    if_exists: IfExists,
+    if_exists: IfExists = "replace",
+    *,
+    states: Mapping[NodeRef, UserStatus] | None = None,
 ) -> Registration:
-    """One pass from Register1 to Register3; ``Conflict`` when a concurrent one interfered."""
+    """One pass from Register1 to Register3; ``Conflict`` when a concurrent one interfered.
+
+    ``states`` are Register1 answers the caller already holds (a fill checked them): every
+    node's Register2 then expects exactly the committed version it reported there. The
+    guard (``if_exists="refuse"``) is the public register's; a fill replaces on purpose.
+    """
     r = ctx.register_threshold
-    states = await read_states(ctx, user, need=r)
+    if states is None:
+        states = await read_states(ctx, user, need=r)
     registered, replaced = registered_version(ctx, user, states)
     if registered and if_exists == "refuse":
         what = f"a secret (version {replaced[:12]}…)" if replaced else "what may be a secret"
@@ -226,17 +236,25 @@ async def _register_once(
             for e in result.errors.values()
         ) and not isinstance(failure, InvalidAuth | UpgradeRequired):
             raise Conflict("a concurrent registration for this user won the race; try again")
+        if result.replies and not isinstance(failure, InvalidAuth | UpgradeRequired):
+            raise CommitIncomplete(
+                f"only {len(result.replies)} of the {r} needed nodes stored the new"
+                f" registration ({failure}); it may or may not be in force: call register again"
+            )
         raise failure
     acked = sorted(result.replies, key=lambda n: n.index)
     await commit(ctx, user, version, acked, need=r)
     return Registration(version=version.hex(), replaced=replaced if registered else None)
 
 
-def current_policy(states: dict[NodeRef, UserStatus]) -> int:
-    """The guess limit to keep on a password change: the committed version's full count.
-
-    Right after a successful recovery the count is reset, so the nodes report
-    ``guesses_remaining == max_guesses``; the highest report is the policy.
-    """
-    reported = [s.committed.guesses_remaining for s in states.values() if s.committed is not None]
-    return max(reported, default=DEFAULT_MAX_GUESSES) or DEFAULT_MAX_GUESSES
+def current_policy(states: Mapping[NodeRef, UserStatus]) -> int:
+    """The guess limit of a registration that does not name one: the limit most nodes report
+    for the highest-epoch committed version (the version's own, never another version's
+    count), else the default. Password changes and migrations pass the recovered version's
+    limit instead (``VersionChoice.max_guesses``)."""
+    committed = [s.committed for s in states.values() if s.committed is not None]
+    if not committed:
+        return DEFAULT_MAX_GUESSES
+    top = max(info.epoch for info in committed)
+    limits = Counter(i.max_guesses for i in committed if i.epoch == top and i.max_guesses)
+    return limits.most_common(1)[0][0] if limits else DEFAULT_MAX_GUESSES
