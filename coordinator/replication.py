@@ -156,8 +156,12 @@ def add_command(subparsers: Any) -> None:
         "audit-scope token minted from the tenant key, and print a JSON report: per node the "
         "users whose newest committed version it lacks, and the users held by t or fewer "
         "nodes. A login heals its user; users who never log in stay as reported.",
+        epilog="example:\n  pakr replication --manifest cluster/manifest.json --token-key"
+        " cluster/tenants/dev.key --operator-key ed25519:...",
     )
-    command.add_argument("--manifest", type=Path, required=True, metavar="M")
+    command.add_argument(
+        "--manifest", type=Path, required=True, metavar="M", help="the cluster's signed manifest"
+    )
     command.add_argument(
         "--token-key",
         type=Path,
