@@ -121,7 +121,7 @@ def test_repro2_change_password_keeps_the_recovered_versions_limit(
     with client_for(cluster) as client:
         client.register(user, PASSWORD, SECRET, max_guesses=10)
         cluster.kill_node(5)
-        client.register(user, PASSWORD, SECRET, max_guesses=3)
+        client.register(user, PASSWORD, SECRET, max_guesses=3, if_exists="replace")
         cluster.start_node(5)
         client.change_password(user, PASSWORD, b"new password")
         held = committed(cluster, user)
@@ -144,7 +144,7 @@ def test_repro3_a_login_fills_the_node_that_missed_a_registration(
     with client_for(cluster) as client:
         client.register(user, PASSWORD, b"old secret")
         cluster.kill_node(5)
-        client.register(user, PASSWORD, SECRET)
+        client.register(user, PASSWORD, SECRET, if_exists="replace")
         cluster.start_node(5)
         before = committed(cluster, user)
         assert len({h.version for h in before.values() if h}) == 2
@@ -205,7 +205,7 @@ def _missed_reregistration(cluster: LocalCluster, user: str) -> None:
     with client_for(cluster) as client:
         client.register(user, PASSWORD, b"old secret")
         cluster.kill_node(5)
-        client.register(user, PASSWORD, SECRET)
+        client.register(user, PASSWORD, SECRET, if_exists="replace")
         cluster.start_node(5)
 
 
