@@ -257,7 +257,12 @@ class _Session:
         group_reply = self.replies[ask[0]]
         while True:
             step = await self._release(unlocked, ask)
-            silent.update(step.errors)
+            for node, error in step.errors.items():
+                if isinstance(error, MalformedMessage):  # answered, but not a valid share
+                    bad[node] = f"malformed reply: {error}"
+                    self.ctx.distrust.remember((node,))
+                else:
+                    silent[node] = error
             shares.update(step.replies)
             if len(shares) >= t:
                 try:
