@@ -68,7 +68,10 @@ class Liars:
             proxy.lies = {}
 
     def set(self, lies: Mapping[int, Mapping[str, Lie]]) -> None:
+        """Set the lies (every other node honest) and start counting calls afresh."""
         self.honest()
+        for proxy in self.proxies.values():
+            proxy.calls.clear()
         for index, by_method in lies.items():
             self.proxies[index].lies = dict(by_method)
 
