@@ -166,6 +166,11 @@ def choose_version(
         without = sum(1 for s in answers.values() if s.committed is None and s.pending is None)
         if without > node_count - t:
             raise NotRegistered()
+        known = max(held, key=lambda key: key[1], default=None)  # held by fewer than t
+        if known is not None:
+            unable = sum(1 for s in answers.values() if cannot_serve(s, *known))
+            if lockout_is_certain(unable, threshold=t, node_count=node_count):
+                raise LockedOut()
         reasons = {node.name: why for node, why in failures.items()}
         raise ClusterUnavailable(
             reasons, "cluster unavailable: no version is held by enough reachable nodes"

@@ -41,12 +41,45 @@ from pakr.proto.records import ShareMaterial, UserRecord, VersionRecord
 # --------------------------------------------------------------------------- client side
 
 
-def registration_epoch(statuses: Iterable[UserStatus]) -> int:
-    """Register1 → the new registration's epoch: 1 + the highest epoch any node reported."""
-    highest = max((s.highest_epoch for s in statuses), default=0)
+EPOCH_JUMP_LIMIT = 2**20
+"""How far past the epochs already held a new epoch may go (issue 12, finding 4).
+
+A node refuses a Register2 or Delete whose epoch exceeds its own highest epoch by more than
+this, and the client never adopts an epoch reported beyond this bound above what enough other
+nodes report (:func:`registration_epoch`). Epochs normally advance by one per operation, so
+the bound never bites an honest cluster, while one stolen token or one lying node can advance
+a user's epoch by at most 2^20 per operation: exhausting the 2^64 epoch space would take 2^44
+of them."""
+
+
+def registration_epoch(statuses: Iterable[UserStatus], *, tolerate: int = 1) -> int:
+    """Register1 → the new registration's epoch: 1 + the highest epoch reported by a node
+    that is corroborated.
+
+    Up to ``tolerate`` nodes (the client passes max(1, n − t)) may lie: an epoch is only
+    adopted if it is at most :data:`EPOCH_JUMP_LIMIT` above the ``tolerate + 1``-th highest
+    reported epoch, so at least one node outside any ``tolerate`` liars vouches for the range.
+    A node reporting more (a lie, or an epoch pushed up by a stolen token before nodes bounded
+    jumps) refuses this registration as stale; with r = n that blocks writes while it
+    misbehaves, and never after it is repaired.
+    """
+    reported = sorted((s.highest_epoch for s in statuses), reverse=True)
+    reference = reported[tolerate] if len(reported) > tolerate else 0
+    bound = reference + EPOCH_JUMP_LIMIT
+    highest = max((epoch for epoch in reported if epoch <= bound), default=0)
     if highest >= MAX_EPOCH:
         raise ConfigError("epoch space exhausted for this user; delete is impossible too")
     return highest + 1
+
+
+def check_epoch_jump(held: int, epoch: int) -> None:
+    """Node side of :data:`EPOCH_JUMP_LIMIT`: refuse an epoch too far past the node's own."""
+    if epoch > held + EPOCH_JUMP_LIMIT:
+        raise NodeRefusal(
+            ErrorKind.INVALID_REQUEST,
+            f"epoch {epoch} jumps more than 2^20 past this node's epoch {held};"
+            " register again from Register1",
+        )
 
 
 def new_version(rng: Randomness = SYSTEM) -> bytes:
@@ -238,6 +271,7 @@ def node_register2(
         if _same_registration(held, request):
             return None
         raise NodeRefusal(ErrorKind.CONFLICT, "version already held with different contents")
+    check_epoch_jump(state.highest_epoch, request.epoch)
     if request.epoch <= state.highest_epoch:
         raise NodeRefusal(
             ErrorKind.CONFLICT,
