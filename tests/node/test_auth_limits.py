@@ -162,3 +162,16 @@ def test_crash_point_parsing() -> None:
     for env in ({"PAKR_CRASH_AT": "recover9.after_commit"}, {"PAKR_CRASH_AFTER": "x"}):
         with pytest.raises(ConfigError):
             CrashPoints.from_env(env)
+
+
+def test_refusal_log_bounds_lines_per_peer_and_peers() -> None:
+    from pakr.node.refusal_log import RefusalLog
+
+    log = RefusalLog(interval=10.0, max_peers=2)
+    assert log.admit("a", 0.0) == 0
+    assert log.admit("a", 1.0) is None and log.admit("a", 2.0) is None
+    assert log.admit("a", 10.5) == 2  # the next line says how many were held back
+    assert log.admit("b", 11.0) == 0
+    assert log.admit("c", 11.0) is None  # table full, nothing old enough: held back
+    assert log.admit("c", 21.0) == 0  # "a" and "b" aged out
+    assert log.suppressed == 3

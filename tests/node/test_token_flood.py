@@ -133,3 +133,23 @@ def test_flooding_the_replay_cache_refuses_no_other_tenant(
         )
     finally:
         flooded.stop()
+
+
+def test_refusals_are_logged_once_per_peer_per_interval(
+    node: RunningNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12 finding 6: 300 refused requests from one peer write one log line (not 300),
+    and every one of them is still counted in the metrics."""
+    import logging
+
+    client = Client(node, UserRef(TENANT, "noisy"))
+    metrics = node.server.servicer.metrics
+    before = metrics.refusal_logs_suppressed._value.get()
+    with caplog.at_level(logging.INFO, logger="pakr.node.rpc"):
+        for _ in range(300):
+            client.refused("Recover1", pb.Recover1Request(header=client.header()), token=False)
+    lines = [r for r in caplog.records if r.getMessage() == "request refused"]
+    assert len(lines) == 1, len(lines)
+    counted = metrics.requests.labels("Recover1", "invalid_auth")._value.get()
+    assert counted >= 300
+    assert metrics.refusal_logs_suppressed._value.get() - before == 299
