@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint proto bench faults fuzz wheel clean venv
+.PHONY: demo test test-fast lint proto bench faults fuzz byzantine wheel clean venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench: $(STAMP)
 
 faults: $(STAMP)
 	PAKR_FAULTS=long $(BIN)/pytest -q tests/faults
+
+byzantine: $(STAMP)
+	PAKR_BYZANTINE=long $(BIN)/pytest -q -p no:cacheprovider tests/byzantine
 
 fuzz: $(STAMP)
 	PAKR_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q tests/security/test_fuzz_rpc.py

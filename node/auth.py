@@ -192,9 +192,7 @@ class Authenticator:
     def consume(self, claims: Claims, now: float) -> None:
         """Spend a single-use token in memory (the servicer then records it in the store);
         call only once the request passed the rate limits and decoded."""
-        if not self._replays.check_and_add(
-            _replay_key(claims), claims.exp + LEEWAY_SECONDS, now
-        ):
+        if not self._replays.check_and_add(_replay_key(claims), claims.exp + LEEWAY_SECONDS, now):
             raise refuse(_USED)
 
 

@@ -1,6 +1,7 @@
 """Refusal logging bounded per peer: at most one line per peer per interval.
 
-Every refused request is counted in the metrics (``pakr_node_requests_total``, by method and outcome);
+Every refused request is counted in the metrics (``pakr_node_requests_total``, by method and
+outcome);
 the log only needs to show that a peer is being refused and how often. Without a bound, a peer
 sending garbage or hitting a rate limit makes the node write a line per request (issue 12,
 finding 6). The table of peers is bounded too: when it is full and nothing in it is old enough
@@ -25,7 +26,9 @@ class RefusalLog:
         self._held: dict[str, int] = {}
         self.suppressed = 0
 
-    def admit(self, peer: str, now: float, on_suppress: Callable[[], None] | None = None) -> int | None:
+    def admit(
+        self, peer: str, now: float, on_suppress: Callable[[], None] | None = None
+    ) -> int | None:
         """``None`` to skip this line; else the number of refusals for ``peer`` held back
         since its last line (to include in this one)."""
         last = self._last.get(peer)

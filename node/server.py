@@ -43,7 +43,7 @@ AUDIT_PRUNE_INTERVAL = 3600.0
 OVERSIZE_READ_BYTES = 16 * wire.MAX_MESSAGE_BYTES
 
 SERVER_OPTIONS = (
-    # Read up to 16 × the message limit so an oversize body reaches the servicer, which
+    # Read up to 16 x the message limit so an oversize body reaches the servicer, which
     # answers it with the typed INVALID_REQUEST detail; gRPC alone would answer a bare
     # RESOURCE_EXHAUSTED. Beyond that gRPC refuses it unread (still bounded memory).
     ("grpc.max_receive_message_length", OVERSIZE_READ_BYTES),

@@ -463,9 +463,7 @@ class _Undecodable:
 def _tolerant_parser(message_type: Any) -> Callable[[bytes], Any]:
     def parse(data: bytes) -> Any:
         if len(data) > wire.MAX_MESSAGE_BYTES:
-            return _Undecodable(
-                f"the request body is larger than {wire.MAX_MESSAGE_BYTES} bytes"
-            )
+            return _Undecodable(f"the request body is larger than {wire.MAX_MESSAGE_BYTES} bytes")
         try:
             return message_type.FromString(data)
         except (DecodeError, ValueError, RuntimeError):

@@ -93,10 +93,10 @@ def cannot_serve(status: UserStatus, version: bytes, epoch: int) -> bool:
 
 
 def lockout_is_certain(unable: int, *, threshold: int, node_count: int) -> bool:
-    """The one rule for ``LockedOut`` (issue 12): certain only when more than n − t distinct
+    """The one rule for ``LockedOut`` (issue 12): certain only when more than n - t distinct
     nodes answered that they cannot serve the version (locked, out of guesses, or without
     it), counting every answer that arrived before the deadline, so fewer than t nodes could
-    ever serve it. One node, or any n − t, claiming "locked" is never enough: a lying
+    ever serve it. One node, or any n - t, claiming "locked" is never enough: a lying
     node and slow honest ones would otherwise turn a live secret into a lost one. Anything
     short of this is ``ClusterUnavailable``.
     """
@@ -168,8 +168,8 @@ def choose_version(
             raise NotRegistered()
         known = max(held, key=lambda key: key[1], default=None)  # held by fewer than t
         if known is not None:
-            unable = sum(1 for s in answers.values() if cannot_serve(s, *known))
-            if lockout_is_certain(unable, threshold=t, node_count=node_count):
+            unable_count = sum(1 for s in answers.values() if cannot_serve(s, *known))
+            if lockout_is_certain(unable_count, threshold=t, node_count=node_count):
                 raise LockedOut()
         reasons = {node.name: why for node, why in failures.items()}
         raise ClusterUnavailable(
@@ -327,6 +327,16 @@ class TooFewValid(ProtocolError):
         super().__init__([n.name for n in set_aside], reason)
 
 
+class PasswordMismatch(InvalidPassword):
+    """The password is wrong, decided by a valid group of t; ``set_aside`` names the replies
+    that failed verification on the way (the SDK names those nodes even though the attempt
+    ended in ``InvalidPassword``, and asks them last afterwards)."""
+
+    def __init__(self, guesses_remaining: int, set_aside: Mapping[NodeRef, str]) -> None:
+        self.set_aside = dict(set_aside)
+        super().__init__(guesses_remaining)
+
+
 def _unlock(
     attempt: RecoveryAttempt,
     group: Mapping[NodeRef, Recover2Reply],
@@ -402,11 +412,12 @@ def finish_recover2(
     is accepted is what eager verification accepts.
 
     At most one valid group can reach t: a valid reply carries a share signed under the
-    user's ``vk_v`` and a proof for it, so it is the true evaluation, and the ≤ n − t < t
+    user's ``vk_v`` and a proof for it, so it is the true evaluation, and the ≤ n - t < t
     liars cannot make a group of t on their own. So a valid group of t that does not match
-    means a wrong password: ``InvalidPassword`` (guesses remaining = the t-th largest count in
-    the group). Fewer than t valid consistent replies: :class:`TooFewValid`, naming the
-    invalid ones and saying how many more replies are needed.
+    means a wrong password: :class:`PasswordMismatch`, an ``InvalidPassword`` (guesses
+    remaining = the t-th largest count in the group) naming the invalid replies. Fewer than t
+    valid consistent replies: :class:`TooFewValid`, naming the invalid ones and saying how
+    many more replies are needed.
     """
     first = _largest_group(replies)
     if len(first) >= threshold:
@@ -439,7 +450,7 @@ def finish_recover2(
     )
     if unlocked is None:
         remaining = sorted((r.guesses_remaining for r in group.values()), reverse=True)
-        raise InvalidPassword(remaining[threshold - 1])
+        raise PasswordMismatch(remaining[threshold - 1], invalid)
     return unlocked
 
 

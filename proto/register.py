@@ -56,7 +56,7 @@ def registration_epoch(statuses: Iterable[UserStatus], *, tolerate: int = 1) -> 
     """Register1 → the new registration's epoch: 1 + the highest epoch reported by a node
     that is corroborated.
 
-    Up to ``tolerate`` nodes (the client passes max(1, n − t)) may lie: an epoch is only
+    Up to ``tolerate`` nodes (the client passes max(1, n - t)) may lie: an epoch is only
     adopted if it is at most :data:`EPOCH_JUMP_LIMIT` above the ``tolerate + 1``-th highest
     reported epoch, so at least one node outside any ``tolerate`` liars vouches for the range.
     A node reporting more (a lie, or an epoch pushed up by a stolen token before nodes bounded

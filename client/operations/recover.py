@@ -45,6 +45,7 @@ from pakr.proto.messages import (
     UserStatus,
 )
 from pakr.proto.recover import (
+    PasswordMismatch,
     RecoveryAttempt,
     TooFewValid,
     UnlockedAttempt,
@@ -59,7 +60,7 @@ from pakr.proto.recover import (
     verify_recover3_reply,
 )
 from pakr.refusals import reason, step_failure
-from pakr.transport import NodeTransport
+from pakr.transport import NodeTransport, NodeUnreachable
 
 log = logging.getLogger("pakr")
 
@@ -165,6 +166,8 @@ class _Session:
         self.attempt = attempt
         self.hedge_after = hedge_after
         self.spares: list[NodeRef] = list(attempt.choice.nodes)  # in order, not asked yet
+        self.unanswered: list[NodeRef] = []  # asked, no answer in time: may be asked again
+        self.asked_twice: set[NodeRef] = set()
         self.replies: dict[NodeRef, Recover2Reply] = {}  # evaluations still in play
         self.failures: dict[NodeRef, PakrError] = {}
         self.set_aside: dict[NodeRef, str] = {}  # misbehaved: named in the warning or error
@@ -187,7 +190,23 @@ class _Session:
         for node, error in step.errors.items():
             if isinstance(error, MalformedMessage):  # answered, but not a valid reply
                 self._set_aside({node: f"malformed reply: {error}"})
+            elif isinstance(error, NodeUnreachable) and node not in self.asked_twice:
+                self.unanswered.append(node)
         return step.replies
+
+    def _respare(self) -> bool:
+        """When no spare is left, ask the nodes that did not answer in time once more.
+
+        Asking again with the same attempt id and blinded element is free at a node that
+        counted the first request (it replays its stored evaluation, same nonce) and a first
+        request at one that never got it, so it never spends a second guess; a hedged call
+        cancelled because others answered first is how an honest reply goes missing while
+        liars take up places."""
+        if self.spares or not self.unanswered:
+            return bool(self.spares)
+        self.spares, self.unanswered = self.unanswered, []
+        self.asked_twice.update(self.spares)
+        return True
 
     def _set_aside(self, nodes: Mapping[NodeRef, str]) -> None:
         """Name ``nodes`` as misbehaving in this attempt and ask them last from now on."""
@@ -229,7 +248,7 @@ class _Session:
         while True:
             short = max(t - len(self.replies), extra)
             if short > 0:
-                if not self.spares:
+                if not self._respare():
                     raise self._shortfall("recover2", len(self.replies))
                 await self._ask(short)
                 extra = 0
@@ -242,6 +261,11 @@ class _Session:
                 self._set_aside(error.set_aside)
                 extra = error.missing
                 continue
+            except PasswordMismatch as error:
+                self._set_aside(error.set_aside)
+                for node, why in self.set_aside.items():
+                    log.warning("recover: ignored %s's evaluation: %s", node.name, why)
+                raise
             self._set_aside(unlocked.set_aside)
             for node, why in self.set_aside.items():
                 log.warning("recover: ignored %s's evaluation: %s", node.name, why)
@@ -286,7 +310,7 @@ class _Session:
             self.ctx.distrust.remember(forged)
             for node in forged:
                 del shares[node]
-            if not self.spares:
+            if not self._respare():
                 if bad:
                     reasons = "; ".join(f"{n.name}: {why}" for n, why in bad.items())
                     raise ProtocolError([n.name for n in bad], reasons)

@@ -126,7 +126,9 @@ REGISTER1 = [
     }
 ]
 
-LURE = Lie("Recover1.guesses=1", rewrite=_status("guesses", _committed(_set("guesses_remaining", 1))))
+LURE = Lie(
+    "Recover1.guesses=1", rewrite=_status("guesses", _committed(_set("guesses_remaining", 1)))
+)
 """Every liar in Recover2/Recover3 also claims one guess left, to be asked first."""
 
 # ----------------------------------------------------------------- Recover2

@@ -76,7 +76,7 @@ def test_finding2_one_false_locked_and_two_late_honest_nodes(five: Liars) -> Non
 
 
 def test_finding2_lockout_only_when_certain(five: Liars) -> None:
-    """Three "locked" answers of five (> n − t) is certain: ``LockedOut``, exit code 8; two
+    """Three "locked" answers of five (> n - t) is certain: ``LockedOut``, exit code 8; two
     "locked" answers plus an unreachable node is not: ``ClusterUnavailable``."""
     from pakr.coordinator.cli import EXIT_LOCKED_OUT, exit_code_for
 

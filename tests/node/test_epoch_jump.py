@@ -1,6 +1,6 @@
 """Issue 12 finding 4: one stolen token must not brick a user (a real node process).
 
-Before the fix a single unused token sent as ``Delete(epoch = 2^64 − 1)`` made the node keep
+Before the fix a single unused token sent as ``Delete(epoch = 2^64 - 1)`` made the node keep
 the maximum epoch and refuse every later registration or delete ("epoch space exhausted").
 Now the node refuses any epoch more than ``EPOCH_JUMP_LIMIT`` past its own, changing nothing.
 """
@@ -38,13 +38,16 @@ def test_stolen_token_delete_far_ahead_is_refused(node: RunningNode, epoch: int)
 def test_register2_far_ahead_is_refused_but_the_limit_is_accepted(node: RunningNode) -> None:
     user = UserRef("acme", "jumper")
     client, reg = registered(node, user)
-    far = make_registration(user=user, node=node.ref, epoch=2 + EPOCH_JUMP_LIMIT, expected=reg.version)
-
+    far = make_registration(
+        user=user, node=node.ref, epoch=2 + EPOCH_JUMP_LIMIT, expected=reg.version
+    )
 
     before = node.dump()
     error = client.refused("Register2", wire.register2_to_pb(client.header(), far.request))
     assert refusal_of(error).kind is ErrorKind.INVALID_REQUEST
     assert node.dump() == before
-    edge = make_registration(user=user, node=node.ref, epoch=1 + EPOCH_JUMP_LIMIT, expected=reg.version)
+    edge = make_registration(
+        user=user, node=node.ref, epoch=1 + EPOCH_JUMP_LIMIT, expected=reg.version
+    )
     client.register(edge)
     assert client.status().committed.epoch == 1 + EPOCH_JUMP_LIMIT

@@ -323,7 +323,7 @@ def test_oversized_message_is_refused(shared_node: RunningNode, method: str) -> 
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
     detail = refusal_of(error)
     assert detail.kind is ErrorKind.INVALID_REQUEST and "larger than" in str(detail)
-    # past 16 × the limit gRPC refuses it unread (bounded memory), without the detail
+    # past 16 x the limit gRPC refuses it unread (bounded memory), without the detail
     request.header.request_id = bytes(2_000_000)
     assert scene.client.refused(method, request).code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert shared_node.dump() == before

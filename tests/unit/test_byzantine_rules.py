@@ -68,7 +68,7 @@ def test_choose_version_locked_out_only_when_certain(kinds: list[str]) -> None:
         assert unable > 2
     except ClusterUnavailable:
         assert unable <= 2 and usable < 3
-    except NotRegistered:  # more than n − t answered without any version
+    except NotRegistered:  # more than n - t answered without any version
         assert kinds.count("missing") > 2
     else:
         assert usable >= 3 and len(choice.nodes) == usable
@@ -90,7 +90,9 @@ def test_one_node_reporting_the_maximum_epoch_is_not_adopted() -> None:
     honest=st.lists(st.integers(0, 10_000), min_size=3, max_size=5),
     liars=st.lists(st.integers(0, MAX_U64), max_size=2),
 )
-def test_epoch_beats_every_honest_node_and_ignores_liars(honest: list[int], liars: list[int]) -> None:
+def test_epoch_beats_every_honest_node_and_ignores_liars(
+    honest: list[int], liars: list[int]
+) -> None:
     """With ≥ f + 1 honest answers within J of each other, the epoch is above every honest
     epoch (so honest nodes accept it) and at most J + 1 above the highest honest one."""
     f = max(1, len(liars))
