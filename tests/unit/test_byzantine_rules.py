@@ -106,3 +106,22 @@ def test_node_refuses_a_jump_past_the_limit() -> None:
     check_epoch_jump(7, 7 + EPOCH_JUMP_LIMIT)
     with pytest.raises(NodeRefusal):
         check_epoch_jump(7, 8 + EPOCH_JUMP_LIMIT)
+
+
+def test_distrust_memory_puts_set_aside_nodes_last_until_it_expires() -> None:
+    """Issue 12 finding 3: a node that claims one guess left is asked first, until this client
+    sets it aside; then it is asked last, whatever it claims, for the memory's lifetime."""
+    from pakr.distrust import Distrust
+
+    now = [0.0]
+    memory = Distrust(ttl=60.0, clock=lambda: now[0])
+    liar = NODES[0]
+    answers = {node: _status() for node in NODES}
+    answers[liar] = UserStatus(committed=VersionInfo(VERSION, 1, PARAMS, 1))  # "1 guess left"
+    first = choose_version(answers, {}, threshold=3, node_count=5)
+    assert first.nodes[0] == liar
+    memory.remember([liar])
+    later = choose_version(answers, {}, threshold=3, node_count=5, distrusted=memory.current())
+    assert later.nodes[-1] == liar
+    now[0] = 61.0
+    assert memory.current() == frozenset()
