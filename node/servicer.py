@@ -33,6 +33,7 @@ from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
 from pakr.proto.messages import NONCE_LEN, NodeRef, Recover2, Recover2Reply, UserRef
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Recover3Outcome, node_recover2
+from pakr.proto.register import check_register2
 from pakr.proto.tokens import LEEWAY_SECONDS, Claims
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc
@@ -220,6 +221,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         decode: Callable[[Any], M],
         *,
         fresh_within: float | None = None,
+        check: Callable[[UserRef, M], None] | None = None,
     ) -> tuple[UserRef, M]:
         """Authenticate a state change (Register2/3, Delete): check the single-use token (not
         yet spent), the per-user rate limit, decode the request, then spend the token, in
@@ -229,6 +231,8 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             context, request.header, now, single_use=True, fresh_within=fresh_within
         )
         message = decode(request)
+        if check is not None:
+            check(user, message)  # stateless validation (e.g. the Register2 signature)
         self.auth.consume(claims, now)
         await self._claim_once(claims, now)
         return user, message
@@ -321,7 +325,11 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
     ) -> pb.Register2Response:
         async def body(peer: str, now: float) -> pb.Register2Response:
             user, message = await self._authenticate_once(
-                context, request, now, wire.register2_from_pb
+                context,
+                request,
+                now,
+                wire.register2_from_pb,
+                check=lambda user, message: check_register2(message, user=user, node=self.node),
             )
             self.crash.hit("register2", "before_commit")
             await self._timed(

@@ -233,21 +233,13 @@ def _same_registration(record: VersionRecord, request: Register2) -> bool:
     )
 
 
-def node_register2(
-    current: UserRecord | None,
-    request: Register2,
-    *,
-    user: UserRef,
-    node: NodeRef,
-    now: float,
-) -> UserRecord | None:
-    """Register2 on a node: the new user record, or ``None`` for an identical retry.
+def check_register2(request: Register2, *, user: UserRef, node: NodeRef) -> None:
+    """The stateless checks of a Register2 (``NodeRefusal`` INVALID_REQUEST): the public
+    share is k_i·G, its signature verifies for this node, max_guesses is in range.
 
-    Refuses (``NodeRefusal``) a request whose public share or signature does not check out
-    (INVALID_REQUEST), whose epoch is not above every epoch the node holds, or whose
-    ``expected`` is not this node's committed version (CONFLICT: a concurrent registration).
-    The committed version is never touched here.
-    """
+    :func:`node_register2` runs them first; the servicer also runs them before it spends the
+    request's single-use token, so a request refused for bad input leaves the token to its
+    good retry (issue 12, finding 5)."""
     if Element.base_mult(request.oprf_key_share) != request.oprf_public_share:
         raise NodeRefusal(ErrorKind.INVALID_REQUEST, "oprf_public_share is not k_i·G")
     if not verify_oprf_key_signature(
@@ -265,6 +257,24 @@ def node_register2(
         )
     if not 1 <= request.max_guesses <= MAX_GUESSES_LIMIT:
         raise NodeRefusal(ErrorKind.INVALID_REQUEST, f"max_guesses must be 1..{MAX_GUESSES_LIMIT}")
+
+
+def node_register2(
+    current: UserRecord | None,
+    request: Register2,
+    *,
+    user: UserRef,
+    node: NodeRef,
+    now: float,
+) -> UserRecord | None:
+    """Register2 on a node: the new user record, or ``None`` for an identical retry.
+
+    Refuses (``NodeRefusal``) a request whose public share or signature does not check out
+    (INVALID_REQUEST), whose epoch is not above every epoch the node holds, or whose
+    ``expected`` is not this node's committed version (CONFLICT: a concurrent registration).
+    The committed version is never touched here.
+    """
+    check_register2(request, user=user, node=node)
     state = current or UserRecord()
     held = state.version(request.version)
     if held is not None:

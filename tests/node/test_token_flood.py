@@ -154,3 +154,14 @@ def test_refusals_are_logged_once_per_peer_per_interval(
     counted = metrics.requests.labels("Recover1", "invalid_auth")._value.get()
     assert counted >= 300
     assert metrics.refusal_logs_suppressed._value.get() - before == 299
+
+
+def test_register2_with_a_bad_signature_does_not_burn_the_token(node: RunningNode) -> None:
+    user = UserRef(TENANT, "retry-bad-signature")
+    client = Client(node, user)
+    reg = make_registration(user=user, node=node.ref)
+    token = node.token(user)
+    bad = wire.register2_to_pb(client.header(), reg.request)
+    bad.oprf_key_signature = bytes(64)
+    assert refusal_of(client.refused("Register2", bad, token)).kind is ErrorKind.INVALID_REQUEST
+    client.call("Register2", wire.register2_to_pb(client.header(), reg.request), token)
