@@ -31,7 +31,7 @@ from tests.byzantine.proxy import Lie
 pytestmark = pytest.mark.timeout(900)
 
 LONG = os.environ.get("PAKR_BYZANTINE") == "long"
-COMBINATIONS = 300 if LONG else 6
+COMBINATIONS = 150 if LONG else 6
 MAX_LIARS = 2  # n - t for 3-of-5; the 2-of-3 shape skips 2
 
 
