@@ -9,7 +9,9 @@ unlocked the attempt. Fewer calls means less work for the nodes and for the clie
 guess is counted by the nodes that evaluate it.
 
 Recover2 spends a guess at every node it reaches and Recover3 consumes the attempt, so neither
-is ever retried at the same node: asking a further node is a first request there. Nodes whose
+is retried automatically: asking a further node is a first request there. The one exception is
+a Recover2 that got no answer in time, asked once more when no other node is left: the same
+attempt id and blinded element are a free replay at a node that counted it. Nodes whose
 replies fail verification are named in a warning (logger ``pakr``) when enough honest nodes
 remain to recover anyway, and in a ``ProtocolError`` otherwise; a reply that does not decode,
 does not combine or does not verify is set aside and replaced by a spare node's in the same
@@ -187,6 +189,8 @@ class _Session:
         self.spares = [n for n in self.spares if n not in asked]
         self.failures.update(step.errors)
         self.replies.update(step.replies)
+        for node in step.replies:
+            self.failures.pop(node, None)  # answered when asked again
         for node, error in step.errors.items():
             if isinstance(error, MalformedMessage):  # answered, but not a valid reply
                 self._set_aside({node: f"malformed reply: {error}"})
