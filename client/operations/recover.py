@@ -169,6 +169,10 @@ class _Session:
         self.hedge_after = hedge_after
         self.spares: list[NodeRef] = list(attempt.choice.nodes)  # in order, not asked yet
         self.unanswered: list[NodeRef] = []  # asked, no answer in time: may be asked again
+        choice = attempt.choice
+        known = {*choice.nodes, *choice.cannot_serve, *choice.suspects}
+        # Recover1 gave no (timely) answer: they may hold the version; a last resort.
+        self.unheard: list[NodeRef] = [n for n in ctx.nodes if n not in known]
         self.asked_twice: set[NodeRef] = set()
         self.replies: dict[NodeRef, Recover2Reply] = {}  # evaluations still in play
         self.failures: dict[NodeRef, PakrError] = {}
@@ -199,15 +203,22 @@ class _Session:
         return step.replies
 
     def _respare(self) -> bool:
-        """When no spare is left, ask the nodes that did not answer in time once more.
+        """When no spare is left, ask the nodes whose Recover1 answer did not arrive in time
+        (they may well hold the version: a reply is verified like any other), then the nodes
+        that did not answer Recover2 in time, once more.
 
         Asking again with the same attempt id and blinded element is free at a node that
         counted the first request (it replays its stored evaluation, same nonce) and a first
         request at one that never got it, so it never spends a second guess; a hedged call
         cancelled because others answered first is how an honest reply goes missing while
         liars take up places."""
-        if self.spares or not self.unanswered:
-            return bool(self.spares)
+        if self.spares:
+            return True
+        if self.unheard:
+            self.spares, self.unheard = self.unheard, []
+            return True
+        if not self.unanswered:
+            return False
         self.spares, self.unanswered = self.unanswered, []
         self.asked_twice.update(self.spares)
         return True

@@ -115,3 +115,24 @@ def test_finding3_a_set_aside_node_is_asked_last(
             assert c.recover(user, PASSWORD) == SECRET
         assert five.proxies[3].calls.get("Recover2") == 1  # never asked again
     five.honest()
+
+
+def test_a_node_late_in_recover1_is_a_last_resort_spare(five: Liars) -> None:
+    """Found by the matrix's hypothesis run: one liar hides (no guesses left), another hangs
+    in Recover2, and the last honest node answered Recover1 too late to be in the choice.
+    Recovery used to run out of nodes; it now asks the node it did not hear from."""
+    user = _register(five)
+    no_guesses = Lie(
+        "Recover1.guesses=0",
+        rewrite=lambda msg: setattr(msg.status.committed, "guesses_remaining", 0),
+    )
+    five.set(
+        {
+            1: {"Recover1": no_guesses},
+            4: {"Recover2": Lie("Recover2.hang", stall=30.0, before=True)},
+            5: {"Recover1": Lie("Recover1.stall", stall=1.0)},
+        }
+    )
+    with five.client() as c:
+        assert c.recover(user, PASSWORD) == SECRET
+    five.honest()
