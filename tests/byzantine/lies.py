@@ -199,6 +199,13 @@ RECOVER3_QUIET = [
 ]
 
 NAMED = frozenset(lie.name for lie in RECOVER2_NAMED + RECOVER3_NAMED)
+VERIFIED_ONLY = frozenset(
+    {"Recover2.proof=flipped", "Recover2.K=other", "Recover2.signature=flipped"}
+)
+"""Lies next to a correct Z_i: harmless, and caught only when the client verifies replies one
+by one (the combination failed, e.g. a wrong password). The lazy client need not name them
+when the combination matches, so the matrix requires their names only from a liar that lured
+the client into asking it first, where the wrong-password try forces verification."""
 RECOVER_LIES = RECOVER1 + RECOVER2_NAMED + RECOVER2_QUIET + RECOVER3_NAMED + RECOVER3_QUIET
 ALL_LIES = RECOVER_LIES + REGISTER1
 
