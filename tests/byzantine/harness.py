@@ -74,6 +74,7 @@ class Liars:
         self.honest()
         for proxy in self.proxies.values():
             proxy.calls.clear()
+            proxy.answered.clear()
         for index, by_method in lies.items():
             self.proxies[index].lies = dict(by_method)
 
@@ -171,7 +172,8 @@ def run_case(
         assert not honest_named, f"{label}: honest node(s) {honest_named} named: {accused.texts}"
         for index, by_method in lies.items():
             for lie in by_method.values():
-                asked = liars.proxies[index].calls.get(method_of(lie), 0) > 0  # either try
+                # its forged reply was sent (a hedged call cancelled first never was)
+                asked = liars.proxies[index].answered.get(method_of(lie), 0) > 0
                 recover1 = by_method.get("Recover1")
                 lured = recover1 is not None and recover1.name == LURE.name
                 if lie.name in VERIFIED_ONLY and not lured:

@@ -71,6 +71,7 @@ class LyingProxy:
         self._key = key_pem
         self.lies: dict[str, Lie] = {}
         self.calls: dict[str, int] = {}
+        self.answered: dict[str, int] = {}  # calls whose (rewritten) reply was sent
         self.address = ""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -128,6 +129,7 @@ class LyingProxy:
                 message = REPLY_TYPES[method].FromString(reply)
                 lie.rewrite(message)
                 reply = message.SerializeToString()
+            self.answered[method] = self.answered.get(method, 0) + 1
             return reply
 
         return handle
