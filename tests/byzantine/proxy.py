@@ -129,7 +129,8 @@ class LyingProxy:
                 message = REPLY_TYPES[method].FromString(reply)
                 lie.rewrite(message)
                 reply = message.SerializeToString()
-            self.answered[method] = self.answered.get(method, 0) + 1
+            if not context.cancelled():
+                self.answered[method] = self.answered.get(method, 0) + 1
             return reply
 
         return handle
