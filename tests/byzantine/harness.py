@@ -7,9 +7,10 @@ password and then the right one, and checks what issue 12 requires:
 
 * right password: exactly the secret, never a wrong one, never ``InvalidPassword`` or
   ``LockedOut``; every liar whose reply fails verification (a ``NAMED`` lie, when it was
-  asked first: lured, or in Recover3) is named in one of the two tries, and no honest node ever is (a forged proof, K_i
-  or signature next to a correct Z_i is only checked when the combination fails, which the
-  wrong-password try forces; the right-password try names what it had to verify);
+  asked first: lured, or in Recover3) is named in one of the two tries, and no honest
+  node ever is (a forged proof, K_i or signature next to a correct Z_i is only checked
+  when the combination fails, which the wrong-password try forces; the right-password try
+  names what it had to verify);
 * wrong password: ``InvalidPassword`` but never ``LockedOut``, and no node's durable guess
   count grows by more than one (no liar makes it cost more than one guess per node asked);
 * afterwards, with the lies gone, the user is neither locked nor bricked: recovery works.
