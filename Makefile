@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint proto bench faults fuzz byzantine wheel clean venv
+.PHONY: demo test test-fast lint proto bench faults fuzz byzantine wheel sbom audit clean venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -48,6 +48,14 @@ fuzz: $(STAMP)
 wheel: $(STAMP)
 	rm -rf dist
 	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
+
+# CycloneDX SBOM of the wheel (dist/pakr.cdx.json), from a fresh venv holding only the wheel.
+sbom: wheel
+	$(BIN)/python tools/sbom.py --wheel $$(ls dist/pakr-*.whl) --out dist/pakr.cdx.json
+
+# Known vulnerabilities in what the wheel installs; exit 2 says which packages went unaudited.
+audit: sbom
+	$(BIN)/python tools/audit.py --env build/sbom-env
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache *.egg-info

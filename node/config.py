@@ -21,9 +21,21 @@ Layout (every table but ``[node]`` is optional)::
     [storage]
     url = "sqlite:///node.db"    # sqlite:///relative or sqlite:////absolute; postgresql://...
 
+    [hpke]                       # the node's end-to-end encryption key (manifest publishes
+    private_key_file = "hpke.key"  # the public half); 64 hex chars, 0600, not in DB backups
+    public_key_file = "hpke.pub"   # base64url of the 1216-byte X-Wing public key
+
     [data_key]                   # exactly one of file / env
-    file = "data.key"            # 64 hex characters (a trailing newline is fine)
+    file = "keys/data.key"       # 64 hex characters (a trailing newline is fine)
     # env = "PAKR_DATA_KEY"      # the name of an environment variable holding 64 hex chars
+
+    [keys]                       # key generations (crypto-shredding), apart from the data
+    dir = "keys"                 # never backed up beyond the retention window
+    roll_hours = 24              # a new generation this often (staggered per node)
+    retention_days = 7           # a generation is destroyed this long after it started
+
+    [sweeper]
+    interval_seconds = 15        # due lockouts are erased at most this long after the grace
 
     [tenants]                    # trusted token-signing keys: kid -> public key
     "acme:1" = "ed25519:<base64url>"
@@ -105,6 +117,14 @@ def parse_data_key(raw: bytes, where: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class HpkeKeyFiles:
+    """Where the node's HPKE key pair lives (the private file 0600, apart from the data)."""
+
+    private_key_file: Path
+    public_key_file: Path
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     """A validated ``node.toml``."""
 
@@ -123,6 +143,20 @@ class NodeConfig:
     log_level: str = "info"
     audit_retention_days: int = 365
     crypto_thread: bool = False
+    keys_dir: Path = Path("keys")
+    key_roll_seconds: float = 86400.0
+    key_retention_seconds: float = 7 * 86400.0
+    sweep_seconds: float = 15.0
+    hpke: HpkeKeyFiles | None = None
+
+    def hpke_files(self) -> HpkeKeyFiles:
+        """The ``[hpke]`` key files; ``ConfigError`` for a config written before they existed."""
+        if self.hpke is None:
+            raise ConfigError(
+                f"{self.path}: no [hpke] key: Register2 shares are sealed to a node key since"
+                " protocol 2; create one with `pakr node hpke-keygen --config <node.toml>`"
+            )
+        return self.hpke
 
     @property
     def node_id_hex(self) -> str:
@@ -168,6 +202,14 @@ def resolve_storage_url(url: str, base: Path) -> str:
     )
 
 
+def keys_share_data_directory(config: NodeConfig) -> bool:
+    """Whether the key directory is the SQLite database's directory (a copy of one then
+    takes the other with it)."""
+    if not config.storage_url.startswith("sqlite:///"):
+        return False
+    return sqlite_path(config.storage_url).parent.resolve() == config.keys_dir.resolve()
+
+
 def sqlite_path(url: str) -> Path:
     """The file of a resolved ``sqlite:///`` URL (``sqlite:////abs/path``)."""
     if not url.startswith("sqlite:///"):
@@ -181,7 +223,19 @@ def parse_config(doc: Mapping[str, Any], path: Path) -> NodeConfig:
     fields.known(
         doc,
         "node.toml",
-        {"node", "tls", "storage", "data_key", "tenants", "rate_limit", "metrics", "audit"},
+        {
+            "node",
+            "tls",
+            "storage",
+            "data_key",
+            "hpke",
+            "tenants",
+            "rate_limit",
+            "metrics",
+            "audit",
+            "keys",
+            "sweeper",
+        },
     )
     node = fields.table(doc, "node", required=True)
     fields.known(node, "node", {"id", "index", "listen", "insecure", "log_level", "crypto_thread"})
@@ -227,6 +281,21 @@ def parse_config(doc: Mapping[str, Any], path: Path) -> NodeConfig:
         else DataKeySource(env=fields.string(data_key, "env", "data_key"))
     )
 
+    hpke_table = fields.table(doc, "hpke")
+    fields.known(hpke_table, "hpke", {"private_key_file", "public_key_file"})
+    hpke = (
+        HpkeKeyFiles(
+            private_key_file=fields.path_in(
+                base, fields.string(hpke_table, "private_key_file", "hpke")
+            ),
+            public_key_file=fields.path_in(
+                base, fields.string(hpke_table, "public_key_file", "hpke")
+            ),
+        )
+        if hpke_table
+        else None
+    )
+
     tenants_table = fields.table(doc, "tenants")
     tenants: dict[str, str] = {}
     for kid, key_text in tenants_table.items():
@@ -257,6 +326,22 @@ def parse_config(doc: Mapping[str, Any], path: Path) -> NodeConfig:
     fields.known(audit, "audit", {"retention_days"})
     retention = fields.integer(audit, "retention_days", "audit", 365, 1, 100_000)
 
+    keys = fields.table(doc, "keys")
+    fields.known(keys, "keys", {"dir", "roll_hours", "retention_days"})
+    keys_dir = fields.path_in(base, fields.string(keys, "dir", "keys", "keys"))
+    roll_hours = fields.number(keys, "roll_hours", "keys", 24.0)
+    retention_days = fields.number(keys, "retention_days", "keys", 7.0)
+    if not 0 < roll_hours <= 24 * 366:
+        raise ConfigError("keys.roll_hours must be above 0 and at most a year")
+    if retention_days * 24 < roll_hours:
+        raise ConfigError("keys.retention_days must cover at least one keys.roll_hours period")
+
+    sweeper = fields.table(doc, "sweeper")
+    fields.known(sweeper, "sweeper", {"interval_seconds"})
+    sweep_seconds = fields.number(sweeper, "interval_seconds", "sweeper", 15.0)
+    if not 0 < sweep_seconds <= 3600:
+        raise ConfigError("sweeper.interval_seconds must be above 0 and at most 3600")
+
     return NodeConfig(
         path=path.resolve(),
         node_id=node_id,
@@ -273,6 +358,11 @@ def parse_config(doc: Mapping[str, Any], path: Path) -> NodeConfig:
         log_level=log_level,
         audit_retention_days=retention,
         crypto_thread=crypto_thread,
+        keys_dir=keys_dir,
+        key_roll_seconds=roll_hours * 3600.0,
+        key_retention_seconds=retention_days * 86400.0,
+        sweep_seconds=sweep_seconds,
+        hpke=hpke,
     )
 
 

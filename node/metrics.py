@@ -28,6 +28,13 @@ class NodeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.key_exchange = Counter(
+            "pakr_node_tls_key_exchange",
+            "RPCs by the TLS key-exchange group of their connection ('none': plaintext);"
+            " anything but X25519MLKEM768 can be decrypted by a future quantum computer",
+            ["group"],
+            registry=self.registry,
+        )
         self.guesses = Counter(
             "pakr_node_guesses_counted",
             "password guesses counted (Recover2)",
@@ -41,6 +48,13 @@ class NodeMetrics:
         )
         self.lockouts = Counter(
             "pakr_node_lockouts", "versions locked out and erased", registry=self.registry
+        )
+        self.erasures = Counter(
+            "pakr_node_erasures",
+            "erasures by the sweeper: lockout (a due lockout), superseded (a pending version"
+            " older than the committed one), key_generation (a key generation destroyed)",
+            ["reason"],
+            registry=self.registry,
         )
         self.store_latency = Histogram(
             "pakr_node_store_seconds",

@@ -191,7 +191,7 @@ def test_compose_init_creates_a_consistent_cluster(initialised: tuple[Path, Path
         assert config.tenants == {"demo:1": demo["public_key"], "canary:1": canary["public_key"]}
         assert config.tls_cert is not None
         assert node.tls_cert_pem == config.tls_cert.read_text()
-        assert (data / f"node{node.index}" / "data.key").stat().st_mode & 0o077 == 0
+        assert (data / f"node{node.index}" / "keys" / "data.key").stat().st_mode & 0o077 == 0
     coordinator = load_coordinator_config(data / "coordinator" / "coordinator.toml")
     assert coordinator.manifest == out / "manifest.json"
     assert coordinator.canary is not None
@@ -256,16 +256,23 @@ def test_k8s_statefulsets_one_per_identity_hardened_probed(k8s: list[dict[str, A
         mounts = {m["name"]: m for m in container["volumeMounts"]}
         assert volumes["tls"]["secret"]["secretName"] == f"{name}-tls"
         assert volumes["data-key"]["secret"]["secretName"] == f"{name}-data-key"
+        assert volumes["hpke-key"]["secret"]["secretName"] == f"{name}-hpke-key"
+        assert volumes["hpke-key"]["secret"]["defaultMode"] == 0o400  # the node refuses more
         assert volumes["config"]["configMap"]["name"] == f"{name}-config"
-        for volume in ("tls", "data-key", "config"):
+        for volume in ("tls", "data-key", "hpke-key", "config"):
             assert mounts[volume]["readOnly"] is True
         assert volumes["tls"]["secret"]["defaultMode"] == 0o400
         assert Path(bootstrap.IN_POD["cert"]).parent == Path(mounts["tls"]["mountPath"])
         assert Path(bootstrap.IN_POD["data_key"]).parent == Path(mounts["data-key"]["mountPath"])
+        assert Path(bootstrap.IN_POD["hpke_key"]).parent == Path(mounts["hpke-key"]["mountPath"])
         assert container["args"][-1].startswith(mounts["config"]["mountPath"])
         db = bootstrap.IN_POD["storage"].removeprefix("sqlite:///")
         assert Path(db).parent == Path(mounts["data"]["mountPath"])
         assert spec["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+        # key generations on a volume of their own, apart from the data
+        assert spec["volumeClaimTemplates"][1]["metadata"]["name"] == "keys"
+        assert Path(bootstrap.IN_POD["keys"]).parent == Path(mounts["keys"]["mountPath"])
+        assert mounts["keys"]["mountPath"] != mounts["data"]["mountPath"]
     assert indices == {str(i) for i in range(1, 6)}
     pdb = next(d for d in k8s if d["kind"] == "PodDisruptionBudget")
     assert pdb["spec"]["maxUnavailable"] == 1
@@ -288,8 +295,12 @@ def test_k8s_bootstrap_rewrites_node_config_for_the_pod(
     assert str(config.tls_cert) == bootstrap.IN_POD["cert"]
     assert str(config.tls_key) == bootstrap.IN_POD["key"]
     assert str(config.data_key.file) == bootstrap.IN_POD["data_key"]
+    assert config.hpke is not None
+    assert str(config.hpke.private_key_file) == bootstrap.IN_POD["hpke_key"]
+    assert str(config.hpke.public_key_file) == bootstrap.IN_POD["hpke_pub"]
     db = bootstrap.IN_POD["storage"].removeprefix("sqlite:///")
     assert sqlite_path(config.storage_url) == Path(db) and Path(db).is_absolute()
+    assert str(config.keys_dir) == bootstrap.IN_POD["keys"]
     assert config.node_id == load_node_config(data / "node1" / "node.toml").node_id
     secret = bootstrap.secret("x", {"data.key": b"ab"})
     assert secret["data"] == {"data.key": "YWI="} and secret["metadata"]["namespace"] == "pakr"

@@ -19,12 +19,14 @@ import grpc
 import pytest
 
 from pakr.node.cli import render_config
-from pakr.node.config import NodeConfig, load_config
+from pakr.node.config import HpkeKeyFiles, NodeConfig, load_config
+from pakr.node.hpke_keys import generate_key_files, read_public_key
 from pakr.node.server import NodeServer
 from pakr.node.tls import write_certificate, write_private
 from pakr.proto import wire
 from pakr.proto.errors import NodeRefusal
-from pakr.proto.messages import NodeRef, UserRef
+from pakr.proto.hpke import HpkePublicKey
+from pakr.proto.messages import NodeRef, Register2, UserRef
 from pakr.proto.tokens import TenantKey, issue_token
 from pakr.proto.v1 import node_pb2_grpc
 
@@ -53,18 +55,21 @@ def write_node_dir(
     rate: tuple[float, int, float, int] = (0.0, 1, 0.0, 1),
     node_id: bytes | None = None,
     crypto_thread: bool = False,
+    storage: str = "sqlite:///node.db",
+    sweep_seconds: float | None = None,
 ) -> Path:
     """A node directory like ``pakr node init`` writes, with test rate limits."""
     node_id = node_id or os.urandom(16)
     directory.mkdir(parents=True, exist_ok=True)
     write_certificate(directory / "tls/node.crt", directory / "tls/node.key", "test", [])
-    write_private(directory / "data.key", os.urandom(32).hex().encode())
+    write_private(directory / "keys" / "data.key", os.urandom(32).hex().encode())
+    generate_key_files(HpkeKeyFiles(directory / "hpke.key", directory / "hpke.pub"), force=True)
     text = render_config(
         node_id=node_id.hex(),
         index=index,
         listen=listen,
         insecure=False,
-        storage="sqlite:///node.db",
+        storage=storage,
         tenants=tenants,
         metrics_listen=None,
     )
@@ -75,6 +80,8 @@ def write_node_dir(
     text = text.replace("user_burst = 20", f"user_burst = {user_burst}")
     text = text.replace("peer_rate = 500.0", f"peer_rate = {peer_rate}")
     text = text.replace("peer_burst = 1000", f"peer_burst = {peer_burst}")
+    if sweep_seconds is not None:
+        text = text.replace("interval_seconds = 15", f"interval_seconds = {sweep_seconds}")
     path = directory / "node.toml"
     path.write_text(text)
     return path
@@ -119,6 +126,16 @@ class RunningNode:
 
     def dump(self) -> list[str]:
         return dump_data_tables(self.db)
+
+    @property
+    def hpke_public(self) -> HpkePublicKey:
+        return read_public_key(self.config.hpke_files())
+
+    def register2_pb(self, header: Any, request: Register2) -> Any:
+        """Register2 as a client sends it: shares sealed to this node's HPKE key."""
+        return wire.register2_to_pb(
+            header, request, node_id=self.config.node_id, node_key=self.hpke_public
+        )
 
     def token(
         self,

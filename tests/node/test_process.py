@@ -25,12 +25,13 @@ import pytest
 from pakr.node.store.base import SCHEMA_VERSION
 from pakr.proto import wire
 from pakr.proto.errors import ErrorKind
+from pakr.proto.hpke import HpkePublicKey
 from pakr.proto.messages import NodeRef
 from pakr.proto.tokens import TenantKey, issue_token
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc
 from tests.node.conftest import refusal_of
-from tests.node.node_helpers import USER, attempt, make_registration
+from tests.node.node_helpers import ANY_REPLY_KEY, USER, attempt, make_registration
 
 NODE_CMD = [sys.executable, "-m", "pakr.node"]  # = `pakr node`
 
@@ -123,10 +124,12 @@ def test_init_writes_a_node_directory(tmp_path: Path, tenant_key: TenantKey) -> 
     assert len(bytes.fromhex(info["node_id"])) == 16
     assert info["config"] == str(directory / "node.toml")
     assert info["tls_cert"] == str(directory / "tls" / "node.crt")
-    for name in ("node.toml", "tls/node.crt", "tls/node.key", "data.key", "node.db"):
+    for name in ("node.toml", "tls/node.crt", "tls/node.key", "keys/data.key", "node.db"):
         assert (directory / name).exists(), name
-    assert (directory / "data.key").stat().st_mode & 0o777 == 0o600
+    assert (directory / "keys" / "data.key").stat().st_mode & 0o777 == 0o600
     assert (directory / "tls/node.key").stat().st_mode & 0o777 == 0o600
+    for path in [directory, *directory.rglob("*")]:  # everything the node wrote is private
+        assert path.stat().st_mode & 0o077 == 0, path
     again = run_cli("init", "--dir", str(directory), "--index", "1", "--listen", "x:1")
     assert again.returncode == 2 and "--force" in again.stderr
     forced = init_node(directory, tenant_key, "--force", "--node-id", "ab" * 16)
@@ -231,7 +234,12 @@ def test_sigkill_never_uncounts_a_guess(
                 _call(
                     stub,
                     "Register2",
-                    wire.register2_to_pb(header, reg.request),
+                    wire.register2_to_pb(
+                        header,
+                        reg.request,
+                        node_id=ref.node_id,
+                        node_key=HpkePublicKey.from_text(Path(info["hpke_public_key"]).read_text()),
+                    ),
                     tenant_key,
                     info["node_id"],
                 )
@@ -281,6 +289,7 @@ def test_sigkill_never_uncounts_a_guess(
                     version=reg.version,
                     attempt_id=os.urandom(16),
                     unlock_proof=os.urandom(32),
+                    reply_key=ANY_REPLY_KEY,
                 ),
                 tenant_key,
                 info["node_id"],

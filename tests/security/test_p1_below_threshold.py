@@ -192,8 +192,9 @@ def test_share_material_does_not_depend_on_the_password() -> None:
 
 def test_traffic_adds_nothing_beyond_the_database() -> None:
     """What a compromised node receives in a recovery is B (fresh and uniformly blinded for
-    every attempt) and Recover3's proof, which it can compute itself from its stored tag; what
-    it sends is k_i·B. So t - 1 nodes' traffic gives no more than their databases."""
+    every attempt), Recover3's proof, which it can compute itself from its stored tag and the
+    client's one-time reply key; what it sends is k_i·B and its own share. So t - 1 nodes'
+    traffic gives no more than their databases."""
     world = register_world(3, 2, RIGHT, SECRET)
     access_key, seed = world.stretch(RIGHT)
     choice = VersionChoice(
@@ -217,8 +218,9 @@ def test_traffic_adds_nothing_beyond_the_database() -> None:
         unlocked = finish_recover2(attempt, replies, threshold=2)
         for node, recover3 in unlocked.requests.items():
             stored_tag = world.requests[node.node_id].unlock_tag
+            # ... and the client's fresh reply key, which the request carries in the clear.
             assert recover3.unlock_proof == kdf.unlock_proof(
-                stored_tag, replies[node].nonce, attempt.attempt_id
+                stored_tag, replies[node].nonce, attempt.attempt_id, recover3.reply_key
             )
     # B is not the unblinded H(access_key), and two attempts of one password are unlinkable.
     assert seen[0] != seen[1]
@@ -270,8 +272,11 @@ async def test_stolen_database_file_alone_reveals_no_secret_material(tmp_path: P
         assert value not in stolen
     # The rows are there (the copy is real), sealed: a thief's own key cannot open them.
     with sqlite3.connect(path) as conn:
-        sealed = conn.execute("SELECT sealed_oprf_key_share FROM versions").fetchone()[0]
+        sealed, generation, wrapped = conn.execute(
+            "SELECT sealed_oprf_key_share, key_generation, wrapped_key FROM versions"
+        ).fetchone()
     assert sealed is not None and len(sealed) > 32
     thief = Sealer(os.urandom(32))
-    with pytest.raises(Exception, match="data key"):
-        thief.unseal(USER, req.version, "oprf_key_share", bytes(sealed))
+    thief.keys.roll(1.0)  # the thief's own generation 1: not the node's
+    with pytest.raises(Exception, match="wrong key"):
+        thief.open_version_key(USER, req.version, generation, bytes(wrapped))
