@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from pakr.proto import wire
 from pakr.proto.errors import ErrorKind
 from pakr.proto.messages import UserRef
 from pakr.proto.register import EPOCH_JUMP_LIMIT
@@ -43,7 +42,7 @@ def test_register2_far_ahead_is_refused_but_the_limit_is_accepted(node: RunningN
     )
 
     before = node.dump()
-    error = client.refused("Register2", wire.register2_to_pb(client.header(), far.request))
+    error = client.refused("Register2", node.register2_pb(client.header(), far.request))
     assert refusal_of(error).kind is ErrorKind.INVALID_REQUEST
     assert node.dump() == before
     edge = make_registration(

@@ -107,7 +107,7 @@ def test_flooding_the_replay_cache_refuses_no_other_tenant(
             key = flooded.other_key if tenant == OTHER_TENANT else flooded.key
             reg = make_registration(user=client.user, node=flooded.ref)
             for method, request in (
-                ("Register2", wire.register2_to_pb(client.header(), reg.request)),
+                ("Register2", flooded.register2_pb(client.header(), reg.request)),
                 ("Register3", pb.Register3Request(header=client.header(), version=reg.version)),
                 ("Delete", pb.DeleteRequest(header=client.header(), epoch=2)),
             ):
@@ -161,7 +161,7 @@ def test_register2_with_a_bad_signature_does_not_burn_the_token(node: RunningNod
     client = Client(node, user)
     reg = make_registration(user=user, node=node.ref)
     token = node.token(user)
-    bad = wire.register2_to_pb(client.header(), reg.request)
+    bad = node.register2_pb(client.header(), reg.request)
     bad.oprf_key_signature = bytes(64)
     assert refusal_of(client.refused("Register2", bad, token)).kind is ErrorKind.INVALID_REQUEST
-    client.call("Register2", wire.register2_to_pb(client.header(), reg.request), token)
+    client.call("Register2", node.register2_pb(client.header(), reg.request), token)
