@@ -89,6 +89,7 @@ class Liars:
                 tls_cert_pem=node.tls_cert_pem,
                 tls_cert_sha256=node.tls_cert_sha256,
                 insecure=manifest.dev and node.insecure,
+                hpke_public_key=node.hpke_public_key,
             )
 
         return pakr.Client.from_manifest(
@@ -97,6 +98,7 @@ class Liars:
             token_provider=pakr.dev_token_provider(self.cluster.tenant_key_path),
             deadline=deadline,
             transport_factory=factory,
+            operator_key=self.cluster.operator_public_key(),
         )
 
 

@@ -164,6 +164,7 @@ RECOVER2_NAMED = [
     _r2("vk=garbage", "verifying_key", b"\x02" * 32),
     _r2("commitment=flipped", "commitment", lambda c: _flip(c)),
     _r2("nonce=short", "nonce", lambda n: n[:15]),
+    _r2("max_guesses+1", "max_guesses", lambda m: m + 1),  # outside sig_i's policy
 ]
 RECOVER2_QUIET = [
     _r2("nonce=flipped", "nonce", lambda n: _flip(n)),
@@ -185,14 +186,14 @@ def _r3(name: str, field: str, value: Any) -> Lie:
     return Lie(f"Recover3.{name}", rewrite=apply)
 
 
-RECOVER3_NAMED = [
-    _r3("share=random", "secret_share", lambda s: Scalar.random().encoded),
-    _r3("share+1", "secret_share", lambda s: (Scalar.decode(s) + Scalar.from_int(1)).encoded),
-    _r3("commitment=flipped", "secret_commitment", lambda c: _flip(c)),
-    _r3("ciphertext=flipped", "encrypted_secret", lambda c: _flip(c, 30)),
-    _r3("share=L", "secret_share", ORDER.to_bytes(32, "little")),  # does not decode
-]
+# Protocol 2 seals the share (s_i, ciphertext, commitment) to a key the client sends with
+# Recover3, so a proxy in front of a node can only damage the sealed bytes; forging a share
+# inside the seal needs the node itself (tests/security/sec_malicious_node.py does that).
+RECOVER3_NAMED: list[Lie] = []
 RECOVER3_QUIET = [
+    _r3("sealed=flipped", "sealed_share", lambda c: _flip(c, len(c) // 2)),
+    _r3("sealed=truncated", "sealed_share", lambda c: c[: len(c) - 1]),
+    _r3("sealed=empty", "sealed_share", b""),
     Lie("Recover3.refuse-bad-tag", refuse=ErrorKind.BAD_UNLOCK_TAG),
     Lie("Recover3.stall", stall=STALL),
     Lie("Recover3.hang", stall=HANG, before=True),
