@@ -5,7 +5,7 @@ a handler returns an exit code or raises a :class:`~pakr.proto.errors.PakrError`
 mapped to an exit code here, once, so every command agrees:
 
 0 ok · 2 usage/config · 3 invalid password · 4 not registered · 5 cluster unavailable ·
-6 auth · 7 protocol error (1 for anything else a node or the OS reports).
+6 auth · 7 protocol error · 8 locked out (1 for anything else a node or the OS reports).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pakr.proto.errors import (
     ConfigError,
     InvalidAuth,
     InvalidPassword,
+    LockedOut,
     NotRegistered,
     PakrError,
     ProtocolError,
@@ -36,6 +37,7 @@ EXIT_NOT_REGISTERED = 4
 EXIT_UNAVAILABLE = 5
 EXIT_AUTH = 6
 EXIT_PROTOCOL = 7
+EXIT_LOCKED_OUT = 8
 
 # Modules contributing commands, in --help order. A module that fails to import is a bug,
 # not an optional feature: let the ImportError surface.
@@ -48,6 +50,8 @@ COMMAND_MODULES = (
 
 def exit_code_for(error: PakrError) -> int:
     """The documented exit code for ``error``."""
+    if isinstance(error, LockedOut):  # before its base class InvalidPassword
+        return EXIT_LOCKED_OUT
     if isinstance(error, InvalidPassword):
         return EXIT_INVALID_PASSWORD
     if isinstance(error, NotRegistered):

@@ -25,7 +25,8 @@ async def delete(ctx: ClusterContext, user: UserRef) -> None:
     r = ctx.register_threshold
     for round_ in range(1, MAX_CONFLICT_RETRIES + 1):
         states = await read_states(ctx, user, need=r)
-        request = Delete(epoch=delete_epoch(states.values()))
+        tolerate = max(1, ctx.node_count - ctx.threshold)
+        request = Delete(epoch=delete_epoch(states.values(), tolerate=tolerate))
 
         async def rpc(
             transport: NodeTransport, token: str, timeout: float, request: Delete = request
