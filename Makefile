@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint docs proto bench faults fuzz soak wheel sbom audit clean venv
+.PHONY: demo test test-fast lint docs proto bench faults fuzz soak byzantine wheel sbom audit clean venv
 
 SOAK_SECONDS ?= 600
 SOAK_ARGS ?=
@@ -52,6 +52,9 @@ faults: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak.soak --seconds $(SOAK_SECONDS) --store sqlite $(SOAK_ARGS)
 	$(BIN)/python -m tests.soak.soak --seconds $(SOAK_SECONDS) --store postgres $(SOAK_ARGS)
+
+byzantine: $(STAMP)
+	PAKR_BYZANTINE=long $(BIN)/pytest -q -p no:cacheprovider tests/byzantine
 
 fuzz: $(STAMP)
 	PAKR_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q tests/security/test_fuzz_rpc.py

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from pakr.distrust import Distrust
 from pakr.fanout import NO_RETRY, InFlight, RetryPolicy, StepResult, fan_out, hedged
 from pakr.proto.errors import ErrorKind, InvalidAuth, NodeRefusal, PakrError
 from pakr.proto.kdf import Argon2Params
@@ -48,6 +49,8 @@ class ClusterContext:
     rng: Randomness = field(default=SYSTEM, repr=False)
     observer: PhaseObserver | None = field(default=None, repr=False)
     tokens: TokenCache = field(default_factory=TokenCache, repr=False)
+    distrust: Distrust = field(default_factory=Distrust, repr=False)
+    """Nodes this client set aside recently: recovery asks them last (shared by copies)."""
 
     @property
     def node_count(self) -> int:

@@ -15,7 +15,6 @@ from pakr.proto.errors import (
     Conflict,
     ErrorKind,
     InvalidAuth,
-    InvalidPassword,
     MalformedMessage,
     NodeRefusal,
     NotRegistered,
@@ -86,7 +85,9 @@ def classify(node: NodeRef, error: PakrError) -> PakrError | None:
     if kind is ErrorKind.NOT_REGISTERED:
         return NotRegistered()
     if kind in (ErrorKind.NO_GUESSES, ErrorKind.LOCKED):
-        return InvalidPassword(0)
+        # One node's "locked" is a claim, not a lockout: recovery decides ``LockedOut`` by
+        # counting (pakr.proto.recover.lockout_is_certain); alone it means "cannot serve".
+        return None
     if kind is ErrorKind.RATE_LIMITED:
         return RateLimited(error.retry_after or 1.0)
     if kind is ErrorKind.UPGRADE_REQUIRED:

@@ -33,6 +33,7 @@ EXIT_NOT_REGISTERED = ExitCode.NOT_REGISTERED
 EXIT_UNAVAILABLE = ExitCode.UNAVAILABLE
 EXIT_AUTH = ExitCode.AUTH
 EXIT_PROTOCOL = ExitCode.PROTOCOL
+EXIT_LOCKED_OUT = ExitCode.LOCKED_OUT
 
 # Modules contributing commands, in --help order. A module that fails to import is a bug,
 # not an optional feature: let the ImportError surface.

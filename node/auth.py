@@ -4,8 +4,13 @@
 (this node's id), lifetime and times; here the node adds what needs the request: ``sub`` is
 the header's user, the key's tenant is the header's tenant, the scope fits the RPC, a
 ``jti`` is not replayed (Register2/3 and Delete: a captured token cannot re-run a state
-change) and Delete's token is fresh (``iat`` within 5 minutes). Every failure is the same
-typed refusal (INVALID_AUTH) whose message never contains the token.
+change) and Delete's token is fresh (``iat`` within 5 minutes, not in the future, and not
+after ``nbf``, so the freshness window covers the token's whole validity). Every failure is
+the same typed refusal (INVALID_AUTH) whose message never contains the token.
+
+A single-use token is only *checked* here; it is *consumed* (:meth:`Authenticator.consume`)
+by the servicer once the request passed the rate limits and decoded, so a request refused for
+bad input or a rate limit does not burn the token its good retry needs (issue 12, finding 5).
 """
 
 from __future__ import annotations
@@ -35,13 +40,18 @@ def refuse(reason: str) -> NodeRefusal:
 class ReplayCache:
     """``jti`` values seen, each kept until its token expires: the fast, in-memory first check.
 
-    The servicer also records each single-use token in the store (``Store.claim_token``), so
-    the refusal survives restarts and holds across replicas sharing one database."""
+    The servicer also records each single-use token in the store (``Store.claim_token``), the
+    authority: the refusal survives restarts and holds across replicas sharing one database.
+    So when this cache is full it forgets the entry that expires first instead of refusing
+    anyone: a flood of valid tokens from one tenant can slow nobody else's state changes down
+    to a refusal (issue 12, finding 5); a replay of a forgotten token is still refused by the
+    store."""
 
-    def __init__(self, max_entries: int = MAX_REPLAY_ENTRIES) -> None:
+    def __init__(self, max_entries: int | None = None) -> None:
         self._seen: dict[str, float] = {}
         self._expiry: list[tuple[float, str]] = []
-        self._max = max_entries
+        self._max = MAX_REPLAY_ENTRIES if max_entries is None else max_entries
+        self.evicted = 0
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -52,15 +62,22 @@ class ReplayCache:
             if self._seen.get(jti) == exp:
                 del self._seen[jti]
 
+    def seen(self, key: str, now: float) -> bool:
+        """Whether ``key`` was consumed before (and has not expired): a peek, no change."""
+        self._expire(now)
+        return key in self._seen
+
     def check_and_add(self, key: str, exp: float, now: float) -> bool:
-        """True if ``key`` is new (and remember it until ``exp``); False for a replay."""
+        """True if ``key`` is new (and remember it until ``exp``); False for a replay.
+
+        Never refuses for space: when full, the entry expiring first is forgotten."""
         self._expire(now)
         if key in self._seen:
             return False
-        if len(self._seen) >= self._max:
-            raise NodeRefusal(
-                ErrorKind.UNAVAILABLE, "token replay cache is full; retry later", retry_after=5.0
-            )
+        while len(self._seen) >= self._max and self._expiry:
+            _, old = heapq.heappop(self._expiry)
+            if self._seen.pop(old, None) is not None:
+                self.evicted += 1
         self._seen[key] = exp
         heapq.heappush(self._expiry, (exp, key))
         return True
@@ -161,10 +178,26 @@ class Authenticator:
             raise refuse("issued for another user")
         if claims.scope != scope:
             raise refuse(f"scope must be {scope!r} for this call")
-        if fresh_within is not None and now - claims.iat > fresh_within + LEEWAY_SECONDS:
-            raise refuse(f"must be issued within {int(fresh_within)} s for this call")
-        if single_use and not self._replays.check_and_add(
-            f"{claims.tenant}\x00{claims.jti}", claims.exp + LEEWAY_SECONDS, now
-        ):
-            raise refuse("already used (mint a new token for every state change)")
+        if fresh_within is not None:
+            if now - claims.iat > fresh_within + LEEWAY_SECONDS:
+                raise refuse(f"must be issued within {int(fresh_within)} s for this call")
+            if claims.iat > now + LEEWAY_SECONDS:
+                raise refuse("issued in the future (check the clocks)")
+            if claims.nbf < claims.iat - LEEWAY_SECONDS:
+                raise refuse("valid before it was issued (nbf < iat); mint a new token")
+        if single_use and self._replays.seen(_replay_key(claims), now):
+            raise refuse(_USED)
         return claims
+
+    def consume(self, claims: Claims, now: float) -> None:
+        """Spend a single-use token in memory (the servicer then records it in the store);
+        call only once the request passed the rate limits and decoded."""
+        if not self._replays.check_and_add(_replay_key(claims), claims.exp + LEEWAY_SECONDS, now):
+            raise refuse(_USED)
+
+
+_USED = "already used (mint a new token for every state change)"
+
+
+def _replay_key(claims: Claims) -> str:
+    return f"{claims.tenant}\x00{claims.jti}"

@@ -40,6 +40,12 @@ class NodeMetrics:
             "password guesses counted (Recover2)",
             registry=self.registry,
         )
+        self.refusal_logs_suppressed = Counter(
+            "pakr_node_refusal_logs_suppressed",
+            "Refused requests not logged (at most one line per peer per interval); "
+            "every refusal is still counted in pakr_node_requests_total",
+            registry=self.registry,
+        )
         self.lockouts = Counter(
             "pakr_node_lockouts", "versions locked out and erased", registry=self.registry
         )

@@ -45,8 +45,13 @@ SERVICE_NAME = "pakr.v1.Node"
 DRAIN_SECONDS = 10.0
 AUDIT_PRUNE_INTERVAL = 3600.0
 
+OVERSIZE_READ_BYTES = 16 * wire.MAX_MESSAGE_BYTES
+
 SERVER_OPTIONS = (
-    ("grpc.max_receive_message_length", wire.MAX_MESSAGE_BYTES),
+    # Read up to 16 x the message limit so an oversize body reaches the servicer, which
+    # answers it with the typed INVALID_REQUEST detail; gRPC alone would answer a bare
+    # RESOURCE_EXHAUSTED. Beyond that gRPC refuses it unread (still bounded memory).
+    ("grpc.max_receive_message_length", OVERSIZE_READ_BYTES),
     ("grpc.max_send_message_length", wire.MAX_MESSAGE_BYTES),
     ("grpc.so_reuseport", 0),  # a busy port must fail, not be silently shared
     ("grpc.max_concurrent_streams", 1000),

@@ -27,6 +27,7 @@ from pakr.node.auth import DELETE_FRESHNESS_SECONDS, SCOPE_AUDIT, SCOPE_USER, Au
 from pakr.node.crash import CrashPoints
 from pakr.node.metrics import NodeMetrics
 from pakr.node.ratelimit import RateLimiter
+from pakr.node.refusal_log import RefusalLog
 from pakr.node.store.base import Store, StoreError
 from pakr.proto import wire
 from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
@@ -34,6 +35,7 @@ from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.messages import NONCE_LEN, NodeRef, Recover2, Recover2Reply, UserRef
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Recover3Outcome, node_recover2
+from pakr.proto.register import check_register2
 from pakr.proto.reset import issue_nonce, open_nonce
 from pakr.proto.tokens import LEEWAY_SECONDS, Claims
 from pakr.proto.v1 import node_pb2 as pb
@@ -116,6 +118,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         self.metrics = metrics
         self.crash = crash or CrashPoints()
         self.clock = clock
+        self.refusal_log = RefusalLog()
         self._crypto = (
             concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pakr-crypto")
             if crypto_thread
@@ -135,10 +138,10 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
 
         async def call(request: Any, context: Context) -> R:
             if isinstance(request, _Undecodable):
-                type_name = request.type_name
+                why = request.why
 
                 async def refuse(peer: str, now: float) -> R:
-                    raise MalformedMessage(f"the request body is not a valid {type_name}")
+                    raise MalformedMessage(why)
 
                 return await self._handle(method, context, refuse)
             return await rpc(request, context)
@@ -182,12 +185,13 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             self.metrics.key_exchange.labels(key_exchange_group(context)).inc()
         assert refusal is not None
         await self._audit_refusal(method, refusal, peer)
-        level = logging.WARNING if refusal.kind is ErrorKind.INTERNAL else logging.INFO
-        log.log(
-            level,
-            "request refused",
-            extra={"fields": {"method": method, "kind": outcome, "peer": peer}},
+        held = self.refusal_log.admit(
+            peer, time.monotonic(), self.metrics.refusal_logs_suppressed.inc
         )
+        if held is not None:
+            level = logging.WARNING if refusal.kind is ErrorKind.INTERNAL else logging.INFO
+            fields = {"method": method, "kind": outcome, "peer": peer, "held_back": held}
+            log.log(level, "request refused", extra={"fields": fields})
         detail = wire.error_detail_to_pb(refusal)
         context.set_trailing_metadata(((wire.ERROR_METADATA_KEY, detail.SerializeToString()),))
         await context.abort(STATUS_FOR_KIND[refusal.kind], str(refusal))
@@ -260,14 +264,19 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         decode: Callable[[Any], M],
         *,
         fresh_within: float | None = None,
+        check: Callable[[UserRef, M], None] | None = None,
     ) -> tuple[UserRef, M]:
-        """Authenticate a state change (Register2/3, Delete): check the single-use token,
-        decode the request, then spend the token durably, in that order, so that bad input
-        changes nothing stored."""
+        """Authenticate a state change (Register2/3, Delete): check the single-use token (not
+        yet spent), the per-user rate limit, decode the request, then spend the token, in
+        memory and durably, in that order: a request refused for bad input or a rate limit
+        changes nothing stored and leaves the token to its good retry."""
         user, claims = self._authenticate_claims(
             context, request.header, now, single_use=True, fresh_within=fresh_within
         )
         message = decode(request)
+        if check is not None:
+            check(user, message)  # stateless validation (e.g. the Register2 signature)
+        self.auth.consume(claims, now)
         await self._claim_once(claims, now)
         return user, message
 
@@ -371,6 +380,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                     node_id=self.node.node_id,
                     node_key=self.hpke_key,
                 ),
+                check=lambda user, message: check_register2(message, user=user, node=self.node),
             )
             self.crash.hit("register2", "before_commit")
             await self._timed(
@@ -549,18 +559,21 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
 
 
 class _Undecodable:
-    """Stands for a request body that is not a valid protobuf of the method's request type."""
+    """Stands for a request body that is too large or not a valid protobuf of the method's
+    request type; ``why`` is the refusal's message."""
 
-    def __init__(self, type_name: str) -> None:
-        self.type_name = type_name
+    def __init__(self, why: str) -> None:
+        self.why = why
 
 
 def _tolerant_parser(message_type: Any) -> Callable[[bytes], Any]:
     def parse(data: bytes) -> Any:
+        if len(data) > wire.MAX_MESSAGE_BYTES:
+            return _Undecodable(f"the request body is larger than {wire.MAX_MESSAGE_BYTES} bytes")
         try:
             return message_type.FromString(data)
         except (DecodeError, ValueError, RuntimeError):
-            return _Undecodable(message_type.__name__)
+            return _Undecodable(f"the request body is not a valid {message_type.__name__}")
 
     return parse
 

@@ -13,12 +13,12 @@ from collections.abc import Iterable
 from pakr.proto.errors import ErrorKind, NodeRefusal
 from pakr.proto.messages import UserStatus
 from pakr.proto.records import UserRecord
-from pakr.proto.register import registration_epoch
+from pakr.proto.register import check_epoch_jump, registration_epoch
 
 
-def delete_epoch(statuses: Iterable[UserStatus]) -> int:
-    """The tombstone's epoch: 1 + the highest epoch any node reported (as for a register)."""
-    return registration_epoch(statuses)
+def delete_epoch(statuses: Iterable[UserStatus], *, tolerate: int = 1) -> int:
+    """The tombstone's epoch: 1 + the highest corroborated epoch (as for a register)."""
+    return registration_epoch(statuses, tolerate=tolerate)
 
 
 def node_delete(current: UserRecord | None, epoch: int) -> UserRecord | None:
@@ -30,6 +30,7 @@ def node_delete(current: UserRecord | None, epoch: int) -> UserRecord | None:
     state = current or UserRecord()
     if state.committed is None and state.pending is None and state.tombstone_epoch >= epoch:
         return None
+    check_epoch_jump(state.highest_epoch, epoch)
     for record in (state.committed, state.pending):
         if record is not None and record.epoch >= epoch:
             raise NodeRefusal(

@@ -60,6 +60,23 @@ class InvalidPassword(PakrError):
         )
 
 
+class LockedOut(InvalidPassword):
+    """The secret is locked out for certain: too many nodes hold it locked, or no longer.
+
+    Raised only when more than n - t of the nodes that answered before the deadline report
+    the version locked (or out of guesses) or do not hold it, so fewer than t could ever
+    serve it again (:func:`pakr.proto.recover.lockout_is_certain`). Anything less certain is
+    ``ClusterUnavailable``: never re-register over a secret on a weaker signal than this.
+    """
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            0,
+            message
+            or "locked out: too many wrong passwords; the secret is erased, register a new one",
+        )
+
+
 class NotRegistered(PakrError):
     """No secret is registered for this user (never registered, or deleted)."""
 

@@ -19,6 +19,7 @@ from pakr.proto.errors import (
     Conflict,
     InvalidAuth,
     InvalidPassword,
+    LockedOut,
     NotRegistered,
     PakrError,
     ProtocolError,
@@ -37,6 +38,7 @@ class ExitCode(enum.IntEnum):
     UNAVAILABLE = 5  # too few nodes answered (or the cluster cannot recover)
     AUTH = 6  # a node refused the access token
     PROTOCOL = 7  # a node misbehaved, or the cluster is inconsistent
+    LOCKED_OUT = 8  # no guesses left anywhere that counts: the secret is locked out for good
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -49,6 +51,7 @@ _MEANING = {
     ExitCode.UNAVAILABLE: "cluster unavailable or busy (try again)",
     ExitCode.AUTH: "token refused",
     ExitCode.PROTOCOL: "protocol error",
+    ExitCode.LOCKED_OUT: "locked out",
     ExitCode.INTERRUPTED: "interrupted",
 }
 
@@ -57,6 +60,8 @@ EXIT_CODES_HELP = "Exit codes: " + ", ".join(f"{int(c)} {m}" for c, m in _MEANIN
 
 def exit_code_for(error: PakrError) -> ExitCode:
     """The documented exit code for ``error``."""
+    if isinstance(error, LockedOut):  # before its base class InvalidPassword
+        return ExitCode.LOCKED_OUT
     if isinstance(error, InvalidPassword):
         return ExitCode.INVALID_PASSWORD
     if isinstance(error, NotRegistered):

@@ -6,7 +6,10 @@ every caller (see NOTES-crypto.md):
 * there is no canonical-scalar check, so a wire scalar ``>= L`` would be silently reduced;
 * ``is_valid_point`` accepts the identity, which is never a valid key, blinded element or share;
 * ``scalarmult`` signals an identity result with a bare ``RuntimeError``;
-* ``add``/``sub`` ignore decoding errors and turn a malformed point into zeros.
+* ``add``/``sub`` ignore decoding errors and turn a malformed point into zeros;
+* ``is_valid_point`` ignores the top bit (byte 31 & 0x80): every element has a second,
+  non-canonical encoding it accepts, and ``bytes(31) + b"\x80"`` is the identity in disguise
+  (RFC 9496 §4.3.1 requires rejecting it).
 
 :class:`Scalar` and :class:`Element` can only hold canonical, validated encodings, so once a
 value has one of these types it is safe to feed to libsodium. Every failure surfaces as
@@ -241,6 +244,8 @@ class Element:
         data = self.encoded
         if not isinstance(data, bytes) or len(data) != ELEMENT_LEN:
             raise MalformedMessage(f"a group element must be {ELEMENT_LEN} bytes")
+        if data[31] & 0x80:
+            raise MalformedMessage("non-canonical ristretto255 encoding (top bit set)")
         if hmac.compare_digest(data, _ZERO32):
             raise MalformedMessage("group element is the identity")
         if not _pt_is_valid(data):

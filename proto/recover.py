@@ -25,6 +25,7 @@ from pakr.proto.errors import (
     ClusterUnavailable,
     ErrorKind,
     InvalidPassword,
+    LockedOut,
     MalformedMessage,
     NodeRefusal,
     NotRegistered,
@@ -63,6 +64,7 @@ class VersionChoice:
     pending_nodes: tuple[NodeRef, ...]  # hold it only as pending: roll forward on success
     suspects: tuple[NodeRef, ...] = ()  # reported the version with other Argon2 parameters
     max_guesses: int = 0  # the version's own guess limit, as most holders report it (0: none)
+    cannot_serve: tuple[NodeRef, ...] = ()  # answered: locked, no guesses, or without it
 
 
 def settled(answers: Mapping[NodeRef, UserStatus], *, threshold: int) -> bool:
@@ -83,16 +85,40 @@ def settled(answers: Mapping[NodeRef, UserStatus], *, threshold: int) -> bool:
     return any(count >= threshold for count in agreeing.values())
 
 
+def cannot_serve(status: UserStatus, version: bytes, epoch: int) -> bool:
+    """Whether a node's answer says it can never evaluate a guess for ``(version, epoch)``:
+    it holds the version locked or out of guesses, or does not hold it at all."""
+    for info in (status.committed, status.pending):
+        if info is not None and (info.version, info.epoch) == (version, epoch) and info.usable:
+            return False
+    return True
+
+
+def lockout_is_certain(unable: int, *, threshold: int, node_count: int) -> bool:
+    """The one rule for ``LockedOut`` (issue 12): certain only when more than n - t distinct
+    nodes answered that they cannot serve the version (locked, out of guesses, or without
+    it), counting every answer that arrived before the deadline, so fewer than t nodes could
+    ever serve it. One node, or any n - t, claiming "locked" is never enough: a lying
+    node and slow honest ones would otherwise turn a live secret into a lost one. Anything
+    short of this is ``ClusterUnavailable``.
+    """
+    return unable > node_count - threshold
+
+
 def _preference(
-    user: UserRef | None, node: NodeRef, info: VersionInfo, pending: bool
-) -> tuple[bool, int, bytes]:
+    user: UserRef | None,
+    node: NodeRef,
+    info: VersionInfo,
+    pending: bool,
+    distrusted: frozenset[NodeRef],
+) -> tuple[bool, bool, int, bytes]:
     """Sort key of the nodes recovery asks first (see :func:`choose_version`)."""
     if user is None:
         order = bytes([node.index])
     else:
         key = b"\x00".join((user.tenant.encode(), user.user_id.encode(), node.node_id))
         order = hashlib.blake2b(key, digest_size=8).digest()
-    return (pending, info.guesses_remaining, order)
+    return (node in distrusted, pending, info.guesses_remaining, order)
 
 
 def choose_version(
@@ -102,6 +128,7 @@ def choose_version(
     threshold: int,
     node_count: int,
     user: UserRef | None = None,
+    distrusted: frozenset[NodeRef] = frozenset(),
 ) -> VersionChoice:
     """Recover1 → which version to recover, committed first (§4 step 2).
 
@@ -113,7 +140,10 @@ def choose_version(
 
     ``nodes`` comes in the order recovery asks them (it asks only t, more on failure):
     nodes holding the version committed before pending-only ones, then the fewest guesses
-    left, then an order fixed per ``user`` (spreading users over the nodes). Asking the same
+    left, then an order fixed per ``user`` (spreading users over the nodes); nodes this
+    client set aside recently (``distrusted``) come last whatever they claim, so a node that
+    lies about its guess count to be asked first costs at most the attempt it lied in (and
+    not even that: its reply is replaced by a spare node's within the attempt). Asking the same
     nodes every time makes the policy's ``max_guesses`` the number of wrong passwords an
     honest client gets, as if every node counted every guess.
     """
@@ -138,6 +168,11 @@ def choose_version(
         without = sum(1 for s in answers.values() if s.committed is None and s.pending is None)
         if without > node_count - t:
             raise NotRegistered()
+        known = max(held, key=lambda key: key[1], default=None)  # held by fewer than t
+        if known is not None:
+            unable_count = sum(1 for s in answers.values() if cannot_serve(s, *known))
+            if lockout_is_certain(unable_count, threshold=t, node_count=node_count):
+                raise LockedOut()
         reasons = {node.name: why for node, why in failures.items()}
         raise ClusterUnavailable(
             reasons, "cluster unavailable: no version is held by enough reachable nodes"
@@ -164,12 +199,19 @@ def choose_version(
     usable = tuple(
         node
         for node, info, pending in sorted(
-            holders, key=lambda h: _preference(user, h[0], h[1], h[2])
+            holders, key=lambda h: _preference(user, h[0], h[1], h[2], distrusted)
         )
         if info.argon2 == params and info.usable
     )
+    unable = tuple(node for node, status in answers.items() if cannot_serve(status, *candidate))
     if len(usable) < t:
-        raise InvalidPassword(0)
+        if lockout_is_certain(len(unable), threshold=t, node_count=node_count):
+            raise LockedOut()
+        reasons = {node.name: why for node, why in failures.items()}
+        reasons.update({node.name: "cannot serve the version" for node in unable})
+        raise ClusterUnavailable(
+            reasons, f"cluster unavailable: {len(usable)} node(s) can serve the version, {t} needed"
+        )
     pending = tuple(node for node, info, p in holders if p and info.argon2 == params)
     limits = Counter(i.max_guesses for _, i, _ in holders if i.argon2 == params and i.max_guesses)
     return VersionChoice(
@@ -180,6 +222,7 @@ def choose_version(
         pending_nodes=pending,
         suspects=suspects,
         max_guesses=limits.most_common(1)[0][0] if limits else 0,
+        cannot_serve=unable,
     )
 
 
@@ -230,12 +273,18 @@ def start_recover2(
 
 @dataclass(frozen=True, slots=True)
 class UnlockedAttempt:
-    """The password checked out: the Recover3 request for each node of the group."""
+    """The password checked out: the Recover3 request for each node of the group.
+
+    ``set_aside`` names the Recover2 replies left out of the group, with why: each failed
+    verification or disagreed with the group that unlocked the attempt (an honest node
+    holding the version always agrees with it), so every one is a node that misbehaved.
+    """
 
     attempt: RecoveryAttempt
     policy: VersionPolicy  # signed by vk_v for every node of the group (checked)
     unlock_key: bytes = field(repr=False)
     requests: Mapping[NodeRef, Recover3] = field(repr=False)
+    set_aside: Mapping[NodeRef, str] = field(default_factory=dict)
 
 
 def verify_recover2_reply(
@@ -246,14 +295,17 @@ def verify_recover2_reply(
     why = _policy_problem(attempt, node, reply)
     if why is not None:
         return why
-    if not oprf.verify_proof(
-        Element.generator(),
-        reply.oprf_public_share,
-        [attempt.blinded_element],
-        [reply.evaluated_element],
-        reply.proof,
-    ):
-        return "evaluation proof (DLEQ) does not verify"
+    try:
+        if not oprf.verify_proof(
+            Element.generator(),
+            reply.oprf_public_share,
+            [attempt.blinded_element],
+            [reply.evaluated_element],
+            reply.proof,
+        ):
+            return "evaluation proof (DLEQ) does not verify"
+    except MalformedMessage as exc:  # e.g. an identity intermediate: as invalid as a bad proof
+        return f"evaluation does not verify: {exc}"
     if len(reply.nonce) != NONCE_LEN:
         return "nonce has the wrong length"
     return None
@@ -281,22 +333,50 @@ def _policy_problem(attempt: RecoveryAttempt, node: NodeRef, reply: Recover2Repl
 
 
 class TooFewValid(ProtocolError):
-    """Fewer than t consistent, valid evaluations: ``set_aside`` says which replies were
-    dropped and why. The SDK asks other nodes holding the version when it has any left
-    (a Recover2 elsewhere is a new guess there, never a repeat), else raises this error."""
+    """Fewer than t consistent, valid evaluations so far.
 
-    def __init__(self, set_aside: Mapping[NodeRef, str], reason: str) -> None:
+    ``set_aside`` names the replies that failed verification (each one a misbehaving node);
+    ``missing`` is how many more valid replies that agree with the largest valid group would
+    complete a group of t. The SDK asks that many further nodes holding the version in the
+    same attempt (a Recover2 elsewhere is a new guess there, never a repeat) and calls
+    :func:`finish_recover2` again with every reply still in play; with no node left it raises
+    this error. Valid replies that only disagree with others are kept, not named: until a
+    group of t unlocks the attempt nobody can tell which side lied.
+    """
+
+    def __init__(self, set_aside: Mapping[NodeRef, str], reason: str, *, missing: int) -> None:
         self.set_aside = dict(set_aside)
+        self.missing = missing
         super().__init__([n.name for n in set_aside], reason)
 
 
+class PasswordMismatch(InvalidPassword):
+    """The password is wrong, decided by a valid group of t; ``set_aside`` names the replies
+    that failed verification on the way (the SDK names those nodes even though the attempt
+    ended in ``InvalidPassword``, and asks them last afterwards)."""
+
+    def __init__(self, guesses_remaining: int, set_aside: Mapping[NodeRef, str]) -> None:
+        self.set_aside = dict(set_aside)
+        super().__init__(guesses_remaining)
+
+
 def _unlock(
-    attempt: RecoveryAttempt, group: Mapping[NodeRef, Recover2Reply], threshold: int
+    attempt: RecoveryAttempt,
+    group: Mapping[NodeRef, Recover2Reply],
+    threshold: int,
+    set_aside: Mapping[NodeRef, str],
 ) -> UnlockedAttempt | None:
-    """Combine the group's evaluations; the unlocked attempt if the commitment matches."""
+    """Combine the group's evaluations; the unlocked attempt if the commitment matches.
+
+    A combination that cannot be computed (an identity on the way) is "no match", exactly
+    like a wrong result: the caller then verifies every reply one by one.
+    """
     shares = {node.index: reply.evaluated_element for node, reply in group.items()}
-    combined = shamir.combine_elements(shares, threshold)
-    output = oprf.finalize(attempt.access_key, attempt.blind, combined)
+    try:
+        combined = shamir.combine_elements(shares, threshold)
+        output = oprf.finalize(attempt.access_key, attempt.blind, combined)
+    except MalformedMessage:
+        return None
     reference = next(iter(group.values())).commitment
     if not hmac.compare_digest(kdf.commitment(output, attempt.access_key), reference):
         return None
@@ -312,6 +392,7 @@ def _unlock(
             node: _recover3_request(attempt, unlock_key, node, reply)
             for node, reply in group.items()
         },
+        set_aside=dict(set_aside),
     )
 
 
@@ -334,10 +415,15 @@ def _recover3_request(
 def _largest_group(
     replies: Mapping[NodeRef, Recover2Reply],
 ) -> dict[NodeRef, Recover2Reply]:
+    """The replies sharing the most common ``(vk_v, commitment)``; ties broken by the
+    lowest node index so the choice never depends on arrival order."""
     groups: dict[tuple[bytes, bytes], dict[NodeRef, Recover2Reply]] = {}
-    for node, reply in replies.items():
+    for node, reply in sorted(replies.items(), key=lambda item: item[0].index):
         groups.setdefault((reply.verifying_key, reply.commitment), {})[node] = reply
     return max(groups.values(), key=len, default={})
+
+
+_OUTSIDER = "disagrees (vk_v or commitment) with the nodes that unlocked the attempt"
 
 
 def finish_recover2(
@@ -352,17 +438,23 @@ def finish_recover2(
     once. If the result matches the commitment, every evaluation in it was right (a wrong
     Z_i changes the combination, and the commitment is a MAC of the true output), so the
     signatures and DLEQ proofs need no checking: they only matter when something is wrong.
-    Otherwise every reply is verified (:func:`verify_recover2_reply`) and the valid ones
-    regrouped, which tells a wrong password from a forged evaluation. Nothing leaves the
-    client between the two, and what is accepted is what eager verification accepts.
+    Otherwise (no match, or no combination at all) every reply is verified
+    (:func:`verify_recover2_reply`) and the valid ones regrouped, which tells a wrong
+    password from a forged evaluation. Nothing leaves the client between the two, and what
+    is accepted is what eager verification accepts.
 
-    Raises ``InvalidPassword`` (guesses remaining = the t-th largest count in the group),
-    :class:`TooFewValid` (a ``ProtocolError``) naming the replies set aside when fewer than t
-    valid consistent ones remain, or ``ClusterUnavailable`` when too few replied at all.
+    At most one valid group can reach t: a valid reply carries a share signed under the
+    user's ``vk_v`` and a proof for it, so it is the true evaluation, and the ≤ n - t < t
+    liars cannot make a group of t on their own. So a valid group of t that does not match
+    means a wrong password: :class:`PasswordMismatch`, an ``InvalidPassword`` (guesses
+    remaining = the t-th largest count in the group) naming the invalid replies. Fewer than t
+    valid consistent replies: :class:`TooFewValid`, naming the invalid ones and saying how
+    many more replies are needed.
     """
     first = _largest_group(replies)
     if len(first) >= threshold:
-        unlocked = _unlock(attempt, first, threshold)
+        outsiders = {n: _OUTSIDER for n in replies if n not in first}
+        unlocked = _unlock(attempt, first, threshold, outsiders)
         # The combination proves the evaluations; the policy the client keeps (guess limit)
         # must still be the signed one: t signature checks, far cheaper than the proofs.
         if unlocked is not None and all(
@@ -379,20 +471,22 @@ def finish_recover2(
             invalid[node] = why
     group = _largest_group(valid)
     if len(group) < threshold:
-        outsiders = {
-            n: invalid.get(n, "inconsistent with the other nodes")
-            for n in replies
-            if n not in group
-        }
-        if outsiders:
-            reasons = "; ".join(f"{n.name}: {why}" for n, why in outsiders.items())
-            raise TooFewValid(outsiders, reasons)
-        raise ClusterUnavailable({}, f"only {len(group)} valid evaluations; {threshold} are needed")
+        missing = threshold - len(group)
+        reasons = "; ".join(f"{n.name}: {why}" for n, why in invalid.items())
+        raise TooFewValid(
+            invalid,
+            reasons or f"only {len(group)} consistent valid evaluations; {threshold} needed",
+            missing=missing,
+        )
+    outsiders = dict(invalid)
+    outsiders.update({n: _OUTSIDER for n in valid if n not in group})
     # The same group as before (all valid): its combination already failed to match.
-    unlocked = None if group.keys() == first.keys() else _unlock(attempt, group, threshold)
+    unlocked = (
+        None if group.keys() == first.keys() else _unlock(attempt, group, threshold, outsiders)
+    )
     if unlocked is None:
         remaining = sorted((r.guesses_remaining for r in group.values()), reverse=True)
-        raise InvalidPassword(remaining[threshold - 1])
+        raise PasswordMismatch(remaining[threshold - 1], invalid)
     return unlocked
 
 

@@ -38,12 +38,45 @@ from pakr.proto.records import ShareMaterial, UserRecord, VersionRecord
 # --------------------------------------------------------------------------- client side
 
 
-def registration_epoch(statuses: Iterable[UserStatus]) -> int:
-    """Register1 → the new registration's epoch: 1 + the highest epoch any node reported."""
-    highest = max((s.highest_epoch for s in statuses), default=0)
+EPOCH_JUMP_LIMIT = 2**20
+"""How far past the epochs already held a new epoch may go (issue 12, finding 4).
+
+A node refuses a Register2 or Delete whose epoch exceeds its own highest epoch by more than
+this, and the client never adopts an epoch reported beyond this bound above what enough other
+nodes report (:func:`registration_epoch`). Epochs normally advance by one per operation, so
+the bound never bites an honest cluster, while one stolen token or one lying node can advance
+a user's epoch by at most 2^20 per operation: exhausting the 2^64 epoch space would take 2^44
+of them."""
+
+
+def registration_epoch(statuses: Iterable[UserStatus], *, tolerate: int = 1) -> int:
+    """Register1 → the new registration's epoch: 1 + the highest epoch reported by a node
+    that is corroborated.
+
+    Up to ``tolerate`` nodes (the client passes max(1, n - t)) may lie: an epoch is only
+    adopted if it is at most :data:`EPOCH_JUMP_LIMIT` above the ``tolerate + 1``-th highest
+    reported epoch, so at least one node outside any ``tolerate`` liars vouches for the range.
+    A node reporting more (a lie, or an epoch pushed up by a stolen token before nodes bounded
+    jumps) refuses this registration as stale; with r = n that blocks writes while it
+    misbehaves, and never after it is repaired.
+    """
+    reported = sorted((s.highest_epoch for s in statuses), reverse=True)
+    reference = reported[tolerate] if len(reported) > tolerate else 0
+    bound = reference + EPOCH_JUMP_LIMIT
+    highest = max((epoch for epoch in reported if epoch <= bound), default=0)
     if highest >= MAX_EPOCH:
         raise ConfigError("epoch space exhausted for this user; delete is impossible too")
     return highest + 1
+
+
+def check_epoch_jump(held: int, epoch: int) -> None:
+    """Node side of :data:`EPOCH_JUMP_LIMIT`: refuse an epoch too far past the node's own."""
+    if epoch > held + EPOCH_JUMP_LIMIT:
+        raise NodeRefusal(
+            ErrorKind.INVALID_REQUEST,
+            f"epoch {epoch} jumps more than 2^20 past this node's epoch {held};"
+            " register again from Register1",
+        )
 
 
 def new_version(rng: Randomness = SYSTEM) -> bytes:
@@ -166,21 +199,14 @@ def _same_registration(record: VersionRecord, request: Register2) -> bool:
     )
 
 
-def node_register2(
-    current: UserRecord | None,
-    request: Register2,
-    *,
-    user: UserRef,
-    node: NodeRef,
-    now: float,
-) -> UserRecord | None:
-    """Register2 on a node: the new user record, or ``None`` for an identical retry.
+def check_register2(request: Register2, *, user: UserRef, node: NodeRef) -> None:
+    """The stateless checks of a Register2 (``NodeRefusal`` INVALID_REQUEST): the public
+    share is k_i·G, its signature verifies for this node and policy, max_guesses and the
+    Argon2id parameters are in range.
 
-    Refuses (``NodeRefusal``) a request whose public share or signature does not check out
-    (INVALID_REQUEST), whose epoch is not above every epoch the node holds, or whose
-    ``expected`` is not this node's committed version (CONFLICT: a concurrent registration).
-    The committed version is never touched here.
-    """
+    :func:`node_register2` runs them first; the servicer also runs them before it spends the
+    request's single-use token, so a request refused for bad input leaves the token to its
+    good retry (issue 12, finding 5)."""
     if Element.base_mult(request.oprf_key_share) != request.oprf_public_share:
         raise NodeRefusal(ErrorKind.INVALID_REQUEST, "oprf_public_share is not k_i·G")
     if not verify_oprf_key_signature(
@@ -207,12 +233,31 @@ def node_register2(
         raise NodeRefusal(
             ErrorKind.INVALID_REQUEST, f"{exc}; register again within bounds"
         ) from exc
+
+
+def node_register2(
+    current: UserRecord | None,
+    request: Register2,
+    *,
+    user: UserRef,
+    node: NodeRef,
+    now: float,
+) -> UserRecord | None:
+    """Register2 on a node: the new user record, or ``None`` for an identical retry.
+
+    Refuses (``NodeRefusal``) a request whose public share or signature does not check out
+    (INVALID_REQUEST), whose epoch is not above every epoch the node holds, or whose
+    ``expected`` is not this node's committed version (CONFLICT: a concurrent registration).
+    The committed version is never touched here.
+    """
+    check_register2(request, user=user, node=node)
     state = current or UserRecord()
     held = state.version(request.version)
     if held is not None:
         if _same_registration(held, request):
             return None
         raise NodeRefusal(ErrorKind.CONFLICT, "version already held with different contents")
+    check_epoch_jump(state.highest_epoch, request.epoch)
     if request.epoch <= state.highest_epoch:
         raise NodeRefusal(
             ErrorKind.CONFLICT,

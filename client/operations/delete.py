@@ -33,7 +33,8 @@ async def delete(ctx: ClusterContext, user: UserRef) -> None:
                 f"no secret is registered for {user.user_id!r} (never registered, or already"
                 " deleted); nothing was deleted"
             )
-        request = Delete(epoch=delete_epoch(states.values()))
+        tolerate = max(1, ctx.node_count - ctx.threshold)
+        request = Delete(epoch=delete_epoch(states.values(), tolerate=tolerate))
 
         async def rpc(
             transport: NodeTransport, token: str, timeout: float, request: Delete = request

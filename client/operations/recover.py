@@ -9,10 +9,16 @@ unlocked the attempt. Fewer calls means less work for the nodes and for the clie
 guess is counted by the nodes that evaluate it.
 
 Recover2 spends a guess at every node it reaches and Recover3 consumes the attempt, so neither
-is ever retried at the same node: asking a further node is a first request there. Nodes whose
+is retried automatically: asking a further node is a first request there. The one exception is
+a Recover2 that got no answer in time, asked once more when no other node is left: the same
+attempt id and blinded element are a free replay at a node that counted it. Nodes whose
 replies fail verification are named in a warning (logger ``pakr``) when enough honest nodes
-remain to recover anyway, and in a ``ProtocolError`` otherwise. After a success, nodes holding
-the version only as pending get a Register3 to roll them forward.
+remain to recover anyway, and in a ``ProtocolError`` otherwise; a reply that does not decode,
+does not combine or does not verify is set aside and replaced by a spare node's in the same
+attempt, and this client asks that node last afterwards (:mod:`pakr.distrust`). ``LockedOut``
+only when it is certain (:func:`~pakr.proto.recover.lockout_is_certain`), counting every
+Recover1 answer that arrives before the deadline. After a success, nodes holding the version
+only as pending get a Register3 to roll them forward.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ from pakr.passwords import stretch
 from pakr.proto.errors import (
     ClusterUnavailable,
     Conflict,
+    ErrorKind,
+    LockedOut,
+    MalformedMessage,
+    NodeRefusal,
     NotRegistered,
     PakrError,
     ProtocolError,
@@ -43,6 +53,7 @@ from pakr.proto.messages import (
     UserStatus,
 )
 from pakr.proto.recover import (
+    PasswordMismatch,
     RecoveryAttempt,
     TooFewValid,
     UnlockedAttempt,
@@ -51,13 +62,14 @@ from pakr.proto.recover import (
     choose_version,
     finish_recover2,
     finish_recover3,
+    lockout_is_certain,
     settled,
     start_recover2,
     verify_recover3_reply,
 )
 from pakr.proto.reset import reset_requests, reset_targets
 from pakr.refusals import reason, step_failure
-from pakr.transport import NodeTransport
+from pakr.transport import NodeTransport, NodeUnreachable
 
 log = logging.getLogger("pakr")
 
@@ -93,6 +105,7 @@ def decide(ctx: ClusterContext, user: UserRef, answers: StepResult[UserStatus]) 
         threshold=ctx.threshold,
         node_count=ctx.node_count,
         user=user,
+        distrusted=ctx.distrust.current(),
     )
 
 
@@ -141,6 +154,12 @@ async def recover_outcome(
             )
             early_answer = settled(flight.result.replies, threshold=t)
             if not early_answer:
+                try:
+                    decide(ctx, user, flight.result)
+                except PakrError:
+                    # Not decided by the answers so far (too few can serve, or none holds a
+                    # version): every answer before the deadline counts, so wait for them.
+                    await flight.gather(need=ctx.node_count, linger=ctx.linger, wait_all=True)
                 await flight.close()  # decided the usual way: the stragglers are too late
             early = decide(ctx, user, flight.result)
         hedge_after = max(ctx.linger, 2 * flight.elapsed())
@@ -199,6 +218,12 @@ class _Session:
         self.attempt = attempt
         self.hedge_after = hedge_after
         self.spares: list[NodeRef] = list(attempt.choice.nodes)  # in order, not asked yet
+        self.unanswered: list[NodeRef] = []  # asked, no answer in time: may be asked again
+        choice = attempt.choice
+        known = {*choice.nodes, *choice.cannot_serve, *choice.suspects}
+        # Recover1 gave no (timely) answer: they may hold the version; a last resort.
+        self.unheard: list[NodeRef] = [n for n in ctx.nodes if n not in known]
+        self.asked_twice: set[NodeRef] = set()
         self.replies: dict[NodeRef, Recover2Reply] = {}  # evaluations still in play
         self.failures: dict[NodeRef, PakrError] = {}
         self.set_aside: dict[NodeRef, str] = {}  # misbehaved: named in the warning or error
@@ -223,35 +248,95 @@ class _Session:
         self.spares = [n for n in self.spares if n not in asked]
         self.failures.update(step.errors)
         self.replies.update(step.replies)
+        for node in step.replies:
+            self.failures.pop(node, None)  # answered when asked again
+        for node, error in step.errors.items():
+            if isinstance(error, MalformedMessage):  # answered, but not a valid reply
+                self._set_aside({node: f"malformed reply: {error}"})
+            elif isinstance(error, NodeUnreachable) and node not in self.asked_twice:
+                self.unanswered.append(node)
         return step.replies
 
+    def _respare(self) -> bool:
+        """When no spare is left, ask the nodes whose Recover1 answer did not arrive in time
+        (they may well hold the version: a reply is verified like any other), then the nodes
+        that did not answer Recover2 in time, once more.
+
+        Asking again with the same attempt id and blinded element is free at a node that
+        counted the first request (it replays its stored evaluation, same nonce) and a first
+        request at one that never got it, so it never spends a second guess; a hedged call
+        cancelled because others answered first is how an honest reply goes missing while
+        liars take up places."""
+        if self.spares:
+            return True
+        if self.unheard:
+            self.spares, self.unheard = self.unheard, []
+            return True
+        if not self.unanswered:
+            return False
+        self.spares, self.unanswered = self.unanswered, []
+        self.asked_twice.update(self.spares)
+        return True
+
+    def _set_aside(self, nodes: Mapping[NodeRef, str]) -> None:
+        """Name ``nodes`` as misbehaving in this attempt and ask them last from now on."""
+        self.set_aside.update(nodes)
+        self.ctx.distrust.remember(nodes)
+        for node in nodes:
+            self.replies.pop(node, None)
+
     def _shortfall(self, step: str, have: int) -> PakrError:
-        """The error when no spare node is left: a failure's kind if it is more actionable
-        than a protocol error, else the nodes set aside, else the cluster unavailable."""
+        """The error when no spare node is left: ``LockedOut`` if that is certain, else a
+        failure's kind if it is more actionable than a protocol error, else the nodes set
+        aside, else the cluster unavailable."""
+        refused = {
+            node
+            for node, error in self.failures.items()
+            if isinstance(error, NodeRefusal)
+            and error.kind in (ErrorKind.LOCKED, ErrorKind.NO_GUESSES, ErrorKind.NOT_REGISTERED)
+        }
+        unable = refused | set(self.attempt.choice.cannot_serve)
+        if lockout_is_certain(
+            len(unable), threshold=self.ctx.threshold, node_count=self.ctx.node_count
+        ):
+            return LockedOut()
         error = _replaced(step_failure(step, self.failures, have=have, need=self.ctx.threshold))
         if self.set_aside and isinstance(error, ClusterUnavailable):
             reasons = "; ".join(f"{n.name}: {why}" for n, why in self.set_aside.items())
-            return TooFewValid(self.set_aside, reasons)
+            return TooFewValid(self.set_aside, reasons, missing=self.ctx.threshold - have)
         return error
 
     async def evaluate(self) -> UnlockedAttempt:
-        """Recover2 at t nodes, more as needed, until the password checks out (or not)."""
+        """Recover2 at t nodes, more as needed, until the password checks out (or not).
+
+        Every reply that does not decode, combine or verify is set aside and replaced by a
+        spare node's in this same attempt; valid replies that merely disagree stay in play
+        until a group of t settles who was right.
+        """
         t = self.ctx.threshold
+        extra = 0  # further replies needed beyond t (valid replies that disagree)
         while True:
-            if len(self.replies) < t:
-                await self._ask(t - len(self.replies))
-            if len(self.replies) < t:
-                raise self._shortfall("recover2", len(self.replies))
+            short = max(t - len(self.replies), extra)
+            if short > 0:
+                if not self._respare():
+                    raise self._shortfall("recover2", len(self.replies))
+                await self._ask(short)
+                extra = 0
+                if len(self.replies) < t:
+                    continue
             try:
                 with self.ctx.phase("verify"):
                     unlocked = finish_recover2(self.attempt, self.replies, threshold=t)
             except TooFewValid as error:
-                self.set_aside.update(error.set_aside)
-                for node in error.set_aside:
-                    del self.replies[node]
-                if not self.spares:
-                    raise self._shortfall("recover2", len(self.replies)) from None
+                self._set_aside(error.set_aside)
+                extra = error.missing
                 continue
+            except PasswordMismatch as error:
+                self._set_aside(error.set_aside)
+                for node, why in self.set_aside.items():
+                    log.warning("recover: ignored %s's evaluation: %s", node.name, why)
+                raise
+            self._set_aside(unlocked.set_aside)
             for node, why in self.set_aside.items():
                 log.warning("recover: ignored %s's evaluation: %s", node.name, why)
             return unlocked
@@ -266,7 +351,12 @@ class _Session:
         group_reply = self.replies[ask[0]]
         while True:
             step = await self._release(unlocked, ask)
-            silent.update(step.errors)
+            for node, error in step.errors.items():
+                if isinstance(error, MalformedMessage):  # answered, but not a valid share
+                    bad[node] = f"malformed reply: {error}"
+                    self.ctx.distrust.remember((node,))
+                else:
+                    silent[node] = error
             shares.update(step.replies)
             if len(shares) >= t:
                 try:
@@ -287,9 +377,10 @@ class _Session:
                     [n.name for n in shares], "the nodes' shares do not open the secret"
                 )
             bad.update(forged)
+            self.ctx.distrust.remember(forged)
             for node in forged:
                 del shares[node]
-            if not self.spares:
+            if not self._respare():
                 if bad:
                     reasons = "; ".join(f"{n.name}: {why}" for n, why in bad.items())
                     raise ProtocolError([n.name for n in bad], reasons)
@@ -297,6 +388,7 @@ class _Session:
             spare = await self._ask(t - len(shares))
             unlocked, aside = admit_spares(unlocked, group_reply, spare)
             bad.update(aside)
+            self.ctx.distrust.remember(aside)
             ask = [n for n in spare if n not in aside]
 
     async def _release(

@@ -201,7 +201,7 @@ async def register_once(
         )
     guesses = max_guesses if max_guesses is not None else current_policy(states)
     check_registration_args(secret, guesses)
-    epoch = registration_epoch(states.values())
+    epoch = registration_epoch(states.values(), tolerate=max(1, ctx.node_count - ctx.threshold))
     version = new_version(ctx.rng)
     with ctx.phase("argon2"):
         access_key, seed = await stretch(password, user, version, ctx.argon2)

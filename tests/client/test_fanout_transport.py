@@ -216,7 +216,9 @@ def test_step_failure_picks_the_most_actionable_error() -> None:
     assert str(error).startswith("cluster unavailable: 2 node(s) answered, 3 needed (")
     locked = {NODES[0]: NodeRefusal(ErrorKind.NO_GUESSES, "none left", guesses_remaining=0)}
     error = step_failure("recover2", locked, have=0, need=3)
-    assert isinstance(error, InvalidPassword) and error.guesses_remaining == 0
+    # One node's "no guesses" is a claim, never a lockout (issue 12 finding 2): the lockout
+    # is decided by counting (lockout_is_certain), so alone it is "cannot serve".
+    assert isinstance(error, ClusterUnavailable) and not isinstance(error, InvalidPassword)
 
 
 def _rpc_error(code: grpc.StatusCode, trailer: bytes | None = None) -> aio.AioRpcError:

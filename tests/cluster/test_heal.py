@@ -90,10 +90,6 @@ def test_repro1_stale_guess_counts_are_reset_by_the_next_login(cluster: LocalClu
     assert {h.guess_count for h in held.values() if h} == {0}, held
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 (branch byz): 'locked out' only when certain; remove this mark on merge",
-)
 def test_repro1_an_honest_user_is_not_told_locked_out(cluster: LocalCluster) -> None:
     """Fewer than max_guesses wrong guesses since the last login: never "locked out"."""
     user = "repro1-message"

@@ -54,24 +54,55 @@ def test_single_use_and_freshness() -> None:
     auth, key = auth_with_key()
     now = time.time()
     token = issue_token(key, user_id=USER.user_id, audience=NODE_HEX, now=now)
+    claims = auth.authenticate(md(token), USER, scope="user", now=now, single_use=True)
+    # checking does not spend it (a refused request leaves it to its retry) ...
     auth.authenticate(md(token), USER, scope="user", now=now, single_use=True)
+    auth.consume(claims, now)  # ... consuming does
     with pytest.raises(NodeRefusal, match="already used"):
         auth.authenticate(md(token), USER, scope="user", now=now, single_use=True)
+    with pytest.raises(NodeRefusal, match="already used"):
+        auth.consume(claims, now)
     old = issue_token(key, user_id=USER.user_id, audience=NODE_HEX, ttl=3600, now=now - 400)
     with pytest.raises(NodeRefusal, match="within 300"):
         auth.authenticate(md(old), USER, scope="user", now=now, fresh_within=300)
 
 
-def test_replay_cache_forgets_after_expiry() -> None:
+def _token_with(key: TenantKey, **times: int) -> str:
+    import jwt
+
+    now = int(time.time())
+    claims = {"iss": key.name, "sub": USER.user_id, "aud": NODE_HEX, "scope": "user"}
+    claims.update({"iat": now, "nbf": now, "exp": now + 600, "jti": os.urandom(8).hex()})
+    claims.update(times)
+    return jwt.encode(claims, key.private_key, algorithm="EdDSA", headers={"kid": key.kid})
+
+
+def test_delete_freshness_checks_iat_against_now_and_nbf() -> None:
+    """Issue 12 finding 6: an ``iat`` in the future, or after ``nbf``, would stretch the
+    5-minute freshness window of Delete tokens."""
+    auth, key = auth_with_key()
+    now = int(time.time())
+    future = _token_with(key, iat=now + 3600)
+    with pytest.raises(NodeRefusal, match="future"):
+        auth.authenticate(md(future), USER, scope="user", now=now, fresh_within=300)
+    early = _token_with(key, nbf=now - 3000, iat=now)
+    with pytest.raises(NodeRefusal, match="nbf"):
+        auth.authenticate(md(early), USER, scope="user", now=now, fresh_within=300)
+    good = _token_with(key)
+    auth.authenticate(md(good), USER, scope="user", now=now, fresh_within=300)
+    auth.authenticate(md(future), USER, scope="user", now=now)  # only Delete asks freshness
+
+
+def test_replay_cache_forgets_after_expiry_and_never_refuses_when_full() -> None:
     cache = ReplayCache(max_entries=2)
     assert cache.check_and_add("a", exp=10, now=0)
     assert not cache.check_and_add("a", exp=10, now=5)
     assert cache.check_and_add("b", exp=20, now=5)
-    with pytest.raises(NodeRefusal) as info:
-        cache.check_and_add("c", exp=20, now=6)
-    assert info.value.kind is ErrorKind.UNAVAILABLE
-    assert cache.check_and_add("a", exp=30, now=11)  # "a" expired and was dropped
-    assert len(cache) == 2
+    assert cache.check_and_add("c", exp=20, now=6)  # full: "a" (expiring first) forgotten
+    assert cache.evicted == 1 and len(cache) == 2
+    assert cache.seen("b", now=6) and cache.seen("c", now=6) and not cache.seen("a", now=6)
+    assert cache.check_and_add("d", exp=30, now=21)  # "b" and "c" expired and were dropped
+    assert len(cache) == 1
 
 
 @pytest.mark.parametrize(
@@ -132,3 +163,16 @@ def test_crash_point_parsing() -> None:
     for env in ({"PAKR_CRASH_AT": "recover9.after_commit"}, {"PAKR_CRASH_AFTER": "x"}):
         with pytest.raises(ConfigError):
             CrashPoints.from_env(env)
+
+
+def test_refusal_log_bounds_lines_per_peer_and_peers() -> None:
+    from pakr.node.refusal_log import RefusalLog
+
+    log = RefusalLog(interval=10.0, max_peers=2)
+    assert log.admit("a", 0.0) == 0
+    assert log.admit("a", 1.0) is None and log.admit("a", 2.0) is None
+    assert log.admit("a", 10.5) == 2  # the next line says how many were held back
+    assert log.admit("b", 11.0) == 0
+    assert log.admit("c", 11.0) is None  # table full, nothing old enough: held back
+    assert log.admit("c", 21.0) == 0  # "a" and "b" aged out
+    assert log.suppressed == 3

@@ -137,6 +137,36 @@ def test_oversized_header_strings(shared_node: RunningNode, field: str, text: st
     assert shared_node.dump() == before
 
 
+@pytest.mark.parametrize(
+    "encoding",
+    [
+        pytest.param(bytes(31) + b"\x80", id="identity-disguised"),
+        pytest.param(bytes(32), id="identity"),
+        pytest.param("top-bit", id="top-bit-of-valid"),
+        pytest.param((2**255 - 19).to_bytes(32, "little"), id="non-canonical-p"),
+    ],
+)
+def test_non_canonical_blinded_element_counts_no_guess(
+    shared_node: RunningNode, encoding: Any
+) -> None:
+    """Issue 12 finding 1 (node side): a blinded element in a non-canonical or identity
+    encoding is refused as INVALID_REQUEST before the guess is counted (it used to be counted
+    first: libsodium ignores the top bit)."""
+    scene = _scenario_for(shared_node, "Recover2")
+    template = scene.requests["Recover2"]
+    request = type(template)()
+    request.CopyFrom(template)
+    if encoding == "top-bit":
+        valid = template.blinded_element
+        encoding = valid[:31] + bytes([valid[31] | 0x80])
+    request.blinded_element = encoding
+    before = shared_node.dump()
+    with pytest.raises(grpc.RpcError) as info:
+        scene.client.call("Recover2", request)
+    assert refusal_of(info.value).kind is ErrorKind.INVALID_REQUEST
+    assert shared_node.dump() == before
+
+
 def test_random_blinded_elements_never_crash(shared_node: RunningNode) -> None:
     """32 random bytes are usually not a valid element: typed refusal, no guess spent."""
     scene = _scenario_for(shared_node, "Recover2")

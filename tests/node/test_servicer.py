@@ -326,8 +326,13 @@ def test_oversized_message_is_refused(shared_node: RunningNode, method: str) -> 
     request.header.request_id = bytes(70_000)
     before = shared_node.dump()
     error = scene.client.refused(method, request)
-    # gRPC itself refuses messages over 64 KiB before the servicer runs (no detail trailer)
-    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    # Issue 12 finding 6: an oversize body gets the typed error detail, like any bad input
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    detail = refusal_of(error)
+    assert detail.kind is ErrorKind.INVALID_REQUEST and "larger than" in str(detail)
+    # past 16 x the limit gRPC refuses it unread (bounded memory), without the detail
+    request.header.request_id = bytes(2_000_000)
+    assert scene.client.refused(method, request).code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert shared_node.dump() == before
 
 

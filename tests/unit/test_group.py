@@ -72,6 +72,25 @@ def test_non_canonical_element_rejected() -> None:
             Element.decode(bad)
 
 
+def test_identity_in_disguise_rejected() -> None:
+    """Issue 12 finding 1: libsodium 1.0.18 ignores the top bit, so ``bytes(31) + 0x80``
+    passes its validity check and decodes to the identity."""
+    import rbcl
+
+    disguised = bytes(31) + b"\x80"
+    assert rbcl.crypto_core_ristretto255_is_valid_point(disguised)  # the trap is real
+    with pytest.raises(MalformedMessage, match="top bit"):
+        Element.decode(disguised)
+
+
+@given(elements)
+def test_top_bit_encodings_rejected(e: Element) -> None:
+    """Every element's second encoding (top bit set) is refused, never read as the element."""
+    bad = e.encoded[:31] + bytes([e.encoded[31] | 0x80])
+    with pytest.raises(MalformedMessage):
+        Element.decode(bad)
+
+
 @pytest.mark.parametrize("n", [0, 31, 33, 64])
 def test_wrong_lengths_rejected(n: int) -> None:
     with pytest.raises(MalformedMessage):
