@@ -42,7 +42,7 @@ from pakr.proto.messages import DEFAULT_MAX_GUESSES, MAX_GUESSES_LIMIT
 from pakr.proto.seal import MAX_SECRET_LEN
 
 if TYPE_CHECKING:
-    from pakr.operations.status import StatusReport
+    from pakr.operations.status import NodeStatus, StatusReport
     from pakr.sync_client import Client
 
 TOKEN_CMD_TIMEOUT = 10.0
@@ -545,20 +545,24 @@ def _status(args: argparse.Namespace) -> int:
 def _status_text(report: StatusReport) -> str:
     verdict = {True: "registered", False: "not registered", None: "unknown"}[report.registered]
     head = f"user {report.user_id!r}: {verdict}"
+    if report.locked_out:
+        head = f"user {report.user_id!r}: locked out (too many wrong passwords; register anew)"
+        return "\n".join([head, *(f"  {n.name}: {_node_text(n)}" for n in report.nodes)])
     if report.guesses_remaining is not None:
         head += f", {report.guesses_remaining} guess(es) left"
     lines = [head + (f" ({report.problem})" if report.problem else "")]
-    for node in report.nodes:
-        if not node.reachable:
-            state = f"unreachable: {node.error}"
-        elif node.locked:
-            state = "locked out"
-        elif node.guesses_remaining is not None:
-            state = f"{node.guesses_remaining} guess(es) left"
-        else:
-            state = "deleted" if node.deleted else "no version"
-        lines.append(f"  {node.name}: {state}")
+    lines.extend(f"  {node.name}: {_node_text(node)}" for node in report.nodes)
     return "\n".join(lines)
+
+
+def _node_text(node: NodeStatus) -> str:
+    if not node.reachable:
+        return f"unreachable: {node.error}"
+    if node.locked:
+        return "locked out"
+    if node.guesses_remaining is not None:
+        return f"{node.guesses_remaining} guess(es) left"
+    return "deleted" if node.deleted else "no version"
 
 
 def _token_issue(args: argparse.Namespace) -> int:

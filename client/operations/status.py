@@ -6,12 +6,13 @@ Read-only (Recover1 at every node, spends nothing). For dashboards, support tool
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from pakr.cluster import ClusterContext
 from pakr.operations.recover import read_states
-from pakr.proto.errors import InvalidPassword, NotRegistered, PakrError
-from pakr.proto.messages import UserRef, UserStatus
+from pakr.proto.errors import InvalidPassword, LockedOut, NotRegistered, PakrError
+from pakr.proto.messages import NodeRef, UserRef, UserStatus
 from pakr.proto.recover import choose_version
 from pakr.refusals import reason, step_failure
 
@@ -49,6 +50,7 @@ class StatusReport:
     guesses_remaining: int | None
     nodes: tuple[NodeStatus, ...]
     problem: str | None = None
+    locked_out: bool = False  # certain, by recovery's rule: no password opens it any more
 
 
 def _node_status(status: UserStatus | None, version: bytes | None) -> tuple[bool, int | None, bool]:
@@ -61,6 +63,18 @@ def _node_status(status: UserStatus | None, version: bytes | None) -> tuple[bool
     return status.committed is not None or status.pending is not None, None, False
 
 
+def _locked_version(answers: dict[NodeRef, UserStatus]) -> bytes | None:
+    """The version a locked-out user had: the one most nodes still report, locked or not."""
+    held = Counter(
+        info.version
+        for status in answers.values()
+        for info in (status.committed, status.pending)
+        if info is not None
+    )
+    top = held.most_common(1)
+    return top[0][0] if top else None
+
+
 async def status(ctx: ClusterContext, user: UserRef) -> StatusReport:
     """Ask every node about ``user`` and summarise."""
     answers, errors = await read_states(ctx, user, wait_all=True)
@@ -70,6 +84,7 @@ async def status(ctx: ClusterContext, user: UserRef) -> StatusReport:
     version: bytes | None = None
     remaining: int | None = None
     problem: str | None = None
+    locked_out = False
     try:
         choice = choose_version(
             answers,
@@ -80,7 +95,10 @@ async def status(ctx: ClusterContext, user: UserRef) -> StatusReport:
         registered, version = True, choice.version
     except NotRegistered as exc:
         registered, problem = False, str(exc)
-    except InvalidPassword as exc:  # locked out on too many nodes: registered, unusable
+    except LockedOut as exc:  # certain: registered, but no password opens it any more
+        registered, problem, remaining, locked_out = True, str(exc), 0, True
+        version = _locked_version(answers)
+    except InvalidPassword as exc:  # no usable version on enough nodes: registered, unusable
         registered, problem, remaining = True, str(exc), 0
     except PakrError as exc:
         registered, problem = None, str(exc)
@@ -89,6 +107,7 @@ async def status(ctx: ClusterContext, user: UserRef) -> StatusReport:
     for node in sorted(ctx.nodes, key=lambda n: n.index):
         answer = answers.get(node)
         holds, guesses, locked = _node_status(answer, version)
+        locked = locked or (locked_out and guesses == 0)
         if version is not None and guesses is not None and not locked:
             counts.append(guesses)
         nodes.append(
@@ -107,7 +126,7 @@ async def status(ctx: ClusterContext, user: UserRef) -> StatusReport:
                 error=reason(errors[node]) if node in errors else None,
             )
         )
-    if version is not None:
+    if version is not None and not locked_out:
         counts.sort(reverse=True)
         remaining = counts[ctx.threshold - 1] if len(counts) >= ctx.threshold else 0
     return StatusReport(
@@ -117,4 +136,5 @@ async def status(ctx: ClusterContext, user: UserRef) -> StatusReport:
         guesses_remaining=remaining,
         nodes=tuple(nodes),
         problem=problem,
+        locked_out=locked_out,
     )

@@ -549,3 +549,31 @@ async def test_endless_conflicts_give_up_after_a_bounded_number_of_rounds() -> N
     for transport in cluster.transports:
         assert transport.calls["register1"] == MAX_CONFLICT_RETRIES
         assert transport.calls["register3"] == 0
+
+
+async def test_status_of_a_locked_out_user_says_so_consistently() -> None:
+    """Issue 17 item 2: a locked-out user is reported as locked out, on the whole and per
+    node, never "registered, 0 left" beside nodes that all say "no version"; the CLI text
+    and recovery agree (LockedOut)."""
+    from pakr.coordinator.user_cli import _status_text
+    from pakr.proto.errors import LockedOut
+
+    cluster = FakeCluster(3, 2)
+    async with cluster.client() as client:
+        await client.register("yolanda", "pw", SECRET, max_guesses=2)
+        for _ in range(2):
+            with pytest.raises(InvalidPassword):
+                await client.recover("yolanda", "bad")
+        with pytest.raises(LockedOut):
+            await client.recover("yolanda", "pw")
+        report = await client.status("yolanda")
+    assert report.registered is True and report.locked_out
+    assert report.guesses_remaining == 0 and report.version is not None
+    # more than n - t nodes locked (the certain rule); a node never asked keeps its count
+    assert sum(n.locked for n in report.nodes) >= 2
+    assert all(n.locked for n in report.nodes if n.guesses_remaining == 0)
+    text = _status_text(report)
+    assert text.splitlines()[0] == (
+        "user 'yolanda': locked out (too many wrong passwords; register anew)"
+    )
+    assert text.count("locked out") >= 3
