@@ -118,10 +118,10 @@ def test_every_service_is_health_checked_and_healthy(cluster: Cluster) -> None:
 
 def _processes(cid: str) -> list[tuple[int, int, str]]:
     """(uid, gid, command) of every process in the container, as the host's ps sees them."""
-    rows = docker("top", cid, "-eo", "uid,gid,args").splitlines()[1:]
+    rows = docker("top", cid, "-eo", "pid,uid,gid,args").splitlines()[1:]
     out = []
     for row in rows:
-        uid, gid, args = row.split(None, 2)
+        _, uid, gid, args = row.split(None, 3)
         out.append((int(uid), int(gid), args))
     return out
 
