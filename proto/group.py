@@ -16,6 +16,7 @@ libsodium's constant-time scalar functions, never with Python integers.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import sys
@@ -37,10 +38,8 @@ def _unlink_extracted_libsodium() -> None:
     """
     path = getattr(sys.modules.get("rbcl._sodium"), "lib_path", None)
     if isinstance(path, str) and os.path.dirname(path) == tempfile.gettempdir():
-        try:
+        with contextlib.suppress(OSError):  # already gone: nothing leaks either way
             os.unlink(path)
-        except OSError:
-            pass  # someone else's cleanup got there first; nothing leaks either way
 
 
 _unlink_extracted_libsodium()

@@ -102,7 +102,7 @@ def test_lock_is_closed_where_this_environment_can_tell() -> None:
     Linux server) are locked too, at versions they allow."""
     checked = 0
     problems = []
-    for name, (version, marker, _) in RUNTIME.items():
+    for name, (version, _, _) in RUNTIME.items():
         try:
             installed = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

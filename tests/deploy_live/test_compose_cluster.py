@@ -145,16 +145,17 @@ def test_containers_run_unprivileged_read_only_with_private_volumes(cluster: Clu
         # A write to the root file system fails; /tmp (tmpfs) and the node's volume accept one.
         denied = docker("exec", cid, "sh", "-c", "touch /opt/x 2>&1; echo $?", check=False)
         assert "Read-only file system" in denied, denied
-        volumes_by_service[service] = {
-            m["Name"] for m in info["Mounts"] if m["Type"] == "volume"
-        }
+        volumes_by_service[service] = {m["Name"] for m in info["Mounts"] if m["Type"] == "volume"}
     for i, service in enumerate(NODES, start=1):
         cid = container(service)
         own = f"/var/lib/pakr/node{i}"
         # The volume is the node's alone: mode 0700, owned by the pakr user, seen by no one else.
         mode = docker("exec", cid, "stat", "-c", "%a %u %g", own).split()
         assert mode == ["700", str(NODE_UID), str(NODE_UID)], mode
-        assert docker("exec", cid, "sh", "-c", f"touch {own}/.w && rm {own}/.w; echo ok").strip() == "ok"
+        assert (
+            docker("exec", cid, "sh", "-c", f"touch {own}/.w && rm {own}/.w; echo ok").strip()
+            == "ok"
+        )
         (volume,) = volumes_by_service[service]
         others = [s for s, names in volumes_by_service.items() if volume in names and s != service]
         assert others == [], f"{volume} is also mounted by {others}"

@@ -21,7 +21,8 @@ from tests.deploy_live.dockerctl import IMAGE, NODE_UID, ROOT, docker
 # What a key looks like in a file: a whole PEM private-key block, pakr's own key files (JSON with
 # a private part), and files named like keys or databases.
 PRIVATE_PEM = re.compile(
-    rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----\s+[A-Za-z0-9+/=\s:,-]{40,}?-----END [A-Z0-9 ]*PRIVATE KEY"
+    rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----\s+"
+    rb"[A-Za-z0-9+/=\s:,-]{40,}?-----END [A-Z0-9 ]*PRIVATE KEY"
 )
 PAKR_KEY_JSON = re.compile(rb'"(?:private_key|secret_key|seed)"\s*:')
 KEY_NAMES = re.compile(r"(?:^|/)(?:[^/]*\.key|id_(?:rsa|ecdsa|ed25519)|[^/]*\.db(?:-wal|-shm)?)$")
@@ -33,14 +34,14 @@ def _saved_image() -> tuple[list[str], list[tarfile.TarFile]]:
     raw = subprocess.run(
         ["docker", "save", IMAGE], capture_output=True, timeout=300, check=True
     ).stdout
-    outer = tarfile.open(fileobj=io.BytesIO(raw))
+    outer = tarfile.open(fileobj=io.BytesIO(raw))  # noqa: SIM115 (in memory, nothing to close)
     (manifest,) = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
     config = json.load(outer.extractfile(manifest["Config"]))  # type: ignore[arg-type]
     layers = []
     for name in manifest["Layers"]:
         member = outer.extractfile(name)
         assert member is not None
-        layers.append(tarfile.open(fileobj=io.BytesIO(member.read())))
+        layers.append(tarfile.open(fileobj=io.BytesIO(member.read())))  # noqa: SIM115
     return list(config["rootfs"]["diff_ids"]), layers
 
 
@@ -61,8 +62,10 @@ def _wheel_records(layers: list[tarfile.TarFile]) -> dict[str, str]:
     records: dict[str, str] = {}
     for tar in layers:
         for member in tar.getmembers():
-            if member.isfile() and member.name.startswith(SITE) and member.name.endswith(
-                ".dist-info/RECORD"
+            if (
+                member.isfile()
+                and member.name.startswith(SITE)
+                and member.name.endswith(".dist-info/RECORD")
             ):
                 text = tar.extractfile(member).read().decode()  # type: ignore[union-attr]
                 for row in csv.reader(text.splitlines()):
@@ -151,7 +154,17 @@ def test_image_runs_pakr_as_the_unprivileged_user(report: dict[str, Any]) -> Non
     timings = []
     for _ in range(3):
         start = time.monotonic()
-        docker("run", "--rm", "--read-only", "--tmpfs", "/tmp:exec", "--network", "none", IMAGE, "--help")
+        docker(
+            "run",
+            "--rm",
+            "--read-only",
+            "--tmpfs",
+            "/tmp:exec",
+            "--network",
+            "none",
+            IMAGE,
+            "--help",
+        )
         timings.append(time.monotonic() - start)
     report["container cold start (docker run --rm pakr --help), best of 3, s"] = round(
         min(timings), 2
@@ -160,11 +173,9 @@ def test_image_runs_pakr_as_the_unprivileged_user(report: dict[str, Any]) -> Non
 
 def test_image_installed_exactly_the_lock(report: dict[str, Any]) -> None:
     """Every distribution in the image is pinned by deploy/requirements.lock (or is pakr)."""
-    pins = dict(
-        re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (ROOT / "deploy" / "requirements.lock").read_text(),
-                   flags=re.MULTILINE)
-    )  # fmt: skip
-    pins = {_norm(k): v for k, v in pins.items()}
+    lock = (ROOT / "deploy" / "requirements.lock").read_text()
+    found = re.findall(r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)", lock, flags=re.MULTILINE)
+    pins = {_norm(k): v for k, v in found}
     listing = docker(
         "run", "--rm", "--network", "none", "--entrypoint", "python", IMAGE, "-c",
         "import importlib.metadata as m; import json; print(json.dumps("
@@ -187,4 +198,3 @@ def _project_version() -> str:
     import tomllib
 
     return str(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"])
-
