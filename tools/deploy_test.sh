@@ -177,5 +177,5 @@ docker image prune --force --filter "label=org.opencontainers.image.title=pakr" 
 
 # -- 5. the live tests ---------------------------------------------------------------------------
 log "running tests/deploy_live against $IMAGE"
-PAKR_DEPLOY_TEST=1 PAKR_DEPLOY_IMAGE=$IMAGE PAKR_DEPLOY_REPORT=$REPORT \
+PAKR_DEPLOY_TEST=1 PAKR_DEPLOY_IMAGE=$IMAGE PAKR_DEPLOY_BASE=$base PAKR_DEPLOY_REPORT=$REPORT \
   timeout 1200 .venv/bin/pytest -q -p no:cacheprovider tests/deploy_live
