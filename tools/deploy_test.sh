@@ -21,7 +21,7 @@ IMAGE=${PAKR_DEPLOY_IMAGE:-pakr:latest}
 OUT=build/deploy-test
 REPORT=$OUT/report.json
 # Bump the version when the stand-in recipe below changes (the tag is the cache key).
-STANDIN=pakr-python-standin:3.11-bookworm-1
+STANDIN=pakr-python-standin:3.11-bookworm-2
 OFFICIAL=$(sed -n 's/^ARG PYTHON_IMAGE=//p' deploy/Dockerfile)
 PORTS="7000 7001 7002 7003 7004 7005 9100 9101 9102 9103 9104 9105"
 
@@ -124,6 +124,7 @@ build_standin() {
   # virtualenv at /opt/python, first on PATH, as pip and python do in the official image.
   local root mirror
   root=$(mktemp -d /tmp/pakr-standin.XXXXXX)
+  chmod 0755 "$root"  # the image's / (mktemp makes it 0700: no one but root could run anything)
   mirror=$(debian_mirror)
   log "building $STANDIN with debootstrap from $mirror"
   timeout 600 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
@@ -137,6 +138,11 @@ build_standin() {
     --change 'ENV PATH=/opt/python/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' - "$STANDIN" >/dev/null
   rm -rf "$root"
+  timeout 300 docker run --rm --user 10001:10001 "$STANDIN" python -c 'import ssl, venv' ||
+    die "the stand-in base image does not run Python as an unprivileged user"
+  # Earlier stand-ins (other recipe versions) only take disk space.
+  docker images --format '{{.Repository}}:{{.Tag}}' "${STANDIN%%:*}" | grep -vx "$STANDIN" |
+    xargs -r docker rmi >/dev/null 2>&1 || true
 }
 
 base=$OFFICIAL
