@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint proto bench faults fuzz wheel clean venv lock deploy-test
+.PHONY: demo test test-fast lint proto bench faults fuzz wheel sbom audit clean venv lock deploy-test
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -53,6 +53,14 @@ deploy-test: $(STAMP)
 wheel: $(STAMP)
 	rm -rf dist
 	$(BIN)/python -m build --wheel --no-isolation --outdir dist .
+
+# CycloneDX SBOM of the wheel (dist/pakr.cdx.json), from a fresh venv holding only the wheel.
+sbom: wheel
+	$(BIN)/python tools/sbom.py --wheel $$(ls dist/pakr-*.whl) --out dist/pakr.cdx.json
+
+# Known vulnerabilities in what the wheel installs; exit 2 says which packages went unaudited.
+audit: sbom
+	$(BIN)/python tools/audit.py --env build/sbom-env
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache *.egg-info

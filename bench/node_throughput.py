@@ -34,6 +34,7 @@ import grpc
 
 from pakr.proto import wire
 from pakr.proto.group import Element, Scalar
+from pakr.proto.hpke import HpkePublicKey
 from pakr.proto.kdf import DEV_ARGON2
 from pakr.proto.messages import NodeRef, Recover2, UserRef
 from pakr.proto.register import new_version, prepare_registration
@@ -195,6 +196,7 @@ async def measure_node(
     config.write_text(text)
     node_id = bytes.fromhex(info["node_id"])
     ref = NodeRef(node_id=node_id, index=1)
+    node_key = HpkePublicKey.from_text(Path(info["hpke_public_key"]).read_text())
     proc, serving = start([sys.executable, "-m", "pakr.node", "serve", "--config", str(config)])
     try:
         creds = grpc.ssl_channel_credentials(root_certificates=Path(info["tls_cert"]).read_bytes())
@@ -225,7 +227,10 @@ async def measure_node(
                 )
                 header = wire.header_to_pb(os.urandom(16), user)
                 await stub.Register2(
-                    wire.register2_to_pb(header, plan.requests[node_id]), metadata=md(user)
+                    wire.register2_to_pb(
+                        header, plan.requests[node_id], node_id=node_id, node_key=node_key
+                    ),
+                    metadata=md(user),
                 )
                 await stub.Register3(
                     pb.Register3Request(header=header, version=version), metadata=md(user)

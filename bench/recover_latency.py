@@ -54,6 +54,7 @@ async def measure(cluster: LocalCluster, runs: int, warmup: int) -> dict[str, li
         cluster.manifest_path,
         tenant=cluster.tenant,
         token_provider=pakr.dev_token_provider(cluster.tenant_key_path),
+        operator_key=cluster.operator_public_key(),
         on_phase=observe,
     ) as client:
         secret = bytes(range(32))

@@ -5,7 +5,11 @@ The SDK::
     import pakr
 
     with pakr.Client.from_manifest(
-        "manifest.json", tenant="acme", token_provider=pakr.dev_token_provider("acme.key")
+        "manifest.json",
+        operator_key="ed25519:...",  # the cluster operator's public key, pinned
+        serial_state="pakr-serials.json",  # optional: refuse manifest rollbacks
+        tenant="acme",
+        token_provider=pakr.dev_token_provider("acme.key"),
     ) as client:
         client.register("alice", "correct horse battery staple", secret)
         assert client.recover("alice", "correct horse battery staple") == secret
@@ -38,10 +42,11 @@ if TYPE_CHECKING:
         UpgradeRequired,
         WeakParameters,
     )
-    from pakr.proto.manifest import Manifest, load_manifest
+    from pakr.proto.manifest import INSECURE_UNPINNED, Manifest, load_manifest
     from pakr.sync_client import Client
     from pakr.tokens import DevTokenProvider, TokenProvider, dev_token_provider
     from pakr.transport import GrpcTransport, NodeTransport, NodeUnreachable
+    from pakr.trust import SerialState, UnpinnedManifestWarning
 
 _EXPORTS = {
     "AsyncClient": "pakr.async_client",
@@ -58,6 +63,9 @@ _EXPORTS = {
     "NodeTransport": "pakr.transport",
     "NodeUnreachable": "pakr.transport",
     "Manifest": "pakr.proto.manifest",
+    "INSECURE_UNPINNED": "pakr.proto.manifest",
+    "SerialState": "pakr.trust",
+    "UnpinnedManifestWarning": "pakr.trust",
     "load_manifest": "pakr.proto.manifest",
     "ClusterUnavailable": "pakr.proto.errors",
     "CommitIncomplete": "pakr.proto.errors",
@@ -74,6 +82,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "INSECURE_UNPINNED",
     "AsyncClient",
     "Client",
     "ClusterUnavailable",
@@ -93,9 +102,11 @@ __all__ = [
     "ProtocolError",
     "RateLimited",
     "RetryPolicy",
+    "SerialState",
     "StatusReport",
     "TokenProvider",
     "TransportFactory",
+    "UnpinnedManifestWarning",
     "UpgradeRequired",
     "WeakParameters",
     "dev_token_provider",

@@ -22,12 +22,13 @@ from pakr.operations.register import register
 from pakr.operations.status import StatusReport, status
 from pakr.passwords import Password, check_secret, check_user, password_bytes
 from pakr.proto.errors import ConfigError
-from pakr.proto.manifest import Manifest, ManifestNode, load_manifest
+from pakr.proto.manifest import Manifest, ManifestNode, OperatorPin
 from pakr.proto.messages import DEFAULT_MAX_GUESSES, NodeRef
 from pakr.proto.randomness import SYSTEM, Randomness
 from pakr.proto.tokens import check_tenant_name
 from pakr.tokens import TokenProvider
 from pakr.transport import GrpcTransport, NodeTransport
+from pakr.trust import SerialState, load_trusted_manifest
 
 TransportFactory = Callable[[ManifestNode, Manifest], NodeTransport]
 """Builds the transport for one manifest node (default: :func:`grpc_transport`)."""
@@ -43,6 +44,7 @@ def grpc_transport(node: ManifestNode, manifest: Manifest) -> NodeTransport:
         tls_cert_pem=node.tls_cert_pem,
         tls_cert_sha256=node.tls_cert_sha256,
         insecure=manifest.dev and node.insecure,
+        hpke_public_key=node.hpke_public_key,
     )
 
 
@@ -114,18 +116,22 @@ class AsyncClient:
         *,
         tenant: str,
         token_provider: TokenProvider,
-        operator_key: str | None = None,
+        operator_key: OperatorPin | None = None,
         min_serial: int = 0,
+        serial_state: str | os.PathLike[str] | SerialState | None = None,
         deadline: float = 5.0,
         **kwargs: Any,
     ) -> AsyncClient:
         """A client for the cluster in the signed manifest ``source`` (path or JSON dict).
 
-        ``operator_key`` (``ed25519:...``) pins the operator who must have signed it; without
-        it the manifest's embedded key is trusted. ``min_serial`` refuses rollbacks to an
-        older manifest than one already seen.
+        ``operator_key`` (``ed25519:...``, required) pins the operator who must have signed
+        it; ``pakr.INSECURE_UNPINNED`` opts out (dev clusters only; warns). ``min_serial``
+        and ``serial_state`` (a small JSON file holding the highest serial seen per operator
+        key, updated here) refuse rollbacks to an older manifest than one already seen.
         """
-        manifest = load_manifest(source, operator_key=operator_key, min_serial=min_serial)
+        manifest = load_trusted_manifest(
+            source, operator_key=operator_key, min_serial=min_serial, serial_state=serial_state
+        )
         return cls(
             manifest, tenant=tenant, token_provider=token_provider, deadline=deadline, **kwargs
         )

@@ -6,6 +6,7 @@ Every method runs the async implementation on a private event-loop thread
 
 from __future__ import annotations
 
+import os
 from types import TracebackType
 from typing import Any
 
@@ -14,9 +15,10 @@ from pakr.async_client import AsyncClient, ManifestSource
 from pakr.operations.status import StatusReport
 from pakr.passwords import Password
 from pakr.proto.errors import ConfigError
-from pakr.proto.manifest import Manifest, load_manifest
+from pakr.proto.manifest import Manifest, OperatorPin
 from pakr.proto.messages import DEFAULT_MAX_GUESSES
 from pakr.tokens import TokenProvider
+from pakr.trust import SerialState, load_trusted_manifest
 
 
 class Client:
@@ -42,13 +44,16 @@ class Client:
         *,
         tenant: str,
         token_provider: TokenProvider,
-        operator_key: str | None = None,
+        operator_key: OperatorPin | None = None,
         min_serial: int = 0,
+        serial_state: str | os.PathLike[str] | SerialState | None = None,
         deadline: float = 5.0,
         **kwargs: Any,
     ) -> Client:
         """A client for the cluster in the signed manifest ``source`` (path or JSON dict)."""
-        manifest = load_manifest(source, operator_key=operator_key, min_serial=min_serial)
+        manifest = load_trusted_manifest(
+            source, operator_key=operator_key, min_serial=min_serial, serial_state=serial_state
+        )
         return cls(
             manifest, tenant=tenant, token_provider=token_provider, deadline=deadline, **kwargs
         )

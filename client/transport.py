@@ -25,6 +25,7 @@ from grpc import aio
 
 from pakr.proto import wire
 from pakr.proto.errors import ConfigError, ErrorKind, MalformedMessage, NodeRefusal, PakrError
+from pakr.proto.hpke import HpkePublicKey
 from pakr.proto.messages import (
     REQUEST_ID_LEN,
     Delete,
@@ -197,6 +198,7 @@ class GrpcTransport:
         tls_cert_pem: str | None = None,
         tls_cert_sha256: bytes | None = None,
         insecure: bool = False,
+        hpke_public_key: HpkePublicKey | None = None,
     ) -> None:
         if tls_cert_pem is None and tls_cert_sha256 is None and not insecure:
             raise ConfigError(
@@ -209,6 +211,7 @@ class GrpcTransport:
         self._pem = tls_cert_pem.encode("ascii") if tls_cert_pem else None
         self._sha256 = tls_cert_sha256
         self._insecure = insecure and tls_cert_pem is None and tls_cert_sha256 is None
+        self._hpke_public_key = hpke_public_key
         self._channel: aio.Channel | None = None
         self._stub: pb_grpc.NodeAsyncStub | None = None
         self._lock = asyncio.Lock()
@@ -291,8 +294,18 @@ class GrpcTransport:
     async def register2(
         self, user: UserRef, token: str, request: Register2, *, timeout: float
     ) -> None:
-        """Register2 over gRPC."""
-        msg = wire.register2_to_pb(self._header(user), request)
+        """Register2 over gRPC, its shares sealed to the node's manifest HPKE key."""
+        if self._hpke_public_key is None:
+            raise ConfigError(
+                f"the manifest lists no HPKE key for {self._node.name}: only nodes of the"
+                " current configuration take registrations"
+            )
+        msg = wire.register2_to_pb(
+            self._header(user),
+            request,
+            node_id=self._node.node_id,
+            node_key=self._hpke_public_key,
+        )
         await self._call(
             token, timeout, lambda s, md: s.Register2(msg, timeout=timeout, metadata=md)
         )
@@ -332,7 +345,9 @@ class GrpcTransport:
         reply = await self._call(
             token, timeout, lambda s, md: s.Recover3(msg, timeout=timeout, metadata=md)
         )
-        return wire.recover3_reply_from_pb(reply)
+        return wire.recover3_reply_from_pb(
+            reply, user=user, node_id=self._node.node_id, request=request
+        )
 
     async def delete(self, user: UserRef, token: str, request: Delete, *, timeout: float) -> None:
         """Delete over gRPC."""

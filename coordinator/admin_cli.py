@@ -28,9 +28,11 @@ import grpc
 
 from pakr.coordinator.localcluster import LocalCluster, stop_by_pid_files
 from pakr.coordinator.manifest_tools import manifest_nodes, new_cluster_id, parse_address_overrides
+from pakr.coordinator.pins import record_pin
 from pakr.proto.errors import ConfigError
 from pakr.proto.kdf import DEFAULT_ARGON2, DEV_ARGON2, Argon2Params
 from pakr.proto.manifest import (
+    INSECURE_UNPINNED,
     Manifest,
     OperatorKey,
     load_manifest,
@@ -208,7 +210,9 @@ def _summary(manifest: Manifest) -> dict[str, Any]:
 
 def _manifest_verify(args: argparse.Namespace) -> int:
     manifest = load_manifest(
-        args.manifest, operator_key=args.operator_key, min_serial=args.min_serial
+        args.manifest,
+        operator_key=args.operator_key or INSECURE_UNPINNED,
+        min_serial=args.min_serial,
     )
     if args.operator_key is None:
         print(
@@ -297,7 +301,7 @@ def _print_usage_hint(cluster: LocalCluster) -> None:
         json.dumps(
             {
                 "manifest": str(cluster.manifest_path),
-                "operator_key": OperatorKey.load(cluster.operator_key_path).public_key_text,
+                "operator_key": cluster.operator_public_key(),
                 "tenant": cluster.tenant,
                 "tenant_key": str(cluster.tenant_key_path),
                 "threshold": manifest.threshold,
@@ -314,6 +318,7 @@ def _print_usage_hint(cluster: LocalCluster) -> None:
         "  use it from Python:\n"
         f"    client = pakr.Client.from_manifest({str(cluster.manifest_path)!r}, "
         f"tenant={cluster.tenant!r},\n"
+        f"        operator_key={cluster.operator_public_key()!r},\n"
         f"        token_provider=pakr.dev_token_provider({str(cluster.tenant_key_path)!r}))\n"
         "  or the CLI:\n"
         f"    pakr register --manifest {cluster.manifest_path} --token-key "
@@ -342,6 +347,13 @@ def _cluster_up(args: argparse.Namespace) -> int:
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         cluster.start()
+        # The user's CLI trusts this manifest from now on without --operator-key.
+        try:
+            record_pin(cluster.manifest_path, cluster.operator_public_key())
+        except ConfigError as exc:
+            print(
+                f"pakr: warning: {exc}; pass --operator-key to the user commands", file=sys.stderr
+            )
         _print_usage_hint(cluster)
         if args.detach:
             return 0

@@ -210,10 +210,18 @@ class LocalCluster:
         except KeyError:
             raise ConfigError(f"this cluster has nodes 1..{self.n}, not {index}") from None
 
+    @property
+    def operator_public_key_path(self) -> Path:
+        """The operator's public key as text (``ed25519:...``), for apps to pin."""
+        return self.dir / "operator.pub"
+
+    def operator_public_key(self) -> str:
+        """The operator public key clients pin (``operator_key=``)."""
+        return OperatorKey.load(self.operator_key_path).public_key_text
+
     def manifest(self) -> Manifest:
         """The current manifest, verified against this cluster's operator key."""
-        operator = OperatorKey.load(self.operator_key_path)
-        return load_manifest(self.manifest_path, operator_key=operator.public_key_text)
+        return load_manifest(self.manifest_path, operator_key=self.operator_public_key())
 
     # -- opening an existing directory -------------------------------------------------------
 
@@ -340,6 +348,7 @@ class LocalCluster:
             self._procs[i] = self._process_for(self._nodes[i])
             self._save_state()
         self._write_manifest_if_needed()
+        self.operator_public_key_path.write_text(self.operator_public_key() + "\n", "utf-8")
         if self.with_coordinator and self._coordinator_address is None:
             self._create_coordinator()
         self._save_state()

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pakr.node.config import NodeConfig, load_config
+from pakr.node.hpke_keys import read_public_key
 from pakr.proto.errors import ConfigError
 from pakr.proto.manifest import ManifestNode
 
@@ -45,7 +46,13 @@ def manifest_node(config: NodeConfig, address: str | None = None) -> ManifestNod
             pem = config.tls_cert.read_text(encoding="ascii")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read the TLS certificate {config.tls_cert}: {exc}") from None
-    return ManifestNode(node_id=config.node_id, index=config.index, address=dial, tls_cert_pem=pem)
+    return ManifestNode(
+        node_id=config.node_id,
+        index=config.index,
+        address=dial,
+        tls_cert_pem=pem,
+        hpke_public_key=read_public_key(config.hpke_files()),
+    )
 
 
 def parse_address_overrides(values: Sequence[str]) -> dict[int, str]:

@@ -41,7 +41,7 @@ from pakr.coordinator.config import CoordinatorConfig, load_config
 from pakr.coordinator.health import NODE_SERVICE, TLS_NAME_OVERRIDE, dial_address, probe_async
 from pakr.node.config import split_host_port
 from pakr.proto.errors import ConfigError, ErrorKind, MalformedMessage, PakrError
-from pakr.proto.manifest import Manifest, ManifestNode, load_manifest
+from pakr.proto.manifest import INSECURE_UNPINNED, Manifest, ManifestNode, load_manifest
 from pakr.proto.messages import UserRef
 from pakr.proto.tokens import TenantKey, issue_token
 from pakr.proto.v1 import coordinator_pb2 as cpb
@@ -133,7 +133,7 @@ class ManifestSource:
             signer = document.get("signature", {}).get("public_key")
             # The first manifest pins the operator key: a replaced file signed by anyone else
             # is refused rather than served to clients.
-            manifest = load_manifest(document, operator_key=self._pinned_key)
+            manifest = load_manifest(document, operator_key=self._pinned_key or INSECURE_UNPINNED)
             if self.manifest is not None and manifest.serial < self.manifest.serial:
                 raise ConfigError(
                     f"manifest serial {manifest.serial} is older than the served "

@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from pakr.coordinator.pins import add_pin_arguments, resolve_pin, serial_state_path
 from pakr.proto.errors import ConfigError, InvalidAuth
 from pakr.proto.messages import DEFAULT_MAX_GUESSES, MAX_GUESSES_LIMIT
 from pakr.proto.seal import MAX_SECRET_LEN
@@ -64,7 +65,14 @@ def add_commands(subparsers: Any) -> None:
     )
     source = register.add_mutually_exclusive_group(required=True)
     source.add_argument("--secret-file", type=Path, metavar="F", help="read the secret from F")
-    source.add_argument("--secret-hex", metavar="H", help="the secret in hex")
+    source.add_argument(
+        "--secret-stdin",
+        action="store_true",
+        help="read the secret in hex from the first line of stdin (before the password lines"
+        " of --password-stdin)",
+    )
+    # Refused with a pointer to the safe forms: argv is readable by every local user (ps).
+    source.add_argument("--secret-hex", metavar="H", help=argparse.SUPPRESS)
     source.add_argument(
         "--generate", type=int, metavar="N", help=f"generate N random bytes (1..{MAX_SECRET_LEN})"
     )
@@ -151,9 +159,7 @@ def _command(
     )
     parser.add_argument("--manifest", type=Path, required=True, metavar="M", help="signed manifest")
     parser.add_argument("--user", required=True, metavar="U", help="user id (1..128 bytes)")
-    parser.add_argument(
-        "--operator-key", metavar="KEY", help="pin the manifest signer (ed25519:...)"
-    )
+    add_pin_arguments(parser)
     parser.add_argument("--tenant", help="tenant name (default: the --token-key's tenant)")
     tokens = parser.add_mutually_exclusive_group(required=True)
     tokens.add_argument("--token-key", type=Path, metavar="FILE", help="tenant key file (dev)")
@@ -291,7 +297,9 @@ def _client(args: argparse.Namespace, label: str) -> Iterator[tuple[Client, Prog
         args.manifest,
         tenant=tenant,
         token_provider=provider,
-        operator_key=args.operator_key,
+        operator_key=resolve_pin(args),
+        min_serial=args.min_serial,
+        serial_state=serial_state_path(),
         deadline=args.deadline,
         on_phase=progress.phase,
     )
@@ -308,9 +316,9 @@ def _client(args: argparse.Namespace, label: str) -> Iterator[tuple[Client, Prog
 class _Passwords:
     """Where passwords come from: stdin lines or terminal prompts."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, lines: list[str] | None = None) -> None:
         self._stdin = bool(getattr(args, "password_stdin", False))
-        self._lines: list[str] | None = None
+        self._lines: list[str] | None = lines
         if not self._stdin and not sys.stdin.isatty():
             raise ConfigError(
                 "no terminal to ask for the password on: use --password-stdin to read it"
@@ -340,27 +348,39 @@ class _Passwords:
 # -- handlers -----------------------------------------------------------------------------------
 
 
-def _read_secret(args: argparse.Namespace) -> tuple[bytes, bool]:
+def _read_secret(
+    args: argparse.Namespace, stdin_lines: list[str] | None = None
+) -> tuple[bytes, bool]:
+    """The secret and whether it was generated; ``--secret-stdin`` pops its line off
+    ``stdin_lines`` (so the password lines that follow stay for ``_Passwords``)."""
+    if getattr(args, "secret_hex", None) is not None:
+        raise ConfigError(
+            "--secret-hex is refused: a command line is readable by every local user (ps);"
+            " use --secret-file F or --secret-stdin"
+        )
     if args.secret_file is not None:
         try:
             return args.secret_file.read_bytes(), False
         except OSError as exc:
             raise ConfigError(f"cannot read {args.secret_file}: {exc.strerror}") from None
-    if args.secret_hex is not None:
+    if getattr(args, "secret_stdin", False):
+        if not stdin_lines:
+            raise ConfigError("--secret-stdin: standard input is empty; give the secret in hex")
         try:
-            return bytes.fromhex(args.secret_hex), False
+            return bytes.fromhex(stdin_lines.pop(0).strip()), False
         except ValueError:
-            raise ConfigError("--secret-hex is not valid hex") from None
+            raise ConfigError("--secret-stdin: the first line is not valid hex") from None
     if not 1 <= args.generate <= MAX_SECRET_LEN:
         raise ConfigError(f"--generate takes 1..{MAX_SECRET_LEN} bytes")
     return secrets.token_bytes(args.generate), True
 
 
 def _register(args: argparse.Namespace) -> int:
-    secret, generated = _read_secret(args)
+    lines = sys.stdin.read().splitlines() if getattr(args, "secret_stdin", False) else None
+    secret, generated = _read_secret(args, lines)
     if len(secret) > MAX_SECRET_LEN:
         raise ConfigError(f"the secret is {len(secret)} bytes; at most {MAX_SECRET_LEN}")
-    password = _Passwords(args).ask("New password: ", confirm=True)
+    password = _Passwords(args, lines).ask("New password: ", confirm=True)
     with _client(args, "registering") as (client, _):
         client.register(args.user, password, secret, max_guesses=args.max_guesses)
     if generated:
@@ -442,7 +462,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _token_issue(args: argparse.Namespace) -> int:
-    from pakr.proto.manifest import load_manifest
+    from pakr.proto.manifest import INSECURE_UNPINNED, load_manifest
     from pakr.proto.tokens import TenantKey, issue_token
 
     key = TenantKey.load(args.tenant_key)
@@ -456,7 +476,9 @@ def _token_issue(args: argparse.Namespace) -> int:
         return 0
     if args.manifest is None:
         raise ConfigError("give --audience (a node id) or --manifest (one token per node)")
-    for node in load_manifest(args.manifest).nodes:
+    # Only the node ids are read (token audiences): a substituted manifest yields tokens no
+    # real node accepts, and the commands that use them check the pin themselves.
+    for node in load_manifest(args.manifest, operator_key=INSECURE_UNPINNED).nodes:
         token = issue_token(
             key, user_id=args.user, audience=node.id_hex, ttl=args.ttl, scope=args.scope
         )

@@ -7,7 +7,8 @@ same keys: contacts see no key change, and old messages still decrypt.
 
 Run against a local cluster (``pakr cluster up --dir D``)::
 
-    python examples/e2ee_keypair.py --manifest D/manifest.json --token-key D/tenants/dev.key
+    python examples/e2ee_keypair.py --manifest D/manifest.json --token-key D/tenants/dev.key \
+        --operator-key "$(cat D/operator.pub)"
 """
 
 from __future__ import annotations
@@ -47,13 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--token-key", required=True)
+    parser.add_argument(
+        "--operator-key", required=True, help="the operator public key to pin (D/operator.pub)"
+    )
     parser.add_argument("--user", default="alice-e2ee")
     args = parser.parse_args(argv)
     provider = pakr.dev_token_provider(args.token_key)
 
     def device() -> pakr.Client:
         return pakr.Client.from_manifest(
-            args.manifest, tenant=provider.tenant, token_provider=provider
+            args.manifest,
+            operator_key=args.operator_key,
+            tenant=provider.tenant,
+            token_provider=provider,
         )
 
     # Device 1: create the identity and back up its seed.

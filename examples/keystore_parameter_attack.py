@@ -10,7 +10,8 @@ The "malicious node" here is a transport wrapper that rewrites a node's Recover1
 which is exactly what a compromised node could send.
 
     python examples/keystore_parameter_attack.py --manifest D/manifest.json \\
-        --token-key D/tenants/dev.key
+        --token-key D/tenants/dev.key \
+        --operator-key "$(cat D/operator.pub)"
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--token-key", required=True)
+    parser.add_argument(
+        "--operator-key", required=True, help="the operator public key to pin (D/operator.pub)"
+    )
     parser.add_argument("--user", default="alice-keystore")
     args = parser.parse_args(argv)
     provider = pakr.dev_token_provider(args.token_key)
@@ -64,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     def client(malicious: set[int]) -> pakr.Client:
         return pakr.Client.from_manifest(
             args.manifest,
+            operator_key=args.operator_key,
             tenant=provider.tenant,
             token_provider=provider,
             transport_factory=attacked_factory(malicious),

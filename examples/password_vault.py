@@ -6,7 +6,8 @@ data, so an entry cannot be moved to another site without detection. The sealed 
 can sit anywhere (a sync service); without the password (and a threshold of pakr nodes) it is
 noise.
 
-    python examples/password_vault.py --manifest D/manifest.json --token-key D/tenants/dev.key
+    python examples/password_vault.py --manifest D/manifest.json --token-key D/tenants/dev.key \
+        --operator-key "$(cat D/operator.pub)"
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--token-key", required=True)
+    parser.add_argument(
+        "--operator-key", required=True, help="the operator public key to pin (D/operator.pub)"
+    )
     parser.add_argument("--user", default="alice-vault")
     parser.add_argument("--vault", type=Path, help="vault file (default: a temporary file)")
     args = parser.parse_args(argv)
@@ -61,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def device() -> pakr.Client:
         return pakr.Client.from_manifest(
-            args.manifest, tenant=provider.tenant, token_provider=provider
+            args.manifest,
+            operator_key=args.operator_key,
+            tenant=provider.tenant,
+            token_provider=provider,
         )
 
     # Device 1: make a vault key, keep it in pakr, write the sealed vault.

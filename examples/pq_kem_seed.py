@@ -6,7 +6,8 @@ bytes, well under its 128-byte limit) instead of the 2,400-byte decapsulation ke
 recovery the device rebuilds the key pair and decapsulates what a sender encapsulated to the
 old public key.
 
-    python examples/pq_kem_seed.py --manifest D/manifest.json --token-key D/tenants/dev.key
+    python examples/pq_kem_seed.py --manifest D/manifest.json --token-key D/tenants/dev.key \
+        --operator-key "$(cat D/operator.pub)"
 """
 
 from __future__ import annotations
@@ -28,13 +29,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--token-key", required=True)
+    parser.add_argument(
+        "--operator-key", required=True, help="the operator public key to pin (D/operator.pub)"
+    )
     parser.add_argument("--user", default="alice-pq")
     args = parser.parse_args(argv)
     provider = pakr.dev_token_provider(args.token_key)
 
     def device() -> pakr.Client:
         return pakr.Client.from_manifest(
-            args.manifest, tenant=provider.tenant, token_provider=provider
+            args.manifest,
+            operator_key=args.operator_key,
+            tenant=provider.tenant,
+            token_provider=provider,
         )
 
     seed = os.urandom(SEED_LEN)

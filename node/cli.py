@@ -19,7 +19,8 @@ from typing import Any
 
 from pakr.node import logs
 from pakr.node.auth import load_tenant_keys
-from pakr.node.config import is_loopback, load_config, split_host_port
+from pakr.node.config import HpkeKeyFiles, is_loopback, load_config, split_host_port
+from pakr.node.hpke_keys import generate_key_files
 from pakr.node.server import NodeServer, serve_forever
 from pakr.node.store import open_store
 from pakr.node.store.sealing import Sealer
@@ -58,6 +59,10 @@ def render_config(
         "",
         "[storage]",
         f"url = {_toml_str(storage)}",
+        "",
+        "[hpke]  # end-to-end encryption of Register2's shares; the manifest lists the public key",
+        'private_key_file = "hpke.key"  # 0600; keep it apart from database backups',
+        'public_key_file = "hpke.pub"',
         "",
         "[data_key]",
         'file = "data.key"  # 64 hex characters; keep it apart from database backups',
@@ -116,6 +121,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         [host],
     )
     write_private(directory / "data.key", (secrets.token_bytes(32).hex() + "\n").encode())
+    generate_key_files(HpkeKeyFiles(directory / "hpke.key", directory / "hpke.pub"), force=True)
     text = render_config(
         node_id=node_id,
         index=args.index,
@@ -137,6 +143,7 @@ def cmd_init(args: argparse.Namespace) -> int:
                 "index": args.index,
                 "address": args.listen,
                 "tls_cert": str(directory / "tls" / "node.crt"),
+                "hpke_public_key": str(directory / "hpke.pub"),
                 "config": str(config_path),
             }
         ),
@@ -169,6 +176,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(json.dumps(info), flush=True)
 
     asyncio.run(serve_forever(config, on_ready=ready))
+    return 0
+
+
+def cmd_hpke_keygen(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    files = config.hpke or HpkeKeyFiles(
+        config.path.parent / "hpke.key", config.path.parent / "hpke.pub"
+    )
+    public = generate_key_files(files, force=args.force)
+    if config.hpke is None:
+        with config.path.open("a", encoding="utf-8") as out:
+            out.write('\n[hpke]\nprivate_key_file = "hpke.key"\npublic_key_file = "hpke.pub"\n')
+    print(
+        json.dumps({"hpke_public_key": public.text, "public_key_file": str(files.public_key_file)}),
+        flush=True,
+    )
     return 0
 
 
@@ -209,6 +232,16 @@ def add_commands(subparsers: Any) -> None:
     serve = sub.add_parser("serve", help="serve until SIGTERM/SIGINT")
     serve.add_argument("--config", required=True, help="path to node.toml")
     serve.set_defaults(func=cmd_serve)
+
+    keygen = sub.add_parser(
+        "hpke-keygen",
+        help="create (or with --force rotate) the node's HPKE key pair",
+        description="Write hpke.key (0600) and hpke.pub. After a rotation restart the node and"
+        " publish a manifest with a higher serial listing the new public key.",
+    )
+    keygen.add_argument("--config", required=True, help="path to node.toml")
+    keygen.add_argument("--force", action="store_true", help="replace an existing key (rotate)")
+    keygen.set_defaults(func=cmd_hpke_keygen)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the node's database schema")
     migrate.add_argument("--config", required=True, help="path to node.toml")

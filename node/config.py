@@ -21,6 +21,10 @@ Layout (every table but ``[node]`` is optional)::
     [storage]
     url = "sqlite:///node.db"    # sqlite:///relative or sqlite:////absolute; postgresql://...
 
+    [hpke]                       # the node's end-to-end encryption key (manifest publishes
+    private_key_file = "hpke.key"  # the public half); 64 hex chars, 0600, not in DB backups
+    public_key_file = "hpke.pub"   # base64url of the 1216-byte X-Wing public key
+
     [data_key]                   # exactly one of file / env
     file = "data.key"            # 64 hex characters (a trailing newline is fine)
     # env = "PAKR_DATA_KEY"      # the name of an environment variable holding 64 hex chars
@@ -105,6 +109,14 @@ def parse_data_key(raw: bytes, where: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class HpkeKeyFiles:
+    """Where the node's HPKE key pair lives (the private file 0600, apart from the data)."""
+
+    private_key_file: Path
+    public_key_file: Path
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     """A validated ``node.toml``."""
 
@@ -123,6 +135,16 @@ class NodeConfig:
     log_level: str = "info"
     audit_retention_days: int = 365
     crypto_thread: bool = False
+    hpke: HpkeKeyFiles | None = None
+
+    def hpke_files(self) -> HpkeKeyFiles:
+        """The ``[hpke]`` key files; ``ConfigError`` for a config written before they existed."""
+        if self.hpke is None:
+            raise ConfigError(
+                f"{self.path}: no [hpke] key: Register2 shares are sealed to a node key since"
+                " protocol 2; create one with `pakr node hpke-keygen --config <node.toml>`"
+            )
+        return self.hpke
 
     @property
     def node_id_hex(self) -> str:
@@ -181,7 +203,17 @@ def parse_config(doc: Mapping[str, Any], path: Path) -> NodeConfig:
     fields.known(
         doc,
         "node.toml",
-        {"node", "tls", "storage", "data_key", "tenants", "rate_limit", "metrics", "audit"},
+        {
+            "node",
+            "tls",
+            "storage",
+            "data_key",
+            "hpke",
+            "tenants",
+            "rate_limit",
+            "metrics",
+            "audit",
+        },
     )
     node = fields.table(doc, "node", required=True)
     fields.known(node, "node", {"id", "index", "listen", "insecure", "log_level", "crypto_thread"})
@@ -225,6 +257,21 @@ def parse_config(doc: Mapping[str, Any], path: Path) -> NodeConfig:
         DataKeySource(file=fields.path_in(base, fields.string(data_key, "file", "data_key")))
         if "file" in data_key
         else DataKeySource(env=fields.string(data_key, "env", "data_key"))
+    )
+
+    hpke_table = fields.table(doc, "hpke")
+    fields.known(hpke_table, "hpke", {"private_key_file", "public_key_file"})
+    hpke = (
+        HpkeKeyFiles(
+            private_key_file=fields.path_in(
+                base, fields.string(hpke_table, "private_key_file", "hpke")
+            ),
+            public_key_file=fields.path_in(
+                base, fields.string(hpke_table, "public_key_file", "hpke")
+            ),
+        )
+        if hpke_table
+        else None
     )
 
     tenants_table = fields.table(doc, "tenants")
@@ -273,6 +320,7 @@ def parse_config(doc: Mapping[str, Any], path: Path) -> NodeConfig:
         log_level=log_level,
         audit_retention_days=retention,
         crypto_thread=crypto_thread,
+        hpke=hpke,
     )
 
 

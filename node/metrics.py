@@ -28,6 +28,13 @@ class NodeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.key_exchange = Counter(
+            "pakr_node_tls_key_exchange",
+            "RPCs by the TLS key-exchange group of their connection ('none': plaintext);"
+            " anything but X25519MLKEM768 can be decrypted by a future quantum computer",
+            ["group"],
+            registry=self.registry,
+        )
         self.guesses = Counter(
             "pakr_node_guesses_counted",
             "password guesses counted (Recover2)",

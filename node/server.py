@@ -25,6 +25,7 @@ from grpc_health.v1._async import HealthServicer
 from pakr.node.auth import Authenticator, load_tenant_keys
 from pakr.node.config import NodeConfig, split_host_port
 from pakr.node.crash import CrashPoints
+from pakr.node.hpke_keys import load_private_key
 from pakr.node.metrics import NodeMetrics
 from pakr.node.ratelimit import RateLimiter
 from pakr.node.servicer import NodeServicer, add_to_server
@@ -96,6 +97,7 @@ class NodeServer:
         """Open the store and start serving; ``ConfigError`` on a bad config or busy port."""
         keys = load_tenant_keys(config.tenants)
         data_key = config.data_key.load()
+        hpke_key = load_private_key(config.hpke_files())
         credentials = None
         if not config.insecure:
             assert config.tls_cert is not None and config.tls_key is not None
@@ -123,6 +125,7 @@ class NodeServer:
                 crash=crash if crash is not None else CrashPoints.from_env(),
                 clock=clock,
                 crypto_thread=config.crypto_thread,
+                hpke_key=hpke_key,
             )
             server = grpc.aio.server(options=SERVER_OPTIONS)
             add_to_server(servicer, server)

@@ -29,6 +29,7 @@ from pakr.node.ratelimit import RateLimiter
 from pakr.node.store.base import Store, StoreError
 from pakr.proto import wire
 from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
+from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.messages import NONCE_LEN, NodeRef, Recover2, Recover2Reply, UserRef
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Recover3Outcome, node_recover2
@@ -61,6 +62,12 @@ STATUS_FOR_KIND: dict[ErrorKind, grpc.StatusCode] = {
 }
 
 
+def key_exchange_group(context: Context) -> str:
+    """The TLS key-exchange group of the RPC's connection, as grpcio reports it ("none": no TLS)."""
+    values = list(context.auth_context().get("ssl_negotiated_key_exchange_group", ()))
+    return values[0].decode("ascii", "replace") if values else "none"
+
+
 def peer_host(context: Context) -> str:
     """The client's address without its port ("ipv4:1.2.3.4", "ipv6:[::1]", "unix:...")."""
     peer = context.peer() or "unknown"
@@ -85,8 +92,10 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         crash: CrashPoints | None = None,
         clock: Callable[[], float] = time.time,
         crypto_thread: bool = False,
+        hpke_key: HpkePrivateKey,
     ) -> None:
         self.node = node
+        self.hpke_key = hpke_key
         self.store = store
         self.auth = auth
         self.limiter = limiter
@@ -155,6 +164,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             if refusal is not None:
                 outcome = refusal.kind.name.lower()
             self.metrics.observe(method, outcome, time.perf_counter() - started)
+            self.metrics.key_exchange.labels(key_exchange_group(context)).inc()
         assert refusal is not None
         level = logging.WARNING if refusal.kind is ErrorKind.INTERNAL else logging.INFO
         log.log(
@@ -316,7 +326,15 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
     ) -> pb.Register2Response:
         async def body(peer: str, now: float) -> pb.Register2Response:
             user, message = await self._authenticate_once(
-                context, request, now, wire.register2_from_pb
+                context,
+                request,
+                now,
+                lambda r: wire.register2_from_pb(
+                    r,
+                    user=wire.header_from_pb(r.header).user,
+                    node_id=self.node.node_id,
+                    node_key=self.hpke_key,
+                ),
             )
             self.crash.hit("register2", "before_commit")
             await self._timed(
@@ -382,7 +400,9 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                 self.metrics.lockouts.inc()
             if result.outcome is Recover3Outcome.MATCH:
                 assert result.reply is not None
-                return wire.recover3_reply_to_pb(result.reply)
+                return wire.recover3_reply_to_pb(
+                    result.reply, user=user, node_id=self.node.node_id, request=message
+                )
             if result.outcome is Recover3Outcome.MISMATCH:
                 raise NodeRefusal(
                     ErrorKind.BAD_UNLOCK_TAG,

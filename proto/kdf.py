@@ -31,6 +31,8 @@ LABEL_ENCRYPTION_KEY = b"pakr/v1/encryption-key"
 LABEL_SECRET_AD = b"pakr/v1/secret-ad"
 LABEL_SECRET_COMMITMENT = b"pakr/v1/secret-commitment"
 LABEL_UNLOCK_PROOF = b"pakr/v1/unlock-proof"
+LABEL_HPKE_REGISTER2 = b"pakr/v1/hpke-register2"
+LABEL_HPKE_RECOVER3 = b"pakr/v1/hpke-recover3"
 
 DIGEST_LEN = 32
 MIN_KEY_LEN = 32
@@ -216,9 +218,12 @@ def oprf_key_statement(
     node_id: bytes,
     index: int,
     public_share: bytes,
+    max_guesses: int,
+    argon2: Argon2Params,
 ) -> bytes:
     """The digest ``sig_i`` signs: binds ``K_i`` to this user, version, epoch and node, so a
-    node cannot present another node's (or an older registration's) public share."""
+    node cannot present another node's (or an older registration's) public share, and binds
+    the version's policy (guess limit, Argon2id parameters), so no node can report its own."""
     return tuple_hash(
         LABEL_OPRF_KEY,
         _utf8("tenant", tenant),
@@ -228,6 +233,10 @@ def oprf_key_statement(
         _fixed("node_id", node_id, NODE_ID_LEN),
         u64(index),
         _fixed("public_share", public_share, ELEMENT_LEN),
+        u64(max_guesses),
+        u64(argon2.memory_kib),
+        u64(argon2.iterations),
+        u64(argon2.parallelism),
     )
 
 
@@ -283,14 +292,16 @@ def secret_commitment(
     )
 
 
-def unlock_proof(unlock_tag: bytes, nonce: bytes, attempt_id: bytes) -> bytes:
-    """``MAC(unlock_tag_i, "pakr/v1/unlock-proof"; nonce_i, attempt_id)``: proves knowledge
-    of the tag for this one attempt without sending the tag (no replay)."""
+def unlock_proof(unlock_tag: bytes, nonce: bytes, attempt_id: bytes, reply_key: bytes) -> bytes:
+    """``MAC(unlock_tag_i, "pakr/v1/unlock-proof"; nonce_i, attempt_id, reply_key)``: proves
+    knowledge of the tag for this one attempt without sending the tag (no replay), and binds
+    the HPKE key the share is to be sealed to, so nobody on the path can swap in their own."""
     return mac(
         unlock_tag,
         LABEL_UNLOCK_PROOF,
         _fixed("nonce", nonce, NONCE_LEN),
         _fixed("attempt_id", attempt_id, ATTEMPT_ID_LEN),
+        reply_key,
     )
 
 

@@ -17,6 +17,7 @@ Loading checks every rule of §2 and raises ``ConfigError`` naming what is wrong
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import json
 import os
@@ -29,9 +30,10 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from pakr.proto.errors import ConfigError, WeakParameters
+from pakr.proto.errors import ConfigError, MalformedMessage, WeakParameters
+from pakr.proto.hpke import HpkePublicKey
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import NODE_ID_LEN, NodeRef
 from pakr.proto.shamir import MAX_INDEX, MIN_INDEX
@@ -42,6 +44,24 @@ SIGNATURE_CONTEXT = b"pakr/v1/manifest\x00"
 MAX_NODES = 255
 MAX_DOCUMENT_BYTES = 1 << 20
 DEFAULT_TTL_SECONDS = 365 * 24 * 3600
+
+
+class Unpinned(enum.Enum):
+    """The explicit, loud opt-out of operator-key pinning (dev clusters only)."""
+
+    INSECURE_UNPINNED = "insecure-unpinned"
+
+
+INSECURE_UNPINNED = Unpinned.INSECURE_UNPINNED
+"""Pass as ``operator_key`` to trust whatever key signed the manifest: anyone who can hand
+the client a manifest then chooses its nodes. Never in production."""
+
+OperatorPin = str | Unpinned
+
+NOT_PINNED_MESSAGE = (
+    "no operator key pinned: pass the cluster operator's public key (ed25519:...), or"
+    " INSECURE_UNPINNED for a dev cluster"
+)
 
 
 class OperatorKey(SigningKey):
@@ -77,6 +97,8 @@ class ManifestNode:
     address: str
     tls_cert_pem: str | None = field(default=None, repr=False)
     tls_cert_sha256: bytes | None = None
+    # Register2's shares are sealed to it (required for current nodes; rotated by a new serial)
+    hpke_public_key: HpkePublicKey | None = field(default=None, repr=False)
 
     @property
     def ref(self) -> NodeRef:
@@ -101,6 +123,7 @@ class ManifestNode:
             "address": self.address,
             "tls_cert": self.tls_cert_pem,
             "tls_cert_sha256": None if self.tls_cert_sha256 is None else self.tls_cert_sha256.hex(),
+            "hpke_public_key": None if self.hpke_public_key is None else self.hpke_public_key.text,
         }
 
 
@@ -242,7 +265,16 @@ def _parse_node(obj: Any, where: str) -> ManifestNode:
         actual = cert_fingerprint(pem)
         if fingerprint is not None and actual != fingerprint:
             raise ConfigError(f"manifest {where}tls_cert does not match its tls_cert_sha256")
-    return ManifestNode(node_id, index, address, pem, fingerprint)
+    hpke_text = obj.get("hpke_public_key")
+    hpke_key: HpkePublicKey | None = None
+    if hpke_text is not None:
+        if not isinstance(hpke_text, str):
+            raise ConfigError(f"manifest {where}hpke_public_key must be a base64url string")
+        try:
+            hpke_key = HpkePublicKey.from_text(hpke_text, f"manifest {where}hpke_public_key")
+        except MalformedMessage as exc:
+            raise ConfigError(str(exc)) from None
+    return ManifestNode(node_id, index, address, pem, fingerprint, hpke_key)
 
 
 def _parse_nodes(value: Any, where: str) -> tuple[ManifestNode, ...]:
@@ -287,6 +319,12 @@ def check_manifest(manifest: Manifest) -> None:
     if manifest.expires_at <= manifest.issued_at:
         raise ConfigError("manifest expires_at must be after issued_at")
     _check_node_set(manifest.nodes, manifest.threshold, manifest.dev, "")
+    for node in manifest.nodes:
+        if node.hpke_public_key is None:
+            raise ConfigError(
+                f"manifest node {node.id_hex} has no hpke_public_key (protocol 2 seals"
+                " Register2 to it); run `pakr node hpke-keygen` there and re-create the manifest"
+            )
     n = len(manifest.nodes)
     if not manifest.threshold <= manifest.register_threshold <= n:
         raise ConfigError(
@@ -350,7 +388,8 @@ def parse_manifest(document: Mapping[str, Any]) -> Manifest:
     return manifest
 
 
-def _read_document(source: str | os.PathLike[str] | Mapping[str, Any]) -> Mapping[str, Any]:
+def read_document(source: str | os.PathLike[str] | Mapping[str, Any]) -> Mapping[str, Any]:
+    """A signed manifest document from a path (at most 1 MiB of JSON) or as given."""
     if isinstance(source, Mapping):
         return source
     path = Path(source)
@@ -368,32 +407,47 @@ def _read_document(source: str | os.PathLike[str] | Mapping[str, Any]) -> Mappin
     return document
 
 
+def _raw(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def embedded_signer(document: Mapping[str, Any]) -> str:
+    """The public key a signed document names as its signer (not yet verified)."""
+    signature = document.get("signature")
+    embedded = signature.get("public_key") if isinstance(signature, Mapping) else None
+    if not isinstance(embedded, str):
+        raise ConfigError("manifest signature public_key is missing")
+    return embedded
+
+
 def load_manifest(
     source: str | os.PathLike[str] | Mapping[str, Any],
     *,
-    operator_key: str | None = None,
+    operator_key: OperatorPin | None = None,
     now: float | None = None,
     min_serial: int = 0,
 ) -> Manifest:
     """Read, verify and check a signed manifest (a path or the parsed JSON document).
 
-    With ``operator_key`` (``ed25519:...``) the signature must come from that key, which is
-    how an application pins its cluster operator; without it the key embedded in the document
-    is used, which protects integrity in transit but not against a substituted manifest.
+    ``operator_key`` (``ed25519:...``) is the pinned operator who must have signed it: the
+    key embedded in a document proves only that someone signed it, so a manifest for the same
+    cluster re-signed by anyone (naming their own nodes) would pass. Omitting it is refused;
+    ``INSECURE_UNPINNED`` accepts the embedded key (dev clusters, inspection tools).
+    ``min_serial`` refuses a rollback to an older manifest than one already seen.
     """
-    document = _read_document(source)
+    if operator_key is None:
+        raise ConfigError(NOT_PINNED_MESSAGE)
+    document = read_document(source)
     body = document.get("manifest")
     signature = document.get("signature")
     if not isinstance(body, Mapping) or not isinstance(signature, Mapping):
         raise ConfigError("a signed manifest has a 'manifest' and a 'signature' object")
     if signature.get("alg") != "Ed25519":
         raise ConfigError("manifest signature alg must be Ed25519")
-    embedded = signature.get("public_key")
-    if not isinstance(embedded, str):
-        raise ConfigError("manifest signature public_key is missing")
-    if operator_key is not None and embedded != operator_key:
+    embedded = embedded_signer(document)
+    public_key = parse_public_key(embedded if isinstance(operator_key, Unpinned) else operator_key)
+    if _raw(parse_public_key(embedded)) != _raw(public_key):
         raise ConfigError("manifest is signed by a different operator key than the pinned one")
-    public_key = parse_public_key(operator_key if operator_key is not None else embedded)
     value = signature.get("value")
     try:
         raw = base64.urlsafe_b64decode(str(value) + "=" * (-len(str(value)) % 4))
@@ -409,8 +463,8 @@ def load_manifest(
         raise ConfigError("manifest has expired: ask the operator for a fresh one")
     if manifest.serial < min_serial:
         raise ConfigError(
-            f"manifest serial {manifest.serial} is older than serial {min_serial} already seen "
-            "(a rollback?)"
+            f"manifest serial {manifest.serial} is older than serial {min_serial} already seen"
+            " (a rollback?); get the current manifest from the operator"
         )
     return manifest
 

@@ -16,7 +16,7 @@ from pakr.proto.group import Element, Scalar
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.oprf import Proof
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 VERSION_LEN = 16
 NODE_ID_LEN = 16
@@ -139,6 +139,7 @@ class Recover2Reply:
     commitment: bytes
     guesses_remaining: int
     nonce: bytes
+    max_guesses: int  # the version's signed limit (checked with sig_i)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,9 @@ class Recover3:
     version: bytes
     attempt_id: bytes
     unlock_proof: bytes
+    reply_key: bytes = b""  # the client's fresh HPKE public key for this attempt's reply
+    # The matching private seed, client side only (never encoded, compared or shown).
+    reply_seed: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from pakr.proto import kdf, oprf, seal, shamir
+from pakr.proto import hpke, kdf, oprf, seal, shamir
 from pakr.proto.errors import (
     ClusterUnavailable,
     ErrorKind,
@@ -31,6 +31,7 @@ from pakr.proto.errors import (
     ProtocolError,
 )
 from pakr.proto.group import Element, Scalar
+from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import (
     ATTEMPT_ID_LEN,
@@ -44,9 +45,9 @@ from pakr.proto.messages import (
     UserStatus,
     VersionInfo,
 )
+from pakr.proto.policy import VersionPolicy, verify_oprf_key_signature
 from pakr.proto.randomness import SYSTEM, Randomness
 from pakr.proto.records import Attempt, VersionRecord
-from pakr.proto.register import verify_oprf_key_signature
 
 # --------------------------------------------------------------------------- client side
 
@@ -190,6 +191,7 @@ class RecoveryAttempt:
     blinded_element: Element
     access_key: bytes = field(repr=False)
     encryption_key_seed: bytes = field(repr=False)
+    reply_key: HpkePrivateKey = field(repr=False)  # fresh: Recover3 replies are sealed to it
 
     @property
     def request(self) -> Recover2:
@@ -210,14 +212,16 @@ def start_recover2(
 ) -> RecoveryAttempt:
     """Blind the access key with a fresh blind and attempt id (§4 step 4)."""
     blind, blinded = oprf.blind(access_key, blind=rng.scalar())
+    attempt_id = rng.bytes(ATTEMPT_ID_LEN)
     return RecoveryAttempt(
         user=user,
         choice=choice,
-        attempt_id=rng.bytes(ATTEMPT_ID_LEN),
+        attempt_id=attempt_id,
         blind=blind,
         blinded_element=blinded,
         access_key=access_key,
         encryption_key_seed=encryption_key_seed,
+        reply_key=HpkePrivateKey.from_seed(rng.bytes(hpke.SEED_LEN)),
     )
 
 
@@ -226,6 +230,7 @@ class UnlockedAttempt:
     """The password checked out: the Recover3 request for each node of the group."""
 
     attempt: RecoveryAttempt
+    policy: VersionPolicy  # signed by vk_v for every node of the group (checked)
     unlock_key: bytes = field(repr=False)
     requests: Mapping[NodeRef, Recover3] = field(repr=False)
 
@@ -233,17 +238,11 @@ class UnlockedAttempt:
 def verify_recover2_reply(
     attempt: RecoveryAttempt, node: NodeRef, reply: Recover2Reply
 ) -> str | None:
-    """Why ``reply`` is invalid, or ``None``: the signed public share and the DLEQ proof."""
-    if not verify_oprf_key_signature(
-        user=attempt.user,
-        node=node,
-        version=attempt.choice.version,
-        epoch=attempt.choice.epoch,
-        public_share=reply.oprf_public_share,
-        signature=reply.oprf_key_signature,
-        verifying_key=reply.verifying_key,
-    ):
-        return "public share signature does not verify for this node"
+    """Why ``reply`` is invalid, or ``None``: the signed public share and policy, the DLEQ
+    proof."""
+    why = _policy_problem(attempt, node, reply)
+    if why is not None:
+        return why
     if not oprf.verify_proof(
         Element.generator(),
         reply.oprf_public_share,
@@ -254,6 +253,27 @@ def verify_recover2_reply(
         return "evaluation proof (DLEQ) does not verify"
     if len(reply.nonce) != NONCE_LEN:
         return "nonce has the wrong length"
+    return None
+
+
+def reply_policy(attempt: RecoveryAttempt, reply: Recover2Reply) -> VersionPolicy:
+    """The policy a reply claims: its guess limit and the Argon2id parameters in use."""
+    return VersionPolicy(max_guesses=reply.max_guesses, argon2=attempt.choice.argon2)
+
+
+def _policy_problem(attempt: RecoveryAttempt, node: NodeRef, reply: Recover2Reply) -> str | None:
+    """Why the reply's ``sig_i`` does not cover its public share and policy, or ``None``."""
+    if not verify_oprf_key_signature(
+        user=attempt.user,
+        node=node,
+        version=attempt.choice.version,
+        epoch=attempt.choice.epoch,
+        public_share=reply.oprf_public_share,
+        policy=reply_policy(attempt, reply),
+        signature=reply.oprf_key_signature,
+        verifying_key=reply.verifying_key,
+    ):
+        return "signature does not verify for this node's public share and policy"
     return None
 
 
@@ -278,8 +298,12 @@ def _unlock(
     if not hmac.compare_digest(kdf.commitment(output, attempt.access_key), reference):
         return None
     unlock_key = kdf.unlock_key(output)
+    policies = {reply_policy(attempt, reply) for reply in group.values()}
     return UnlockedAttempt(
         attempt=attempt,
+        # One registration signs one policy for every node; were they ever to differ, the
+        # strictest limit is the one kept.
+        policy=min(policies, key=lambda p: p.max_guesses),
         unlock_key=unlock_key,
         requests={
             node: _recover3_request(attempt, unlock_key, node, reply)
@@ -291,11 +315,16 @@ def _unlock(
 def _recover3_request(
     attempt: RecoveryAttempt, unlock_key: bytes, node: NodeRef, reply: Recover2Reply
 ) -> Recover3:
+    reply_key = attempt.reply_key.public.encoded
     proof = kdf.unlock_proof(
-        kdf.unlock_tag(unlock_key, node.node_id), reply.nonce, attempt.attempt_id
+        kdf.unlock_tag(unlock_key, node.node_id), reply.nonce, attempt.attempt_id, reply_key
     )
     return Recover3(
-        version=attempt.choice.version, attempt_id=attempt.attempt_id, unlock_proof=proof
+        version=attempt.choice.version,
+        attempt_id=attempt.attempt_id,
+        unlock_proof=proof,
+        reply_key=reply_key,
+        reply_seed=attempt.reply_key.seed,
     )
 
 
@@ -331,7 +360,11 @@ def finish_recover2(
     first = _largest_group(replies)
     if len(first) >= threshold:
         unlocked = _unlock(attempt, first, threshold)
-        if unlocked is not None:
+        # The combination proves the evaluations; the policy the client keeps (guess limit)
+        # must still be the signed one: t signature checks, far cheaper than the proofs.
+        if unlocked is not None and all(
+            _policy_problem(attempt, node, reply) is None for node, reply in first.items()
+        ):
             return unlocked
     invalid: dict[NodeRef, str] = {}
     valid: dict[NodeRef, Recover2Reply] = {}
@@ -514,6 +547,7 @@ def node_recover2(
         commitment=record.commitment,
         guesses_remaining=record.guesses_remaining,
         nonce=nonce,
+        max_guesses=record.max_guesses,
     )
 
 
@@ -533,7 +567,9 @@ def check_recover3(record: VersionRecord, request: Recover3) -> Recover3Outcome:
         or not hmac.compare_digest(attempt.attempt_id, request.attempt_id)
     ):
         return Recover3Outcome.STALE
-    expected = kdf.unlock_proof(record.shares.unlock_tag, attempt.nonce, attempt.attempt_id)
+    expected = kdf.unlock_proof(
+        record.shares.unlock_tag, attempt.nonce, attempt.attempt_id, request.reply_key
+    )
     if hmac.compare_digest(expected, request.unlock_proof):
         return Recover3Outcome.MATCH
     return Recover3Outcome.MISMATCH

@@ -14,15 +14,11 @@ import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from pakr.proto import kdf, oprf, seal, shamir
-from pakr.proto.errors import ConfigError, ErrorKind, NodeRefusal
+from pakr.proto.errors import ConfigError, ErrorKind, NodeRefusal, WeakParameters
 from pakr.proto.group import Element
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import (
@@ -35,6 +31,7 @@ from pakr.proto.messages import (
     UserRef,
     UserStatus,
 )
+from pakr.proto.policy import VersionPolicy, sign_oprf_key, verify_oprf_key_signature
 from pakr.proto.randomness import SYSTEM, Randomness
 from pakr.proto.records import ShareMaterial, UserRecord, VersionRecord
 
@@ -96,6 +93,7 @@ def prepare_registration(
     function.
     """
     check_registration_args(secret, max_guesses)
+    policy = VersionPolicy(max_guesses=max_guesses, argon2=argon2)
     indices = [node.index for node in nodes]
     k = rng.scalar()
     k_shares = shamir.split(k, threshold, indices, rand=rng.scalar)
@@ -117,15 +115,6 @@ def prepare_registration(
     for node in nodes:
         k_i = k_shares[node.index]
         public_share = Element.base_mult(k_i)
-        statement = kdf.oprf_key_statement(
-            user.tenant,
-            user.user_id,
-            version,
-            epoch,
-            node.node_id,
-            node.index,
-            public_share.encoded,
-        )
         s_i = s_shares[node.index]
         requests[node.node_id] = Register2(
             version=version,
@@ -133,7 +122,15 @@ def prepare_registration(
             expected=expected.get(node.node_id),
             oprf_key_share=k_i,
             oprf_public_share=public_share,
-            oprf_key_signature=signing_key.sign(statement),
+            oprf_key_signature=sign_oprf_key(
+                signing_key,
+                user=user,
+                node=node,
+                version=version,
+                epoch=epoch,
+                public_share=public_share,
+                policy=policy,
+            ),
             verifying_key=verifying_key,
             commitment=commitment,
             unlock_tag=kdf.unlock_tag(unlock_key, node.node_id),
@@ -149,37 +146,6 @@ def prepare_registration(
 
 
 # --------------------------------------------------------------------------- node side
-
-
-def verify_oprf_key_signature(
-    *,
-    user: UserRef,
-    node: NodeRef,
-    version: bytes,
-    epoch: int,
-    public_share: Element,
-    signature: bytes,
-    verifying_key: bytes,
-) -> bool:
-    """Whether ``signature`` binds this node's public share to the user, version and slot.
-
-    Used by the node on Register2 and by the client on every Recover2 reply: a node cannot
-    substitute another key, index or version without the one-time registration key.
-    """
-    statement = kdf.oprf_key_statement(
-        user.tenant,
-        user.user_id,
-        version,
-        epoch,
-        node.node_id,
-        node.index,
-        public_share.encoded,
-    )
-    try:
-        Ed25519PublicKey.from_public_bytes(verifying_key).verify(signature, statement)
-    except (InvalidSignature, ValueError):
-        return False
-    return True
 
 
 def _same_registration(record: VersionRecord, request: Register2) -> bool:
@@ -223,15 +189,24 @@ def node_register2(
         version=request.version,
         epoch=request.epoch,
         public_share=request.oprf_public_share,
+        policy=VersionPolicy(max_guesses=request.max_guesses, argon2=request.argon2),
         signature=request.oprf_key_signature,
         verifying_key=request.verifying_key,
     ):
         raise NodeRefusal(
             ErrorKind.INVALID_REQUEST,
-            "oprf_key_signature does not verify for this node's id and index",
+            "oprf_key_signature does not verify for this node's id, index and policy",
         )
     if not 1 <= request.max_guesses <= MAX_GUESSES_LIMIT:
         raise NodeRefusal(ErrorKind.INVALID_REQUEST, f"max_guesses must be 1..{MAX_GUESSES_LIMIT}")
+    try:
+        # The SDK refuses to recover with parameters outside these bounds, so storing them
+        # would keep a registration nobody can ever recover.
+        request.argon2.check()
+    except WeakParameters as exc:
+        raise NodeRefusal(
+            ErrorKind.INVALID_REQUEST, f"{exc}; register again within bounds"
+        ) from exc
     state = current or UserRecord()
     held = state.version(request.version)
     if held is not None:

@@ -17,6 +17,7 @@ from google.protobuf.message import Message as _PbMessage
 
 from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
 from pakr.proto.group import Element, Scalar
+from pakr.proto.hpke import HpkePrivateKey, HpkePublicKey
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import (
     ATTEMPT_ID_LEN,
@@ -43,7 +44,13 @@ from pakr.proto.messages import (
     VersionInfo,
 )
 from pakr.proto.oprf import Proof
-from pakr.proto.seal import CIPHERTEXT_LEN
+from pakr.proto.sealed import (
+    Register2Shares,
+    open_recover3_reply,
+    open_register2_shares,
+    seal_recover3_reply,
+    seal_register2_shares,
+)
 from pakr.proto.v1 import node_pb2 as pb
 
 ERROR_METADATA_KEY = "pakr-error-bin"
@@ -212,47 +219,74 @@ def status_to_pb(status: UserStatus) -> pb.UserStatus:
 # ------------------------------------------------------------------------ register
 
 
-def register2_from_pb(msg: pb.Register2Request) -> Register2:
+def register2_from_pb(
+    msg: pb.Register2Request, *, user: UserRef, node_id: bytes, node_key: HpkePrivateKey
+) -> Register2:
+    """Decode a Register2, opening its ``sealed_shares`` with the node's HPKE key."""
     if not 1 <= msg.max_guesses <= MAX_GUESSES_LIMIT:
         raise MalformedMessage(f"max_guesses must be 1..{MAX_GUESSES_LIMIT}")
     if not msg.HasField("argon2"):
         raise MalformedMessage("argon2 parameters are missing")
     expected = _exact("expected", msg.expected, VERSION_LEN) if msg.expected else None
+    version = _exact("version", msg.version, VERSION_LEN)
+    epoch = _epoch("epoch", msg.epoch)
+    shares = open_register2_shares(
+        msg.sealed_shares,
+        user=user,
+        node_id=node_id,
+        version=version,
+        epoch=epoch,
+        node_key=node_key,
+    )
     return Register2(
-        version=_exact("version", msg.version, VERSION_LEN),
-        epoch=_epoch("epoch", msg.epoch),
+        version=version,
+        epoch=epoch,
         expected=expected,
-        oprf_key_share=_scalar("oprf_key_share", msg.oprf_key_share),
+        oprf_key_share=shares.oprf_key_share,
         oprf_public_share=_element("oprf_public_share", msg.oprf_public_share),
         oprf_key_signature=_exact("oprf_key_signature", msg.oprf_key_signature, SIGNATURE_LEN),
         verifying_key=_verifying_key("verifying_key", msg.verifying_key),
         commitment=_exact("commitment", msg.commitment, MAC_LEN),
-        unlock_tag=_exact("unlock_tag", msg.unlock_tag, MAC_LEN),
-        secret_share=_scalar("secret_share", msg.secret_share),
-        encrypted_secret=_exact("encrypted_secret", msg.encrypted_secret, CIPHERTEXT_LEN),
+        unlock_tag=shares.unlock_tag,
+        secret_share=shares.secret_share,
+        encrypted_secret=shares.encrypted_secret,
         secret_commitment=_exact("secret_commitment", msg.secret_commitment, MAC_LEN),
         max_guesses=msg.max_guesses,
         argon2=argon2_from_pb(msg.argon2),
     )
 
 
-def register2_to_pb(header: pb.RequestHeader, req: Register2) -> pb.Register2Request:
+def register2_to_pb(
+    header: pb.RequestHeader, req: Register2, *, node_id: bytes, node_key: HpkePublicKey
+) -> pb.Register2Request:
+    """Encode a Register2, sealing its share-bearing fields to the node's HPKE key."""
+    user = UserRef(header.tenant, header.user_id)
+    shares = Register2Shares(
+        oprf_key_share=req.oprf_key_share,
+        secret_share=req.secret_share,
+        unlock_tag=req.unlock_tag,
+        encrypted_secret=req.encrypted_secret,
+    )
     return pb.Register2Request(
         header=header,
         version=req.version,
         epoch=req.epoch,
         expected=req.expected or b"",
-        oprf_key_share=req.oprf_key_share.encoded,
         oprf_public_share=req.oprf_public_share.encoded,
         oprf_key_signature=req.oprf_key_signature,
         verifying_key=req.verifying_key,
         commitment=req.commitment,
-        unlock_tag=req.unlock_tag,
-        secret_share=req.secret_share.encoded,
-        encrypted_secret=req.encrypted_secret,
         secret_commitment=req.secret_commitment,
         max_guesses=req.max_guesses,
         argon2=argon2_to_pb(req.argon2),
+        sealed_shares=seal_register2_shares(
+            shares,
+            user=user,
+            node_id=node_id,
+            version=req.version,
+            epoch=req.epoch,
+            node_key=node_key,
+        ),
     )
 
 
@@ -290,7 +324,14 @@ def recover2_reply_from_pb(msg: pb.Recover2Response) -> Recover2Reply:
         commitment=_exact("commitment", msg.commitment, MAC_LEN),
         guesses_remaining=min(msg.guesses_remaining, MAX_GUESSES_LIMIT),
         nonce=_exact("nonce", msg.nonce, NONCE_LEN),
+        max_guesses=_max_guesses(msg.max_guesses),
     )
+
+
+def _max_guesses(value: int) -> int:
+    if not 1 <= value <= MAX_GUESSES_LIMIT:
+        raise MalformedMessage(f"max_guesses must be 1..{MAX_GUESSES_LIMIT}, got {value}")
+    return value
 
 
 def recover2_reply_to_pb(reply: Recover2Reply) -> pb.Recover2Response:
@@ -303,14 +344,17 @@ def recover2_reply_to_pb(reply: Recover2Reply) -> pb.Recover2Response:
         commitment=reply.commitment,
         guesses_remaining=reply.guesses_remaining,
         nonce=reply.nonce,
+        max_guesses=reply.max_guesses,
     )
 
 
 def recover3_from_pb(msg: pb.Recover3Request) -> Recover3:
+    reply_key = HpkePublicKey.decode(msg.reply_key, "reply_key")
     return Recover3(
         version=_exact("version", msg.version, VERSION_LEN),
         attempt_id=_exact("attempt_id", msg.attempt_id, ATTEMPT_ID_LEN),
         unlock_proof=_exact("unlock_proof", msg.unlock_proof, MAC_LEN),
+        reply_key=reply_key.encoded,
     )
 
 
@@ -320,22 +364,39 @@ def recover3_to_pb(header: pb.RequestHeader, req: Recover3) -> pb.Recover3Reques
         version=req.version,
         attempt_id=req.attempt_id,
         unlock_proof=req.unlock_proof,
+        reply_key=req.reply_key,
     )
 
 
-def recover3_reply_from_pb(msg: pb.Recover3Response) -> Recover3Reply:
-    return Recover3Reply(
-        secret_share=_scalar("secret_share", msg.secret_share),
-        encrypted_secret=_exact("encrypted_secret", msg.encrypted_secret, CIPHERTEXT_LEN),
-        secret_commitment=_exact("secret_commitment", msg.secret_commitment, MAC_LEN),
+def recover3_reply_from_pb(
+    msg: pb.Recover3Response, *, user: UserRef, node_id: bytes, request: Recover3
+) -> Recover3Reply:
+    """Open a Recover3 reply with the private half of the request's reply key."""
+    if request.reply_seed is None:
+        raise ValueError("the Recover3 request carries no reply key seed (client side only)")
+    return open_recover3_reply(
+        msg.sealed_share,
+        user=user,
+        node_id=node_id,
+        version=request.version,
+        attempt_id=request.attempt_id,
+        reply_key=HpkePrivateKey.from_seed(request.reply_seed),
     )
 
 
-def recover3_reply_to_pb(reply: Recover3Reply) -> pb.Recover3Response:
+def recover3_reply_to_pb(
+    reply: Recover3Reply, *, user: UserRef, node_id: bytes, request: Recover3
+) -> pb.Recover3Response:
+    """Seal a Recover3 reply to the key the request carries (bound by its unlock proof)."""
     return pb.Recover3Response(
-        secret_share=reply.secret_share.encoded,
-        encrypted_secret=reply.encrypted_secret,
-        secret_commitment=reply.secret_commitment,
+        sealed_share=seal_recover3_reply(
+            reply,
+            user=user,
+            node_id=node_id,
+            version=request.version,
+            attempt_id=request.attempt_id,
+            reply_key=HpkePublicKey.decode(request.reply_key, "reply_key"),
+        )
     )
 
 

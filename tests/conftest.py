@@ -15,11 +15,18 @@ Clusters use the dev Argon2 parameters (19 MiB, t=2), never the 64 MiB productio
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+# The CLI keeps operator pins and manifest serials in a per-user state directory; tests (and
+# the CLI processes they start, which inherit the environment) must never touch the real one.
+if "PAKR_STATE_DIR" not in os.environ:
+    os.environ["PAKR_STATE_DIR"] = tempfile.mkdtemp(prefix="pakr-test-state-")
 
 if TYPE_CHECKING:
     from pakr.coordinator.localcluster import LocalCluster

@@ -1,4 +1,4 @@
-"""Generate pakr's own protocol test vectors: ``tests/vectors/pakr-v1.json``.
+"""Generate pakr's own protocol test vectors: ``tests/vectors/pakr-v2.json``.
 
 Each case fixes the inputs (tenant, user, password, secret, node ids and indices, Argon2
 parameters) and a seed for the deterministic randomness stream, then runs registration and
@@ -7,7 +7,13 @@ byte for byte. Another implementation can replay a case: draw its random values 
 listed under ``random`` and compare each derived value. ``tests/unit/test_vectors.py`` checks
 that the committed file equals a fresh generation and recomputes the values one by one.
 
-Usage: ``python tools/genvectors.py [OUT]`` (default: tests/vectors/pakr-v1.json).
+HPKE ciphertexts (every ``sealed_*`` value) use a fresh ephemeral key inside ``cryptography``
+and so differ on every run: the file keeps one generation's ciphertexts, the comparison with a
+fresh generation skips them (:func:`masked`), and the replay test decrypts them with the
+recorded keys and ``info``. Another implementation checks that it opens them, and that the
+node side of this one opens what it seals.
+
+Usage: ``python tools/genvectors.py [OUT]`` (default: tests/vectors/pakr-v2.json).
 """
 
 from __future__ import annotations
@@ -17,16 +23,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pakr.proto import kdf, oprf, shamir
+from pakr.proto import hpke, kdf, oprf, shamir
 from pakr.proto.group import Element
+from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.kdf import Argon2Params
-from pakr.proto.messages import NodeRef, Recover2Reply, Recover3Reply, UserRef
+from pakr.proto.messages import PROTOCOL_VERSION, NodeRef, Recover2Reply, Recover3Reply, UserRef
 from pakr.proto.randomness import DeterministicRandomness
 from pakr.proto.recover import VersionChoice, finish_recover2, finish_recover3, start_recover2
 from pakr.proto.register import new_version, prepare_registration
+from pakr.proto.sealed import (
+    Register2Shares,
+    open_recover3_reply,
+    seal_recover3_reply,
+    seal_register2_shares,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = ROOT / "tests" / "vectors" / "pakr-v1.json"
+DEFAULT_OUT = ROOT / "tests" / "vectors" / "pakr-v2.json"
 ARGON2 = Argon2Params(memory_kib=19456, iterations=2, parallelism=1)
 
 CASES: list[dict[str, Any]] = [
@@ -72,6 +85,19 @@ CASES: list[dict[str, Any]] = [
 
 def _node_id(index: int) -> bytes:
     return kdf.tuple_hash(b"pakr/v1/test-node-id", kdf.u64(index))[:16]
+
+
+def _node_hpke(index: int) -> HpkePrivateKey:
+    return HpkePrivateKey.from_seed(kdf.tuple_hash(b"pakr/v1/test-node-hpke", kdf.u64(index)))
+
+
+def masked(document: Any) -> Any:
+    """``document`` with every ``sealed_*`` ciphertext replaced by None (they are random)."""
+    if isinstance(document, dict):
+        return {k: None if k.startswith("sealed_") else masked(v) for k, v in document.items()}
+    if isinstance(document, list):
+        return [masked(v) for v in document]
+    return document
 
 
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
@@ -142,8 +168,20 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
             commitment=req.commitment,
             guesses_remaining=case["max_guesses"] - 1,
             nonce=rng.bytes(16),
+            max_guesses=case["max_guesses"],
         )
     unlocked = finish_recover2(attempt, replies, threshold=threshold)
+    sealed_shares = {
+        n: seal_register2_shares(
+            Register2Shares(r.oprf_key_share, r.secret_share, r.unlock_tag, r.encrypted_secret),
+            user=user,
+            node_id=n.node_id,
+            version=version,
+            epoch=case["epoch"],
+            node_key=_node_hpke(n.index).public,
+        )
+        for n, r in zip(nodes, requests, strict=True)
+    }
     releases = {
         node: Recover3Reply(
             secret_share=plan.requests[node.node_id].secret_share,
@@ -152,7 +190,29 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         )
         for node in use
     }
-    recovered = finish_recover3(unlocked, releases, threshold=threshold)
+    sealed_replies = {
+        n: seal_recover3_reply(
+            releases[n],
+            user=user,
+            node_id=n.node_id,
+            version=version,
+            attempt_id=attempt.attempt_id,
+            reply_key=attempt.reply_key.public,
+        )
+        for n in use
+    }
+    opened = {
+        n: open_recover3_reply(
+            sealed_replies[n],
+            user=user,
+            node_id=n.node_id,
+            version=version,
+            attempt_id=attempt.attempt_id,
+            reply_key=attempt.reply_key,
+        )
+        for n in use
+    }
+    recovered = finish_recover3(unlocked, opened, threshold=threshold)
     assert recovered == secret, "vector case does not round-trip"
 
     first = requests[0]
@@ -170,8 +230,10 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         },
         "random": "DeterministicRandomness(seed): SHAKE256(b'pakr/v1/test-randomness\\x00' ||"
         " seed); draws in order: version(16), k, k coefficients (t-1), Ed25519 seed(32), s,"
-        " s coefficients (t-1), blind, attempt_id(16), then per recovering node: proof nonce"
-        " r, node nonce(16). Scalars: 64 bytes reduced mod q, zero redrawn.",
+        " s coefficients (t-1), blind, attempt_id(16), reply key seed(32), then per"
+        " recovering node: proof nonce r, node nonce(16). Scalars: 64 bytes reduced mod q,"
+        " zero redrawn. HPKE ephemeral keys are not drawn from this stream: sealed_* values"
+        " are one run's ciphertexts, to be opened, not reproduced.",
         "registration": {
             "version": version.hex(),
             "salt": salt.hex(),
@@ -199,8 +261,22 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
                         n.node_id,
                         n.index,
                         r.oprf_public_share.encoded,
+                        r.max_guesses,
+                        r.argon2,
                     ).hex(),
                     "oprf_key_signature": r.oprf_key_signature.hex(),
+                    "hpke_seed": _node_hpke(n.index).seed.hex(),
+                    "hpke_public_key": _node_hpke(n.index).public.encoded.hex(),
+                    "register2_info": hpke.register2_info(
+                        user, n.node_id, version, case["epoch"]
+                    ).hex(),
+                    "sealed_shares_plaintext": (
+                        r.oprf_key_share.encoded
+                        + r.secret_share.encoded
+                        + r.unlock_tag
+                        + r.encrypted_secret
+                    ).hex(),
+                    "sealed_shares": sealed_shares[n].hex(),
                     "unlock_tag": r.unlock_tag.hex(),
                     "secret_share": r.secret_share.encoded.hex(),
                     "secret_commitment": r.secret_commitment.hex(),
@@ -212,6 +288,8 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
             "blind": attempt.blind.encoded.hex(),
             "blinded_element": attempt.blinded_element.encoded.hex(),
             "attempt_id": attempt.attempt_id.hex(),
+            "reply_key_seed": attempt.reply_key.seed.hex(),
+            "reply_key": attempt.reply_key.public.encoded.hex(),
             "nodes": [
                 {
                     "index": n.index,
@@ -219,6 +297,15 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
                     "proof": replies[n].proof.encode().hex(),
                     "nonce": replies[n].nonce.hex(),
                     "unlock_proof": unlocked.requests[n].unlock_proof.hex(),
+                    "recover3_info": hpke.recover3_info(
+                        user, n.node_id, version, attempt.attempt_id
+                    ).hex(),
+                    "sealed_share_plaintext": (
+                        releases[n].secret_share.encoded
+                        + releases[n].encrypted_secret
+                        + releases[n].secret_commitment
+                    ).hex(),
+                    "sealed_share": sealed_replies[n].hex(),
                 }
                 for n in use
             ],
@@ -230,9 +317,17 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
 def generate() -> dict[str, Any]:
     """The whole vector file's content."""
     return {
-        "description": "pakr protocol v1 test vectors (PROTOCOL.md §3-4), generated by"
+        "description": "pakr protocol v2 test vectors (docs/protocol.md), generated by"
         " tools/genvectors.py; all byte strings hex, node ids = TupleHash256(u64(index),"
-        " S='pakr/v1/test-node-id')[:16]",
+        " S='pakr/v1/test-node-id')[:16], node HPKE seeds = TupleHash256(u64(index),"
+        " S='pakr/v1/test-node-hpke')",
+        "protocol_version": PROTOCOL_VERSION,
+        "hpke_suite": {
+            "kem": "X-Wing (MLKEM768-X25519), 0x647a",
+            "kdf": "HKDF-SHA256, 0x0001",
+            "aead": "ChaCha20-Poly1305, 0x0003",
+            "mode": "base",
+        },
         "labels": {
             name: getattr(kdf, name).decode()
             for name in sorted(dir(kdf))

@@ -11,7 +11,8 @@ Run once, on an operator workstation with pakr installed (``pip install pakr``):
 
 For each node it runs ``pakr node init`` (fresh id, data key), replaces the certificate with
 one naming the node's in-cluster Service names and its external address (``pakr tls create``),
-and writes a ConfigMap (node.toml with in-pod paths) and two Secrets (TLS, data key). The
+and writes a ConfigMap (node.toml with in-pod paths) and three Secrets (TLS, data key, HPKE
+key). The
 operator key and the tenant key are created unless given; keep the operator key offline.
 
 The output directory holds secrets: it is created with mode 0700, and nothing in it belongs in
@@ -37,6 +38,8 @@ IN_POD = {
     "cert": "/etc/pakr/tls/tls.crt",
     "key": "/etc/pakr/tls/tls.key",
     "data_key": "/etc/pakr/data-key/data.key",
+    "hpke_key": "/etc/pakr/hpke/hpke.key",
+    "hpke_pub": "/etc/pakr/hpke/hpke.pub",
     "storage": "sqlite:////var/lib/pakr/node.db",
 }
 
@@ -64,6 +67,8 @@ def in_pod_config(text: str) -> str:
         r'^cert = ".*"$': f'cert = "{IN_POD["cert"]}"',
         r'^key = ".*"$': f'key = "{IN_POD["key"]}"',
         r'^file = ".*"(.*)$': f'file = "{IN_POD["data_key"]}"',
+        r'^private_key_file = ".*"(.*)$': f'private_key_file = "{IN_POD["hpke_key"]}"',
+        r'^public_key_file = ".*"(.*)$': f'public_key_file = "{IN_POD["hpke_pub"]}"',
         r'^url = "sqlite:.*"$': f'url = "{IN_POD["storage"]}"',
     }
     for pattern, value in replacements.items():
@@ -157,6 +162,15 @@ def main() -> int:
         )
         objects.append(
             secret(f"{name}-data-key", {"data.key": (node_dir / "data.key").read_bytes()})
+        )
+        objects.append(
+            secret(
+                f"{name}-hpke-key",
+                {
+                    "hpke.key": (node_dir / "hpke.key").read_bytes(),
+                    "hpke.pub": (node_dir / "hpke.pub").read_bytes(),
+                },
+            )
         )
 
     pakr(

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12pakr/v1/node.proto\x12\x07pakr.v1\"^\n\rRequestHeader\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\x0c\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\"K\n\x0c\x41rgon2Params\x12\x12\n\nmemory_kib\x18\x01 \x01(\r\x12\x12\n\niterations\x18\x02 \x01(\r\x12\x13\n\x0bparallelism\x18\x03 \x01(\r\"\x7f\n\x0bVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x0c\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12%\n\x06\x61rgon2\x18\x03 \x01(\x0b\x32\x15.pakr.v1.Argon2Params\x12\x19\n\x11guesses_remaining\x18\x04 \x01(\r\x12\x0e\n\x06locked\x18\x05 \x01(\x08\"u\n\nUserStatus\x12\'\n\tcommitted\x18\x01 \x01(\x0b\x32\x14.pakr.v1.VersionInfo\x12%\n\x07pending\x18\x02 \x01(\x0b\x32\x14.pakr.v1.VersionInfo\x12\x17\n\x0ftombstone_epoch\x18\x03 \x01(\x04\":\n\x10Register1Request\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.pakr.v1.RequestHeader\"8\n\x11Register1Response\x12#\n\x06status\x18\x01 \x01(\x0b\x32\x13.pakr.v1.UserStatus\"\x81\x03\n\x10Register2Request\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.pakr.v1.RequestHeader\x12\x0f\n\x07version\x18\x02 \x01(\x0c\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x10\n\x08\x65xpected\x18\x04 \x01(\x0c\x12\x16\n\x0eoprf_key_share\x18\x05 \x01(\x0c\x12\x19\n\x11oprf_public_share\x18\x06 \x01(\x0c\x12\x1a\n\x12oprf_key_signature\x18\x07 \x01(\x0c\x12\x15\n\rverifying_key\x18\x08 \x01(\x0c\x12\x12\n\ncommitment\x18\t \x01(\x0c\x12\x12\n\nunlock_tag\x18\n \x01(\x0c\x12\x14\n\x0csecret_share\x18\x0b \x01(\x0c\x12\x18\n\x10\x65ncrypted_secret\x18\x0c \x01(\x0c\x12\x19\n\x11secret_commitment\x18\r \x01(\x0c\x12\x13\n\x0bmax_guesses\x18\x0e \x01(\r\x12%\n\x06\x61rgon2\x18\x0f \x01(\x0b\x32\x15.pakr.v1.Argon2Params\"\x13\n\x11Register2Response\"K\n\x10Register3Request\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.pakr.v1.RequestHeader\x12\x0f\n\x07version\x18\x02 \x01(\x0c\"\x13\n\x11Register3Response\"9\n\x0fRecover1Request\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.pakr.v1.RequestHeader\"7\n\x10Recover1Response\x12#\n\x06status\x18\x01 \x01(\x0b\x32\x13.pakr.v1.UserStatus\"w\n\x0fRecover2Request\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.pakr.v1.RequestHeader\x12\x0f\n\x07version\x18\x02 \x01(\x0c\x12\x12\n\nattempt_id\x18\x03 \x01(\x0c\x12\x17\n\x0f\x62linded_element\x18\x04 \x01(\x0c\"\xc8\x01\n\x10Recover2Response\x12\x19\n\x11\x65valuated_element\x18\x01 \x01(\x0c\x12\r\n\x05proof\x18\x02 \x01(\x0c\x12\x19\n\x11oprf_public_share\x18\x03 \x01(\x0c\x12\x1a\n\x12oprf_key_signature\x18\x04 \x01(\x0c\x12\x15\n\rverifying_key\x18\x05 \x01(\x0c\x12\x12\n\ncommitment\x18\x06 \x01(\x0c\x12\x19\n\x11guesses_remaining\x18\x07 \x01(\r\x12\r\n\x05nonce\x18\x08 \x01(\x0c\"t\n\x0fRecover3Request\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.pakr.v1.RequestHeader\x12\x0f\n\x07version\x18\x02 \x01(\x0c\x12\x12\n\nattempt_id\x18\x03 \x01(\x0c\x12\x14\n\x0cunlock_proof\x18\x04 \x01(\x0c\"]\n\x10Recover3Response\x12\x14\n\x0csecret_share\x18\x01 \x01(\x0c\x12\x18\n\x10\x65ncrypted_secret\x18\x02 \x01(\x0c\x12\x19\n\x11secret_commitment\x18\x03 \x01(\x0c\"F\n\rDeleteRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.pakr.v1.RequestHeader\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"\x10\n\x0e\x44\x65leteResponse\"[\n\x10ReadAuditRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.pakr.v1.RequestHeader\x12\x10\n\x08\x61\x66ter_id\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\r\"r\n\nAuditEntry\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04time\x18\x02 \x01(\x01\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\n\n\x02op\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x0c\n\x04peer\x18\x07 \x01(\t\"9\n\x11ReadAuditResponse\x12$\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x13.pakr.v1.AuditEntry\"\x97\x01\n\x0b\x45rrorDetail\x12 \n\x04kind\x18\x01 \x01(\x0e\x32\x12.pakr.v1.ErrorKind\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1d\n\x15has_guesses_remaining\x18\x03 \x01(\x08\x12\x19\n\x11guesses_remaining\x18\x04 \x01(\r\x12\x1b\n\x13retry_after_seconds\x18\x05 \x01(\x01*\xfe\x02\n\tErrorKind\x12\x1a\n\x16\x45RROR_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45RROR_KIND_INVALID_REQUEST\x10\x01\x12\x1b\n\x17\x45RROR_KIND_INVALID_AUTH\x10\x02\x12\x1d\n\x19\x45RROR_KIND_NOT_REGISTERED\x10\x03\x12\x19\n\x15\x45RROR_KIND_NO_GUESSES\x10\x04\x12\x1d\n\x19\x45RROR_KIND_BAD_UNLOCK_TAG\x10\x05\x12\x17\n\x13\x45RROR_KIND_CONFLICT\x10\x06\x12\x1b\n\x17\x45RROR_KIND_RATE_LIMITED\x10\x07\x12\x1f\n\x1b\x45RROR_KIND_UPGRADE_REQUIRED\x10\x08\x12\x15\n\x11\x45RROR_KIND_LOCKED\x10\t\x12\x1a\n\x16\x45RROR_KIND_UNAVAILABLE\x10\n\x12\x17\n\x13\x45RROR_KIND_INTERNAL\x10\x0b\x12\x1c\n\x18\x45RROR_KIND_STALE_ATTEMPT\x10\x0c\x32\x94\x04\n\x04Node\x12\x42\n\tRegister1\x12\x19.pakr.v1.Register1Request\x1a\x1a.pakr.v1.Register1Response\x12\x42\n\tRegister2\x12\x19.pakr.v1.Register2Request\x1a\x1a.pakr.v1.Register2Response\x12\x42\n\tRegister3\x12\x19.pakr.v1.Register3Request\x1a\x1a.pakr.v1.Register3Response\x12?\n\x08Recover1\x12\x18.pakr.v1.Recover1Request\x1a\x19.pakr.v1.Recover1Response\x12?\n\x08Recover2\x12\x18.pakr.v1.Recover2Request\x1a\x19.pakr.v1.Recover2Response\x12?\n\x08Recover3\x12\x18.pakr.v1.Recover3Request\x1a\x19.pakr.v1.Recover3Response\x12\x39\n\x06\x44\x65lete\x12\x16.pakr.v1.DeleteRequest\x1a\x17.pakr.v1.DeleteResponse\x12\x42\n\tReadAudit\x12\x19.pakr.v1.ReadAuditRequest\x1a\x1a.pakr.v1.ReadAuditResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12pakr/v1/node.proto\x12\x07pakr.v1\"^\n\rRequestHeader\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\x0c\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\"K\n\x0c\x41rgon2Params\x12\x12\n\nmemory_kib\x18\x01 \x01(\r\x12\x12\n\niterations\x18\x02 \x01(\r\x12\x13\n\x0bparallelism\x18\x03 \x01(\r\"\x7f\n\x0bVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x0c\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12%\n\x06\x61rgon2\x18\x03 \x01(\x0b\x32\x15.pakr.v1.Argon2Params\x12\x19\n\x11guesses_remaining\x18\x04 \x01(\r\x12\x0e\n\x06locked\x18\x05 \x01(\x08\"u\n\nUserStatus\x12\'\n\tcommitted\x18\x01 \x01(\x0b\x32\x14.pakr.v1.VersionInfo\x12%\n\x07pending\x18\x02 \x01(\x0b\x32\x14.pakr.v1.VersionInfo\x12\x17\n\x0ftombstone_epoch\x18\x03 \x01(\x04\":\n\x10Register1Request\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.pakr.v1.RequestHeader\"8\n\x11Register1Response\x12#\n\x06status\x18\x01 \x01(\x0b\x32\x13.pakr.v1.UserStatus\"\xd4\x02\n\x10Register2Request\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.pakr.v1.RequestHeader\x12\x0f\n\x07version\x18\x02 \x01(\x0c\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x10\n\x08\x65xpected\x18\x04 \x01(\x0c\x12\x19\n\x11oprf_public_share\x18\x06 \x01(\x0c\x12\x1a\n\x12oprf_key_signature\x18\x07 \x01(\x0c\x12\x15\n\rverifying_key\x18\x08 \x01(\x0c\x12\x12\n\ncommitment\x18\t \x01(\x0c\x12\x19\n\x11secret_commitment\x18\r \x01(\x0c\x12\x13\n\x0bmax_guesses\x18\x0e \x01(\r\x12%\n\x06\x61rgon2\x18\x0f \x01(\x0b\x32\x15.pakr.v1.Argon2Params\x12\x15\n\rsealed_shares\x18\x10 \x01(\x0cJ\x04\x08\x05\x10\x06J\x04\x08\n\x10\x0bJ\x04\x08\x0b\x10\x0cJ\x04\x08\x0c\x10\r\"\x13\n\x11Register2Response\"K\n\x10Register3Request\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.pakr.v1.RequestHeader\x12\x0f\n\x07version\x18\x02 \x01(\x0c\"\x13\n\x11Register3Response\"9\n\x0fRecover1Request\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.pakr.v1.RequestHeader\"7\n\x10Recover1Response\x12#\n\x06status\x18\x01 \x01(\x0b\x32\x13.pakr.v1.UserStatus\"w\n\x0fRecover2Request\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.pakr.v1.RequestHeader\x12\x0f\n\x07version\x18\x02 \x01(\x0c\x12\x12\n\nattempt_id\x18\x03 \x01(\x0c\x12\x17\n\x0f\x62linded_element\x18\x04 \x01(\x0c\"\xdd\x01\n\x10Recover2Response\x12\x19\n\x11\x65valuated_element\x18\x01 \x01(\x0c\x12\r\n\x05proof\x18\x02 \x01(\x0c\x12\x19\n\x11oprf_public_share\x18\x03 \x01(\x0c\x12\x1a\n\x12oprf_key_signature\x18\x04 \x01(\x0c\x12\x15\n\rverifying_key\x18\x05 \x01(\x0c\x12\x12\n\ncommitment\x18\x06 \x01(\x0c\x12\x19\n\x11guesses_remaining\x18\x07 \x01(\r\x12\r\n\x05nonce\x18\x08 \x01(\x0c\x12\x13\n\x0bmax_guesses\x18\t \x01(\r\"\x87\x01\n\x0fRecover3Request\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.pakr.v1.RequestHeader\x12\x0f\n\x07version\x18\x02 \x01(\x0c\x12\x12\n\nattempt_id\x18\x03 \x01(\x0c\x12\x14\n\x0cunlock_proof\x18\x04 \x01(\x0c\x12\x11\n\treply_key\x18\x05 \x01(\x0c\":\n\x10Recover3Response\x12\x14\n\x0csealed_share\x18\x04 \x01(\x0cJ\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04\"F\n\rDeleteRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.pakr.v1.RequestHeader\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"\x10\n\x0e\x44\x65leteResponse\"[\n\x10ReadAuditRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.pakr.v1.RequestHeader\x12\x10\n\x08\x61\x66ter_id\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\r\"r\n\nAuditEntry\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04time\x18\x02 \x01(\x01\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\n\n\x02op\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x0c\n\x04peer\x18\x07 \x01(\t\"9\n\x11ReadAuditResponse\x12$\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x13.pakr.v1.AuditEntry\"\x97\x01\n\x0b\x45rrorDetail\x12 \n\x04kind\x18\x01 \x01(\x0e\x32\x12.pakr.v1.ErrorKind\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x1d\n\x15has_guesses_remaining\x18\x03 \x01(\x08\x12\x19\n\x11guesses_remaining\x18\x04 \x01(\r\x12\x1b\n\x13retry_after_seconds\x18\x05 \x01(\x01*\xfe\x02\n\tErrorKind\x12\x1a\n\x16\x45RROR_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45RROR_KIND_INVALID_REQUEST\x10\x01\x12\x1b\n\x17\x45RROR_KIND_INVALID_AUTH\x10\x02\x12\x1d\n\x19\x45RROR_KIND_NOT_REGISTERED\x10\x03\x12\x19\n\x15\x45RROR_KIND_NO_GUESSES\x10\x04\x12\x1d\n\x19\x45RROR_KIND_BAD_UNLOCK_TAG\x10\x05\x12\x17\n\x13\x45RROR_KIND_CONFLICT\x10\x06\x12\x1b\n\x17\x45RROR_KIND_RATE_LIMITED\x10\x07\x12\x1f\n\x1b\x45RROR_KIND_UPGRADE_REQUIRED\x10\x08\x12\x15\n\x11\x45RROR_KIND_LOCKED\x10\t\x12\x1a\n\x16\x45RROR_KIND_UNAVAILABLE\x10\n\x12\x17\n\x13\x45RROR_KIND_INTERNAL\x10\x0b\x12\x1c\n\x18\x45RROR_KIND_STALE_ATTEMPT\x10\x0c\x32\x94\x04\n\x04Node\x12\x42\n\tRegister1\x12\x19.pakr.v1.Register1Request\x1a\x1a.pakr.v1.Register1Response\x12\x42\n\tRegister2\x12\x19.pakr.v1.Register2Request\x1a\x1a.pakr.v1.Register2Response\x12\x42\n\tRegister3\x12\x19.pakr.v1.Register3Request\x1a\x1a.pakr.v1.Register3Response\x12?\n\x08Recover1\x12\x18.pakr.v1.Recover1Request\x1a\x19.pakr.v1.Recover1Response\x12?\n\x08Recover2\x12\x18.pakr.v1.Recover2Request\x1a\x19.pakr.v1.Recover2Response\x12?\n\x08Recover3\x12\x18.pakr.v1.Recover3Request\x1a\x19.pakr.v1.Recover3Response\x12\x39\n\x06\x44\x65lete\x12\x16.pakr.v1.DeleteRequest\x1a\x17.pakr.v1.DeleteResponse\x12\x42\n\tReadAudit\x12\x19.pakr.v1.ReadAuditRequest\x1a\x1a.pakr.v1.ReadAuditResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pakr.v1.node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ERRORKIND']._serialized_start=2243
-  _globals['_ERRORKIND']._serialized_end=2625
+  _globals['_ERRORKIND']._serialized_start=2204
+  _globals['_ERRORKIND']._serialized_end=2586
   _globals['_REQUESTHEADER']._serialized_start=31
   _globals['_REQUESTHEADER']._serialized_end=125
   _globals['_ARGON2PARAMS']._serialized_start=127
@@ -47,37 +47,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTER1RESPONSE']._serialized_start=512
   _globals['_REGISTER1RESPONSE']._serialized_end=568
   _globals['_REGISTER2REQUEST']._serialized_start=571
-  _globals['_REGISTER2REQUEST']._serialized_end=956
-  _globals['_REGISTER2RESPONSE']._serialized_start=958
-  _globals['_REGISTER2RESPONSE']._serialized_end=977
-  _globals['_REGISTER3REQUEST']._serialized_start=979
-  _globals['_REGISTER3REQUEST']._serialized_end=1054
-  _globals['_REGISTER3RESPONSE']._serialized_start=1056
-  _globals['_REGISTER3RESPONSE']._serialized_end=1075
-  _globals['_RECOVER1REQUEST']._serialized_start=1077
-  _globals['_RECOVER1REQUEST']._serialized_end=1134
-  _globals['_RECOVER1RESPONSE']._serialized_start=1136
-  _globals['_RECOVER1RESPONSE']._serialized_end=1191
-  _globals['_RECOVER2REQUEST']._serialized_start=1193
-  _globals['_RECOVER2REQUEST']._serialized_end=1312
-  _globals['_RECOVER2RESPONSE']._serialized_start=1315
-  _globals['_RECOVER2RESPONSE']._serialized_end=1515
-  _globals['_RECOVER3REQUEST']._serialized_start=1517
-  _globals['_RECOVER3REQUEST']._serialized_end=1633
-  _globals['_RECOVER3RESPONSE']._serialized_start=1635
-  _globals['_RECOVER3RESPONSE']._serialized_end=1728
-  _globals['_DELETEREQUEST']._serialized_start=1730
-  _globals['_DELETEREQUEST']._serialized_end=1800
-  _globals['_DELETERESPONSE']._serialized_start=1802
-  _globals['_DELETERESPONSE']._serialized_end=1818
-  _globals['_READAUDITREQUEST']._serialized_start=1820
-  _globals['_READAUDITREQUEST']._serialized_end=1911
-  _globals['_AUDITENTRY']._serialized_start=1913
-  _globals['_AUDITENTRY']._serialized_end=2027
-  _globals['_READAUDITRESPONSE']._serialized_start=2029
-  _globals['_READAUDITRESPONSE']._serialized_end=2086
-  _globals['_ERRORDETAIL']._serialized_start=2089
-  _globals['_ERRORDETAIL']._serialized_end=2240
-  _globals['_NODE']._serialized_start=2628
-  _globals['_NODE']._serialized_end=3160
+  _globals['_REGISTER2REQUEST']._serialized_end=911
+  _globals['_REGISTER2RESPONSE']._serialized_start=913
+  _globals['_REGISTER2RESPONSE']._serialized_end=932
+  _globals['_REGISTER3REQUEST']._serialized_start=934
+  _globals['_REGISTER3REQUEST']._serialized_end=1009
+  _globals['_REGISTER3RESPONSE']._serialized_start=1011
+  _globals['_REGISTER3RESPONSE']._serialized_end=1030
+  _globals['_RECOVER1REQUEST']._serialized_start=1032
+  _globals['_RECOVER1REQUEST']._serialized_end=1089
+  _globals['_RECOVER1RESPONSE']._serialized_start=1091
+  _globals['_RECOVER1RESPONSE']._serialized_end=1146
+  _globals['_RECOVER2REQUEST']._serialized_start=1148
+  _globals['_RECOVER2REQUEST']._serialized_end=1267
+  _globals['_RECOVER2RESPONSE']._serialized_start=1270
+  _globals['_RECOVER2RESPONSE']._serialized_end=1491
+  _globals['_RECOVER3REQUEST']._serialized_start=1494
+  _globals['_RECOVER3REQUEST']._serialized_end=1629
+  _globals['_RECOVER3RESPONSE']._serialized_start=1631
+  _globals['_RECOVER3RESPONSE']._serialized_end=1689
+  _globals['_DELETEREQUEST']._serialized_start=1691
+  _globals['_DELETEREQUEST']._serialized_end=1761
+  _globals['_DELETERESPONSE']._serialized_start=1763
+  _globals['_DELETERESPONSE']._serialized_end=1779
+  _globals['_READAUDITREQUEST']._serialized_start=1781
+  _globals['_READAUDITREQUEST']._serialized_end=1872
+  _globals['_AUDITENTRY']._serialized_start=1874
+  _globals['_AUDITENTRY']._serialized_end=1988
+  _globals['_READAUDITRESPONSE']._serialized_start=1990
+  _globals['_READAUDITRESPONSE']._serialized_end=2047
+  _globals['_ERRORDETAIL']._serialized_start=2050
+  _globals['_ERRORDETAIL']._serialized_end=2201
+  _globals['_NODE']._serialized_start=2589
+  _globals['_NODE']._serialized_end=3121
 # @@protoc_insertion_point(module_scope)

@@ -19,6 +19,7 @@ from typing import Any
 from pakr.async_client import AsyncClient
 from pakr.proto.delete import node_delete
 from pakr.proto.errors import ErrorKind, InvalidAuth, NodeRefusal
+from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.kdf import DEV_ARGON2
 from pakr.proto.manifest import Manifest, ManifestNode, new_manifest
 from pakr.proto.messages import (
@@ -243,7 +244,12 @@ class FakeCluster:
     def __init__(self, n: int, t: int, *, r: int | None = None) -> None:
         self.key = TenantKey.generate(TENANT)
         nodes = [
-            ManifestNode(node_id=os.urandom(16), index=i + 1, address=f"127.0.0.1:{40000 + i}")
+            ManifestNode(
+                node_id=os.urandom(16),
+                index=i + 1,
+                address=f"127.0.0.1:{40000 + i}",
+                hpke_public_key=HpkePrivateKey.from_seed(os.urandom(32)).public,
+            )
             for i in range(n)
         ]
         self.manifest: Manifest = new_manifest(

@@ -42,6 +42,7 @@ def client_for(cluster: LocalCluster, **kwargs: Any) -> pakr.Client:
         cluster.manifest_path,
         tenant=cluster.tenant,
         token_provider=pakr.dev_token_provider(cluster.tenant_key_path),
+        operator_key=cluster.operator_public_key(),
         **kwargs,
     )
 
@@ -51,6 +52,7 @@ def async_client_for(cluster: LocalCluster, **kwargs: Any) -> pakr.AsyncClient:
         cluster.manifest_path,
         tenant=cluster.tenant,
         token_provider=pakr.dev_token_provider(cluster.tenant_key_path),
+        operator_key=cluster.operator_public_key(),
         **kwargs,
     )
 
@@ -211,6 +213,7 @@ def run_cli_process(args: list[str], stdin: str) -> tuple[int, str, str]:
 
 def test_cli_exit_codes(five: LocalCluster, cli: CliRunner, tmp_path: Any) -> None:
     common = ["--manifest", str(five.manifest_path), "--token-key", str(five.tenant_key_path)]
+    common += ["--operator-key", five.operator_public_key()]
     user = ["--user", "gina"]
     code, out, err = run_cli_process(
         ["register", *common, *user, "--generate", "32", "--max-guesses", "5", "--password-stdin"],
@@ -248,7 +251,7 @@ def test_cli_exit_codes(five: LocalCluster, cli: CliRunner, tmp_path: Any) -> No
 
     TenantKey.generate(five.tenant, number=9).save(stranger)
     code, _, err = cli(
-        ["status", "--manifest", str(five.manifest_path), "--token-key", str(stranger), *user], ""
+        ["status", *common[:2], *common[4:], "--token-key", str(stranger), *user], ""
     )
     assert code == 6, err
     with nodes_down(five, 1, 2, 3):
@@ -269,6 +272,7 @@ def test_cli_token_cmd_and_token_issue(five: LocalCluster, cli: CliRunner, tmp_p
     )
     cmd = f"{sys.executable} {script} {five.tenant_key_path} {{audience}}"
     common = ["--manifest", str(five.manifest_path), "--tenant", five.tenant, "--token-cmd", cmd]
+    common += ["--operator-key", five.operator_public_key()]
     with client_for(five) as client:
         client.register("hank", "pw", b"\x00\xff")
     # Recover1 only (one token per node): the command's tokens were accepted by every node.
@@ -283,6 +287,7 @@ def test_cli_token_cmd_and_token_issue(five: LocalCluster, cli: CliRunner, tmp_p
     assert code == 0, err
     assert len(out.strip().splitlines()) == 5
     failing = ["--manifest", str(five.manifest_path), "--tenant", five.tenant]
+    failing += ["--operator-key", five.operator_public_key()]
     code, _, err = cli(["status", *failing, "--token-cmd", "false", "--user", "hank"], "")
     assert code == 6 and "token-cmd" in err
 
@@ -309,6 +314,7 @@ def _client_from_document(cluster: LocalCluster, document: dict[str, Any]) -> pa
         document,
         tenant=cluster.tenant,
         token_provider=pakr.dev_token_provider(cluster.tenant_key_path),
+        operator_key=cluster.operator_public_key(),
         deadline=2.0,
     )
 

@@ -42,8 +42,32 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     key = tmp_path / "k.key"
     TenantKey.generate("acme").save(key)
     args = ["register", "--manifest", str(tmp_path / "none.json"), "--user", "u"]
-    args += ["--token-key", str(key), "--secret-hex", "zz", "--password-stdin"]
-    assert main(args) == 2  # bad hex, before anything else
+    args += ["--token-key", str(key), "--secret-file", str(tmp_path / "no"), "--password-stdin"]
+    assert main(args) == 2  # unreadable secret file, before anything else
+
+
+def test_secret_hex_on_the_command_line_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "k.key"
+    TenantKey.generate("acme").save(key)
+    args = ["register", "--manifest", str(tmp_path / "none.json"), "--user", "u"]
+    args += ["--token-key", str(key), "--secret-hex", "00ff", "--password-stdin"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--secret-stdin" in err and "00ff" not in err
+
+
+def test_secret_from_stdin_then_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = dict(secret_file=None, secret_hex=None, generate=None, secret_stdin=True)
+    lines = ["0aff", "pw", "pw"]
+    assert user_cli._read_secret(_args(**base), lines) == (b"\n\xff", False)
+    passwords = user_cli._Passwords(_args(password_stdin=True), lines)
+    assert passwords.ask("New password: ", confirm=True) == "pw"
+    with pytest.raises(ConfigError, match="not valid hex"):
+        user_cli._read_secret(_args(**base), ["zz"])
+    with pytest.raises(ConfigError, match="empty"):
+        user_cli._read_secret(_args(**base), [])
 
 
 def _args(**kwargs: object) -> argparse.Namespace:
@@ -80,7 +104,8 @@ def test_secret_sources(tmp_path: Path) -> None:
     path.write_bytes(b"\x00\x01")
     base = dict(secret_file=None, secret_hex=None, generate=None)
     assert user_cli._read_secret(_args(**{**base, "secret_file": path})) == (b"\x00\x01", False)
-    assert user_cli._read_secret(_args(**{**base, "secret_hex": "0aff"})) == (b"\n\xff", False)
+    with pytest.raises(ConfigError, match="refused"):
+        user_cli._read_secret(_args(**{**base, "secret_hex": "0aff"}))
     secret, generated = user_cli._read_secret(_args(**{**base, "generate": 16}))
     assert len(secret) == 16 and generated
     with pytest.raises(ConfigError, match=r"1\.\.128"):
@@ -140,3 +165,29 @@ def test_token_issue_for_one_node(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert (claims.user_id, claims.exp - claims.iat) == ("bob", 60)
     assert main([*args, "--audience", "not-hex"]) == 2
     assert main(args) == 2  # neither --audience nor --manifest
+
+
+def test_operator_pin_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pakr.coordinator import pins
+    from pakr.proto.manifest import INSECURE_UNPINNED, OperatorKey
+
+    monkeypatch.setenv("PAKR_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("PAKR_OPERATOR_KEY", raising=False)
+    manifest = tmp_path / "m.json"
+    flag, env, recorded = (OperatorKey.generate().public_key_text for _ in range(3))
+
+    def pin(**kw: object) -> object:
+        base = {"manifest": manifest, "operator_key": None, "insecure_unpinned": False}
+        return pins.resolve_pin(_args(**{**base, **kw}))
+
+    with pytest.raises(ConfigError, match="not pinned"):
+        pin()
+    pins.record_pin(manifest, recorded)
+    assert pin() == recorded
+    assert (tmp_path / "state" / pins.PINS_FILE).stat().st_mode & 0o777 == 0o600
+    monkeypatch.setenv("PAKR_OPERATOR_KEY", env)
+    assert pin() == env
+    assert pin(operator_key=flag) == flag
+    assert pin(insecure_unpinned=True) is INSECURE_UNPINNED
+    with pytest.raises(ConfigError):
+        pins.record_pin(manifest, "not a key")

@@ -15,6 +15,8 @@ from typing import Any
 
 from pakr.coordinator import admin_cli
 from pakr.coordinator.cli import exit_code_for
+from pakr.node.config import HpkeKeyFiles
+from pakr.node.hpke_keys import generate_key_files
 from pakr.node.tls import write_certificate
 from pakr.proto.errors import PakrError
 from pakr.proto.manifest import Manifest
@@ -35,6 +37,7 @@ def write_node_dir(root: Path, index: int, port: int, *, tenant_line: str = "") 
         hosts=["127.0.0.1"],
     )
     (node_dir / "data.key").write_text(os.urandom(32).hex() + "\n")
+    generate_key_files(HpkeKeyFiles(node_dir / "hpke.key", node_dir / "hpke.pub"))
     config = node_dir / "node.toml"
     config.write_text(
         "[node]\n"
@@ -44,6 +47,9 @@ def write_node_dir(root: Path, index: int, port: int, *, tenant_line: str = "") 
         "\n[tls]\n"
         'cert = "tls/node.crt"\n'
         'key = "tls/node.key"\n'
+        "\n[hpke]\n"
+        'private_key_file = "hpke.key"\n'
+        'public_key_file = "hpke.pub"\n'
         "\n[data_key]\n"
         'file = "data.key"\n' + (f"\n[tenants]\n{tenant_line}\n" if tenant_line else "")
     )
@@ -66,9 +72,12 @@ def run_admin(*argv: str) -> tuple[int, str, str]:
 
 
 def pakr_cli(
-    *argv: str, check: bool = False, timeout: float = CLI_TIMEOUT
+    *argv: str,
+    check: bool = False,
+    timeout: float = CLI_TIMEOUT,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real ``pakr`` CLI as a subprocess with this interpreter."""
+    """Run the real ``pakr`` CLI as a subprocess with this interpreter (``env`` added)."""
     done = subprocess.run(
         [sys.executable, "-m", "pakr.coordinator", *argv],
         capture_output=True,
@@ -76,6 +85,7 @@ def pakr_cli(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
         check=False,
+        env=None if env is None else {**os.environ, **env},
     )
     if check and done.returncode != 0:
         raise AssertionError(

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -227,7 +227,16 @@ def test_tampered_manifest_refused_by_cli_and_sdk(running: Running, tmp_path: Pa
     with pytest.raises(ConfigError, match="signature"):
         running.client().close()  # the genuine one loads
         pakr.Client.from_manifest(
-            tampered, tenant="dev", token_provider=pakr.dev_token_provider(running.tenant_key)
+            tampered,
+            tenant="dev",
+            token_provider=pakr.dev_token_provider(running.tenant_key),
+            operator_key=running.operator_key,
+        )
+    with pytest.raises(ConfigError, match="no operator key pinned"):
+        pakr.Client.from_manifest(
+            running.manifest,
+            tenant="dev",
+            token_provider=pakr.dev_token_provider(running.tenant_key),
         )
     # Re-signed by another key: fine on its own, refused once the operator is pinned.
     from pakr.proto.manifest import parse_manifest, sign_manifest
@@ -250,6 +259,54 @@ def test_tampered_manifest_refused_by_cli_and_sdk(running: Running, tmp_path: Pa
         "--token-key", str(running.tenant_key), "--operator-key", running.operator_key,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
+    # Without a pin (not a manifest `pakr cluster up` wrote) the CLI refuses before reading it.
+    done = pakr_cli(
+        "status", "--manifest", str(tampered), "--user", "x", "--token-key", str(running.tenant_key)
+    )
+    assert done.returncode == 2 and "not pinned" in done.stderr
+    # The forgery in place of the real manifest: the pin `cluster up` recorded refuses it.
+    genuine = running.manifest.read_bytes()
+    try:
+        running.manifest.write_text(json.dumps(forged))
+        done = pakr_cli(
+            "status", "--manifest", str(running.manifest), "--user", "x",
+            "--token-key", str(running.tenant_key),
+        )  # fmt: skip
+        assert done.returncode == 2 and "different operator key" in done.stderr
+    finally:
+        running.manifest.write_bytes(genuine)
+
+
+def test_readme_commands_need_no_pin_flag(running: Running) -> None:
+    """`pakr cluster up` pinned its operator key for its manifest: no --operator-key needed."""
+    done = pakr_cli(
+        "status", "--manifest", str(running.manifest), "--user", "nobody-yet",
+        "--token-key", str(running.tenant_key),
+    )  # fmt: skip
+    assert done.returncode == 4, done.stderr  # reached the nodes: not registered
+
+
+def test_cli_refuses_a_manifest_rollback(running: Running, tmp_path: Path) -> None:
+    """The CLI remembers the highest serial per operator key; an older manifest is refused."""
+    from pakr.proto.manifest import parse_manifest, sign_manifest
+
+    current = parse_manifest(json.loads(running.manifest.read_text())["manifest"])
+    operator = OperatorKey.load(running.dir / "operator.key")
+    newer = tmp_path / "newer.json"
+    newer.write_text(
+        json.dumps(sign_manifest(replace(current, serial=current.serial + 1), operator))
+    )
+    env = {"PAKR_STATE_DIR": str(tmp_path / "state")}
+    args = ["--user", "nobody-yet", "--token-key", str(running.tenant_key)]
+    args += ["--operator-key", running.operator_key]
+    done = pakr_cli("status", "--manifest", str(running.manifest), *args, env=env)
+    assert done.returncode == 4, done.stderr
+    done = pakr_cli("status", "--manifest", str(newer), *args, env=env)
+    assert done.returncode == 4, done.stderr
+    done = pakr_cli("status", "--manifest", str(running.manifest), *args, env=env)
+    assert done.returncode == 2 and "rollback" in done.stderr
+    done = pakr_cli("status", "--manifest", str(newer), *args, "--min-serial", "99", env=env)
+    assert done.returncode == 2 and "rollback" in done.stderr
 
 
 def test_cluster_down_then_up_again_reuses_keys_and_data(running: Running) -> None:

@@ -71,7 +71,7 @@ def test_open_refuses_a_directory_without_a_cluster(tmp_path: Path) -> None:
 
 def test_fixture_cluster_lifecycle(local_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cluster: LocalCluster = local_cluster(nodes=1, threshold=1)
-    manifest = load_manifest(cluster.manifest_path)
+    manifest = load_manifest(cluster.manifest_path, operator_key=cluster.operator_public_key())
     assert manifest.dev and manifest.threshold == 1 and len(manifest.nodes) == 1
     assert manifest.argon2.memory_kib == 19456
     assert manifest.nodes[0].address == cluster.node(1).address

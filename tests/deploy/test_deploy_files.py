@@ -258,12 +258,15 @@ def test_k8s_statefulsets_one_per_identity_hardened_probed(k8s: list[dict[str, A
         mounts = {m["name"]: m for m in container["volumeMounts"]}
         assert volumes["tls"]["secret"]["secretName"] == f"{name}-tls"
         assert volumes["data-key"]["secret"]["secretName"] == f"{name}-data-key"
+        assert volumes["hpke-key"]["secret"]["secretName"] == f"{name}-hpke-key"
+        assert volumes["hpke-key"]["secret"]["defaultMode"] == 0o400  # the node refuses more
         assert volumes["config"]["configMap"]["name"] == f"{name}-config"
-        for volume in ("tls", "data-key", "config"):
+        for volume in ("tls", "data-key", "hpke-key", "config"):
             assert mounts[volume]["readOnly"] is True
         assert volumes["tls"]["secret"]["defaultMode"] == 0o400
         assert Path(bootstrap.IN_POD["cert"]).parent == Path(mounts["tls"]["mountPath"])
         assert Path(bootstrap.IN_POD["data_key"]).parent == Path(mounts["data-key"]["mountPath"])
+        assert Path(bootstrap.IN_POD["hpke_key"]).parent == Path(mounts["hpke-key"]["mountPath"])
         assert container["args"][-1].startswith(mounts["config"]["mountPath"])
         db = bootstrap.IN_POD["storage"].removeprefix("sqlite:///")
         assert Path(db).parent == Path(mounts["data"]["mountPath"])
@@ -290,6 +293,9 @@ def test_k8s_bootstrap_rewrites_node_config_for_the_pod(
     assert str(config.tls_cert) == bootstrap.IN_POD["cert"]
     assert str(config.tls_key) == bootstrap.IN_POD["key"]
     assert str(config.data_key.file) == bootstrap.IN_POD["data_key"]
+    assert config.hpke is not None
+    assert str(config.hpke.private_key_file) == bootstrap.IN_POD["hpke_key"]
+    assert str(config.hpke.public_key_file) == bootstrap.IN_POD["hpke_pub"]
     db = bootstrap.IN_POD["storage"].removeprefix("sqlite:///")
     assert sqlite_path(config.storage_url) == Path(db) and Path(db).is_absolute()
     assert config.node_id == load_node_config(data / "node1" / "node.toml").node_id

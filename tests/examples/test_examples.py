@@ -43,6 +43,8 @@ def test_an_example_runs_as_a_script(cluster: LocalCluster) -> None:
             str(cluster.manifest_path),
             "--token-key",
             str(cluster.tenant_key_path),
+            "--operator-key",
+            cluster.operator_public_key(),
             "--user",
             "script-run",
         ],
@@ -72,5 +74,6 @@ def test_example_runs(
 ) -> None:
     user = f"{script[:-3]}-{abs(hash(expect)) % 10_000}"
     args = ["--manifest", str(cluster.manifest_path), "--token-key", str(cluster.tenant_key_path)]
+    args += ["--operator-key", cluster.operator_public_key()]
     assert run_in_process(script, [*args, "--user", user]) == 0
     assert expect in capsys.readouterr().out

@@ -97,6 +97,7 @@ def client(cluster: LocalCluster) -> pakr.Client:
         cluster.manifest_path,
         tenant=cluster.tenant,
         token_provider=pakr.dev_token_provider(cluster.tenant_key_path),
+        operator_key=cluster.operator_public_key(),
         deadline=DEADLINE,
     )
 

@@ -19,12 +19,14 @@ import grpc
 import pytest
 
 from pakr.node.cli import render_config
-from pakr.node.config import NodeConfig, load_config
+from pakr.node.config import HpkeKeyFiles, NodeConfig, load_config
+from pakr.node.hpke_keys import generate_key_files, read_public_key
 from pakr.node.server import NodeServer
 from pakr.node.tls import write_certificate, write_private
 from pakr.proto import wire
 from pakr.proto.errors import NodeRefusal
-from pakr.proto.messages import NodeRef, UserRef
+from pakr.proto.hpke import HpkePublicKey
+from pakr.proto.messages import NodeRef, Register2, UserRef
 from pakr.proto.tokens import TenantKey, issue_token
 from pakr.proto.v1 import node_pb2_grpc
 
@@ -59,6 +61,7 @@ def write_node_dir(
     directory.mkdir(parents=True, exist_ok=True)
     write_certificate(directory / "tls/node.crt", directory / "tls/node.key", "test", [])
     write_private(directory / "data.key", os.urandom(32).hex().encode())
+    generate_key_files(HpkeKeyFiles(directory / "hpke.key", directory / "hpke.pub"), force=True)
     text = render_config(
         node_id=node_id.hex(),
         index=index,
@@ -119,6 +122,16 @@ class RunningNode:
 
     def dump(self) -> list[str]:
         return dump_data_tables(self.db)
+
+    @property
+    def hpke_public(self) -> HpkePublicKey:
+        return read_public_key(self.config.hpke_files())
+
+    def register2_pb(self, header: Any, request: Register2) -> Any:
+        """Register2 as a client sends it: shares sealed to this node's HPKE key."""
+        return wire.register2_to_pb(
+            header, request, node_id=self.config.node_id, node_key=self.hpke_public
+        )
 
     def token(
         self,

@@ -10,7 +10,8 @@ import os
 from dataclasses import dataclass, field
 
 from pakr.proto import kdf
-from pakr.proto.kdf import DEV_ARGON2
+from pakr.proto.hpke import HpkePrivateKey
+from pakr.proto.kdf import DEV_ARGON2, Argon2Params
 from pakr.proto.messages import NodeRef, Recover2, Recover2Reply, Register2, UserRef
 from pakr.proto.recover import (
     RecoveryAttempt,
@@ -23,6 +24,8 @@ from pakr.proto.register import new_version, prepare_registration
 
 USER = UserRef("acme", "alice@example.com")
 OTHER_USER = UserRef("acme", "bob@example.com")
+ANY_REPLY_KEY = HpkePrivateKey.from_seed(bytes(32)).public.encoded
+"""A well-formed Recover3 reply key for requests that must fail for another reason."""
 NODE = NodeRef(node_id=bytes.fromhex("00112233445566778899aabbccddeeff"), index=1)
 
 
@@ -49,6 +52,7 @@ def make_registration(
     max_guesses: int = 10,
     secret: bytes = b"the long-term secret",
     password: bytes | None = None,
+    argon2: Argon2Params = DEV_ARGON2,
 ) -> Registration:
     """A Register2 request; with ``password`` the keys come from real Argon2id (DEV params)."""
     version = new_version()
@@ -68,7 +72,7 @@ def make_registration(
         access_key=access_key,
         encryption_key_seed=seed,
         secret=secret,
-        argon2=DEV_ARGON2,
+        argon2=argon2,
         max_guesses=max_guesses,
     )
     return Registration(

@@ -15,7 +15,7 @@ from pakr.proto.messages import LOCKOUT_GRACE_SECONDS
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc
 from tests.node.conftest import RunningNode, refusal_of
-from tests.node.node_helpers import USER, attempt, make_registration, unlock
+from tests.node.node_helpers import ANY_REPLY_KEY, USER, attempt, make_registration, unlock
 from tests.node.test_servicer import Client, registered
 
 
@@ -44,6 +44,7 @@ async def test_200_concurrent_wrong_attempts_spend_exactly_max(node: RunningNode
             version=reg.version,
             attempt_id=att.attempt_id,
             unlock_proof=os.urandom(32),
+            reply_key=ANY_REPLY_KEY,
         )
         try:
             await stub.Recover3(request, metadata=md(), timeout=30)
@@ -95,7 +96,7 @@ def test_replayed_register3_does_not_reset(node: RunningNode) -> None:
     client.call("Register3", pb.Register3Request(header=client.header(), version=reg.version))
     assert remaining(client) == 3
     # re-sending the identical Register2 (a "retry") is a no-op too
-    client.call("Register2", wire.register2_to_pb(client.header(), reg.request))
+    client.call("Register2", node.register2_pb(client.header(), reg.request))
     assert remaining(client) == 3
 
 
@@ -117,6 +118,7 @@ def test_replayed_and_unprompted_recover3_get_nothing(node: RunningNode) -> None
         version=reg.version,
         attempt_id=os.urandom(16),
         unlock_proof=os.urandom(32),
+        reply_key=ANY_REPLY_KEY,
     )
     assert refusal_of(client.refused("Recover3", unprompted)).kind is ErrorKind.STALE_ATTEMPT
     assert remaining(client) == 3

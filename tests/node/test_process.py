@@ -25,12 +25,13 @@ import pytest
 from pakr.node.store.base import SCHEMA_VERSION
 from pakr.proto import wire
 from pakr.proto.errors import ErrorKind
+from pakr.proto.hpke import HpkePublicKey
 from pakr.proto.messages import NodeRef
 from pakr.proto.tokens import TenantKey, issue_token
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc
 from tests.node.conftest import refusal_of
-from tests.node.node_helpers import USER, attempt, make_registration
+from tests.node.node_helpers import ANY_REPLY_KEY, USER, attempt, make_registration
 
 NODE_CMD = [sys.executable, "-m", "pakr.node"]  # = `pakr node`
 
@@ -231,7 +232,12 @@ def test_sigkill_never_uncounts_a_guess(
                 _call(
                     stub,
                     "Register2",
-                    wire.register2_to_pb(header, reg.request),
+                    wire.register2_to_pb(
+                        header,
+                        reg.request,
+                        node_id=ref.node_id,
+                        node_key=HpkePublicKey.from_text(Path(info["hpke_public_key"]).read_text()),
+                    ),
                     tenant_key,
                     info["node_id"],
                 )
@@ -281,6 +287,7 @@ def test_sigkill_never_uncounts_a_guess(
                     version=reg.version,
                     attempt_id=os.urandom(16),
                     unlock_proof=os.urandom(32),
+                    reply_key=ANY_REPLY_KEY,
                 ),
                 tenant_key,
                 info["node_id"],

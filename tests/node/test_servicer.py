@@ -17,11 +17,14 @@ import pytest
 
 from pakr.proto import wire
 from pakr.proto.errors import ErrorKind
+from pakr.proto.hpke import HpkePrivateKey
+from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import UserRef
 from pakr.proto.recover import finish_recover3
 from pakr.proto.v1 import node_pb2 as pb
 from tests.node.conftest import RunningNode, refusal_of
 from tests.node.node_helpers import (
+    ANY_REPLY_KEY,
     OTHER_USER,
     USER,
     Registration,
@@ -57,7 +60,7 @@ class Client:
     # -- protocol steps
 
     def register(self, reg: Registration, commit: bool = True) -> None:
-        self.call("Register2", wire.register2_to_pb(self.header(reg.user), reg.request))
+        self.call("Register2", self.node.register2_pb(self.header(reg.user), reg.request))
         if commit:
             self.call("Register3", pb.Register3Request(header=self.header(), version=reg.version))
 
@@ -70,9 +73,10 @@ class Client:
         unlocked = unlock(att, wire.recover2_reply_from_pb(reply))
         req = unlocked.requests[reg.node]
         share = self.call("Recover3", wire.recover3_to_pb(self.header(), req))
-        return finish_recover3(
-            unlocked, {reg.node: wire.recover3_reply_from_pb(share)}, threshold=1
+        opened = wire.recover3_reply_from_pb(
+            share, user=self.user, node_id=reg.node.node_id, request=req
         )
+        return finish_recover3(unlocked, {reg.node: opened}, threshold=1)
 
     def wrong_guess(self, reg: Registration) -> pb.Recover2Response:
         att = attempt(reg, right=False)
@@ -184,7 +188,7 @@ def scenario(node: RunningNode, user: UserRef) -> Scenario:
     third = make_registration(user=user, node=node.ref, epoch=3, expected=reg.version)
     requests = {
         "Register1": pb.Register1Request(header=client.header()),
-        "Register2": wire.register2_to_pb(client.header(), third.request),
+        "Register2": node.register2_pb(client.header(), third.request),
         "Register3": pb.Register3Request(header=client.header(), version=newer.version),
         "Recover1": pb.Recover1Request(header=client.header()),
         "Recover2": wire.recover2_to_pb(client.header(), attempt(reg, right=False).request),
@@ -193,6 +197,7 @@ def scenario(node: RunningNode, user: UserRef) -> Scenario:
             version=reg.version,
             attempt_id=open_attempt.attempt_id,
             unlock_proof=os.urandom(32),
+            reply_key=ANY_REPLY_KEY,
         ),
         "Delete": pb.DeleteRequest(header=client.header(), epoch=10),
         "ReadAudit": pb.ReadAuditRequest(header=client.header(), after_id=0, limit=10),
@@ -271,15 +276,16 @@ def test_delete_needs_a_fresh_token(node: RunningNode) -> None:
 
 def test_unknown_protocol_version_is_upgrade_required(node: RunningNode) -> None:
     client, reg = registered(node)
-    header = client.header()
-    header.protocol_version = 2
-    for method, request in (
-        ("Recover1", pb.Recover1Request(header=header)),
-        ("Recover2", wire.recover2_to_pb(header, attempt(reg).request)),
-    ):
-        error = client.refused(method, request)
-        assert error.code() is grpc.StatusCode.UNIMPLEMENTED
-        assert refusal_of(error).kind is ErrorKind.UPGRADE_REQUIRED
+    for version in (1, 3):  # protocol 1 (shares in the clear) is refused like a future one
+        header = client.header()
+        header.protocol_version = version
+        for method, request in (
+            ("Recover1", pb.Recover1Request(header=header)),
+            ("Recover2", wire.recover2_to_pb(header, attempt(reg).request)),
+        ):
+            error = client.refused(method, request)
+            assert error.code() is grpc.StatusCode.UNIMPLEMENTED
+            assert refusal_of(error).kind is ErrorKind.UPGRADE_REQUIRED
 
 
 def test_unknown_user_and_version(node: RunningNode) -> None:
@@ -295,6 +301,7 @@ def test_unknown_user_and_version(node: RunningNode) -> None:
                 version=other.version,
                 attempt_id=os.urandom(16),
                 unlock_proof=os.urandom(32),
+                reply_key=ANY_REPLY_KEY,
             ),
             "NOT",
         ),
@@ -333,11 +340,48 @@ def test_identity_and_noncanonical_encodings(node: RunningNode) -> None:
     error = client.refused("Recover2", identity)
     assert refusal_of(error).kind is ErrorKind.INVALID_REQUEST
     newer = make_registration(node=node.ref, epoch=2, expected=reg.version)
-    noncanonical = wire.register2_to_pb(client.header(), newer.request)
-    noncanonical.secret_share = b"\xff" * 32
-    error = client.refused("Register2", noncanonical)
+    tampered = node.register2_pb(client.header(), newer.request)
+    sealed = bytearray(tampered.sealed_shares)
+    sealed[-1] ^= 1
+    tampered.sealed_shares = bytes(sealed)
+    error = client.refused("Register2", tampered)
+    assert refusal_of(error).kind is ErrorKind.INVALID_REQUEST
+    assert "does not decrypt" in str(refusal_of(error))
+    # Sealed to another key (or replayed for another user/version): does not open either.
+    other_key = HpkePrivateKey.from_seed(os.urandom(32)).public
+    elsewhere = wire.register2_to_pb(
+        client.header(), newer.request, node_id=node.config.node_id, node_key=other_key
+    )
+    error = client.refused("Register2", elsewhere)
+    assert refusal_of(error).kind is ErrorKind.INVALID_REQUEST
+    moved = node.register2_pb(client.header(), newer.request)
+    moved.epoch = 3  # the info binds the epoch (and user, node, version)
+    error = client.refused("Register2", moved)
     assert refusal_of(error).kind is ErrorKind.INVALID_REQUEST
     assert node.dump() == before
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        Argon2Params(memory_kib=8192, iterations=2, parallelism=1),  # below the floor
+        Argon2Params(memory_kib=19456, iterations=1, parallelism=1),
+        Argon2Params(memory_kib=2 * 1048576, iterations=2, parallelism=1),  # above the ceiling
+        Argon2Params(memory_kib=65536, iterations=65, parallelism=1),
+    ],
+)
+def test_register2_outside_the_argon2_bounds_is_refused(
+    shared_node: RunningNode, params: Argon2Params
+) -> None:
+    """A registration the SDK could never recover (WeakParameters) is not stored."""
+    user = UserRef(USER.tenant, f"argon-{params.memory_kib}-{params.iterations}")
+    client = Client(shared_node, user)
+    reg = make_registration(user=user, node=shared_node.ref, argon2=params)
+    before = shared_node.dump()
+    error = client.refused("Register2", shared_node.register2_pb(client.header(), reg.request))
+    refusal = refusal_of(error)
+    assert refusal.kind is ErrorKind.INVALID_REQUEST and "argon2" in str(refusal)
+    assert shared_node.dump() == before
 
 
 def test_rate_limit_per_user(tmp_path: Any) -> None:

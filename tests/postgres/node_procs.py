@@ -25,6 +25,7 @@ import grpc
 
 from pakr.proto import wire
 from pakr.proto.errors import NodeRefusal
+from pakr.proto.hpke import HpkePublicKey
 from pakr.proto.messages import NodeRef, Recover2, Recover2Reply, Recover3, Recover3Reply, UserRef
 from pakr.proto.tokens import TenantKey, issue_token
 from pakr.proto.v1 import node_pb2 as pb
@@ -202,7 +203,14 @@ class NodeClient:
 
     async def register(self, reg: Registration) -> None:
         await self._call(
-            "Register2", reg.user, wire.register2_to_pb(self._header(reg.user), reg.request)
+            "Register2",
+            reg.user,
+            wire.register2_to_pb(
+                self._header(reg.user),
+                reg.request,
+                node_id=reg.node.node_id,
+                node_key=HpkePublicKey.from_text((self.node.path / "hpke.pub").read_text()),
+            ),
         )
         await self._call(
             "Register3",
@@ -216,7 +224,9 @@ class NodeClient:
 
     async def recover3(self, user: UserRef, request: Recover3) -> Recover3Reply:
         reply = await self._call("Recover3", user, wire.recover3_to_pb(self._header(user), request))
-        return wire.recover3_reply_from_pb(reply)
+        return wire.recover3_reply_from_pb(
+            reply, user=user, node_id=self.node.node_id, request=request
+        )
 
     async def status(self, user: UserRef) -> pb.UserStatus:
         reply = await self._call("Recover1", user, pb.Recover1Request(header=self._header(user)))

@@ -19,7 +19,7 @@ import pytest
 from pakr.node.store.base import SCHEMA_VERSION
 from pakr.proto.errors import ErrorKind, NodeRefusal
 from pakr.proto.messages import Recover3, UserRef
-from tests.node.node_helpers import attempt
+from tests.node.node_helpers import ANY_REPLY_KEY, attempt
 
 from .node_procs import (
     NODE_CMD,
@@ -77,7 +77,7 @@ async def test_guesses_spread_over_replicas_spend_exactly_the_limit(
                 await clients[i % REPLICAS].recover2(USER, att.request)
             except NodeRefusal as exc:
                 return exc.kind.name
-            wrong = Recover3(reg.version, att.attempt_id, os.urandom(32))
+            wrong = Recover3(reg.version, att.attempt_id, os.urandom(32), ANY_REPLY_KEY)
             try:
                 await clients[(i + 1) % REPLICAS].recover3(USER, wrong)
             except NodeRefusal as exc:

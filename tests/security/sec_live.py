@@ -13,12 +13,14 @@ def client_for(cluster: LocalCluster, **kwargs: Any) -> pakr.Client:
     """A sync SDK client for ``cluster``; ``token_provider`` defaults to the tenant's key."""
     kwargs.setdefault("token_provider", pakr.dev_token_provider(cluster.tenant_key_path))
     kwargs.setdefault("deadline", 2.0)
+    kwargs.setdefault("operator_key", cluster.operator_public_key())
     return pakr.Client.from_manifest(cluster.manifest_path, tenant=cluster.tenant, **kwargs)
 
 
 def async_client_for(cluster: LocalCluster, **kwargs: Any) -> pakr.AsyncClient:
     kwargs.setdefault("token_provider", pakr.dev_token_provider(cluster.tenant_key_path))
     kwargs.setdefault("deadline", 5.0)
+    kwargs.setdefault("operator_key", cluster.operator_public_key())
     return pakr.AsyncClient.from_manifest(cluster.manifest_path, tenant=cluster.tenant, **kwargs)
 
 

@@ -43,6 +43,7 @@ from pakr.proto import oprf, wire
 from pakr.proto.delete import node_delete
 from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
 from pakr.proto.group import Element, Scalar
+from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import NodeRef, UserRef, UserStatus
 from pakr.proto.records import UserRecord, VersionRecord
@@ -61,8 +62,18 @@ ABSURD = Argon2Params(memory_kib=4 * 1024 * 1024, iterations=1000, parallelism=6
 class MaliciousNode(pb_grpc.NodeServicer):  # type: ignore[misc]
     """The servicer and its server thread. ``start()``/``stop()``; set ``mode`` any time."""
 
-    def __init__(self, ref: NodeRef, address: str, cert_pem: bytes, key_pem: bytes) -> None:
+    def __init__(
+        self,
+        ref: NodeRef,
+        address: str,
+        cert_pem: bytes,
+        key_pem: bytes,
+        hpke_key: HpkePrivateKey | None = None,
+    ) -> None:
         self.ref = ref
+        # The node's own HPKE key (an attacker owning the machine has it); a stranger's key
+        # opens no Register2.
+        self._hpke = hpke_key or HpkePrivateKey.from_seed(os.urandom(32))
         self.address = address
         self._cert = cert_pem
         self._key = key_pem
@@ -139,7 +150,9 @@ class MaliciousNode(pb_grpc.NodeServicer):  # type: ignore[misc]
     async def Register2(self, request: pb.Register2Request, context: Any) -> Any:
         user = self._enter("Register2", request.header, context)
         try:
-            req = wire.register2_from_pb(request)
+            req = wire.register2_from_pb(
+                request, user=user, node_id=self.ref.node_id, node_key=self._hpke
+            )
             new = node_register2(
                 self.users.get(user), req, user=user, node=self.ref, now=time.time()
             )
@@ -234,7 +247,7 @@ class MaliciousNode(pb_grpc.NodeServicer):  # type: ignore[misc]
                 secret_share=Scalar.random(),
                 encrypted_secret=os.urandom(len(reply.encrypted_secret)),
             )
-        return wire.recover3_reply_to_pb(reply)
+        return wire.recover3_reply_to_pb(reply, user=user, node_id=self.ref.node_id, request=req)
 
     async def Delete(self, request: pb.DeleteRequest, context: Any) -> Any:
         user = self._enter("Delete", request.header, context)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pakr.proto import kdf, oprf, seal, shamir
 from pakr.proto.errors import MalformedMessage
 from pakr.proto.kdf import DEV_ARGON2, Argon2Params
-from pakr.proto.messages import NodeRef, Register2, UserRef
+from pakr.proto.messages import DEFAULT_MAX_GUESSES, NodeRef, Register2, UserRef
 from pakr.proto.randomness import SYSTEM, Randomness
 from pakr.proto.register import prepare_registration
 
@@ -73,6 +73,7 @@ def register_world(
     nodes: tuple[NodeRef, ...] | None = None,
     version: bytes | None = None,
     rng: Randomness = SYSTEM,
+    max_guesses: int = DEFAULT_MAX_GUESSES,
 ) -> World:
     """Register through the real client step; ``sharing_threshold`` lets a control test
     build a deliberately broken registration (shares of a lower degree than ``t`` needs)."""
@@ -91,6 +92,7 @@ def register_world(
         secret=secret,
         argon2=params,
         rng=rng,
+        max_guesses=max_guesses,
     )
     return World(
         user=user,

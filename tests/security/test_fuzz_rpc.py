@@ -152,6 +152,7 @@ def fuzz_node(module_local_cluster: ClusterFactory) -> Iterator[FuzzNode]:
         cluster.manifest_path,
         tenant=cluster.tenant,
         token_provider=pakr.dev_token_provider(cluster.tenant_key_path),
+        operator_key=cluster.operator_public_key(),
     ) as client:
         client.register("victim", "pw", b"victim's secret")
     node = FuzzNode(cluster)
@@ -315,6 +316,7 @@ def test_fuzz_victim_still_recovers(fuzz_node: FuzzNode) -> None:
         fuzz_node.cluster.manifest_path,
         tenant=fuzz_node.cluster.tenant,
         token_provider=pakr.dev_token_provider(fuzz_node.cluster.tenant_key_path),
+        operator_key=fuzz_node.cluster.operator_public_key(),
     ) as client:
         assert client.recover("victim", "pw") == b"victim's secret"
         status = client.status("victim")

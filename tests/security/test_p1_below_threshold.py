@@ -192,8 +192,9 @@ def test_share_material_does_not_depend_on_the_password() -> None:
 
 def test_traffic_adds_nothing_beyond_the_database() -> None:
     """What a compromised node receives in a recovery is B (fresh and uniformly blinded for
-    every attempt) and Recover3's proof, which it can compute itself from its stored tag; what
-    it sends is k_i·B. So t - 1 nodes' traffic gives no more than their databases."""
+    every attempt), Recover3's proof, which it can compute itself from its stored tag and the
+    client's one-time reply key; what it sends is k_i·B and its own share. So t - 1 nodes'
+    traffic gives no more than their databases."""
     world = register_world(3, 2, RIGHT, SECRET)
     access_key, seed = world.stretch(RIGHT)
     choice = VersionChoice(
@@ -217,8 +218,9 @@ def test_traffic_adds_nothing_beyond_the_database() -> None:
         unlocked = finish_recover2(attempt, replies, threshold=2)
         for node, recover3 in unlocked.requests.items():
             stored_tag = world.requests[node.node_id].unlock_tag
+            # ... and the client's fresh reply key, which the request carries in the clear.
             assert recover3.unlock_proof == kdf.unlock_proof(
-                stored_tag, replies[node].nonce, attempt.attempt_id
+                stored_tag, replies[node].nonce, attempt.attempt_id, recover3.reply_key
             )
     # B is not the unblinded H(access_key), and two attempts of one password are unlinkable.
     assert seen[0] != seen[1]

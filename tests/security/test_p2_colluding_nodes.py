@@ -106,7 +106,7 @@ async def test_locked_version_has_nothing_left_to_attack(tmp_path: Path, when: s
     in a disk image taken after a clean shutdown (``closed``) or while the node runs or after
     a kill -9 (``running``: DB plus WAL)."""
     max_guesses = 3
-    world = register_world(3, 2, RIGHT, b"s" * 16)
+    world = register_world(3, 2, RIGHT, b"s" * 16, max_guesses=max_guesses)
     user = UserRef(USER.tenant, USER.user_id)
     choice = VersionChoice(
         version=world.version,
@@ -119,7 +119,6 @@ async def test_locked_version_has_nothing_left_to_attack(tmp_path: Path, when: s
     paths = []
     for node in world.nodes[:2]:
         req = world.requests[node.node_id]
-        req = type(req)(**{**_fields(req), "max_guesses": max_guesses})
         path = tmp_path / f"node{node.index}.db"
         paths.append(path)
         store = SqliteStore(path, Sealer(os.urandom(32)))

@@ -205,6 +205,10 @@ def test_plaintext_only_in_dev(cluster: LocalCluster) -> None:
     dev = new_manifest(
         cluster_id="plain", nodes=plain_nodes, threshold=2, dev=True, argon2=manifest.argon2
     )
-    assert load_manifest(sign_manifest(dev, operator)).dev  # dev: plaintext allowed
+    assert load_manifest(
+        sign_manifest(dev, operator), operator_key=operator.public_key_text
+    ).dev  # dev: plaintext allowed
     with pytest.raises(ConfigError, match="plaintext"):
-        load_manifest(sign_manifest(replace(dev, dev=False), operator))
+        load_manifest(
+            sign_manifest(replace(dev, dev=False), operator), operator_key=operator.public_key_text
+        )

@@ -43,6 +43,7 @@ from pakr.proto.register import new_version, prepare_registration
 from pakr.proto.tokens import TenantKey, issue_token
 from pakr.transport import GrpcTransport
 from tests.conftest import ClusterFactory
+from tests.node.node_helpers import ANY_REPLY_KEY
 from tests.security.sec_live import async_client_for, client_for, guess_counts
 
 pytestmark = pytest.mark.timeout(180)
@@ -158,7 +159,9 @@ class Wire:
 def wire(cluster: LocalCluster) -> Iterator[Wire]:
     manifest = cluster.manifest()
     transports = {
-        n.index: GrpcTransport(n.ref, n.address, tls_cert_pem=n.tls_cert_pem)
+        n.index: GrpcTransport(
+            n.ref, n.address, tls_cert_pem=n.tls_cert_pem, hpke_public_key=n.hpke_public_key
+        )
         for n in manifest.nodes
     }
     yield Wire(
@@ -216,7 +219,7 @@ def test_retries_replays_and_new_versions_never_reset_a_count(wire: Wire) -> Non
             for i, t in w.transports.items():
                 for request in (
                     captured[i],
-                    Recover3(choice.version, attempt.attempt_id, os.urandom(32)),  # type: ignore[attr-defined]
+                    Recover3(choice.version, attempt.attempt_id, os.urandom(32), ANY_REPLY_KEY),  # type: ignore[attr-defined]
                 ):
                     with pytest.raises(NodeRefusal) as info:
                         await t.recover3(w.user, w.token(i), request, timeout=5)

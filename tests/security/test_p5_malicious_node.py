@@ -22,6 +22,8 @@ import pytest
 
 import pakr
 from pakr.coordinator.localcluster import LocalCluster
+from pakr.node.config import HpkeKeyFiles
+from pakr.node.hpke_keys import load_private_key
 from pakr.proto import kdf
 from pakr.proto.errors import ErrorKind, NodeRefusal
 from pakr.proto.kdf import Argon2Params
@@ -54,6 +56,7 @@ def evil(cluster: LocalCluster) -> Iterator[MaliciousNode]:
         node.address,
         node.tls_cert.read_bytes(),
         (node.tls_cert.parent / "node.key").read_bytes(),
+        load_private_key(HpkeKeyFiles(node.dir / "hpke.key", node.dir / "hpke.pub")),
     )
     fake.start()
     try:
@@ -97,6 +100,7 @@ def client(cluster: LocalCluster, *, cut: tuple[int, ...] = ()) -> pakr.Client:
         cluster.manifest_path,
         tenant=cluster.tenant,
         token_provider=pakr.dev_token_provider(cluster.tenant_key_path),
+        operator_key=cluster.operator_public_key(),
         deadline=DEADLINE,
         transport_factory=factory,
     )

@@ -27,6 +27,7 @@ import pakr
 from pakr.coordinator.localcluster import LocalCluster
 from pakr.proto import wire
 from pakr.proto.errors import ErrorKind
+from pakr.proto.messages import PROTOCOL_VERSION
 from pakr.proto.tokens import TenantKey, issue_token
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc as pb_grpc
@@ -166,7 +167,10 @@ def test_audit_log_needs_an_audit_token_for_that_node(cluster: LocalCluster) -> 
         stub = pb_grpc.NodeStub(channel)
         request = pb.ReadAuditRequest(
             header=pb.RequestHeader(
-                protocol_version=1, request_id=os.urandom(16), tenant=cluster.tenant, user_id=""
+                protocol_version=PROTOCOL_VERSION,
+                request_id=os.urandom(16),
+                tenant=cluster.tenant,
+                user_id="",
             ),
             after_id=0,
             limit=100,

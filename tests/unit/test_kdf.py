@@ -188,6 +188,8 @@ def test_labels() -> None:
         kdf.LABEL_SECRET_AD,
         kdf.LABEL_SECRET_COMMITMENT,
         kdf.LABEL_UNLOCK_PROOF,
+        kdf.LABEL_HPKE_REGISTER2,
+        kdf.LABEL_HPKE_RECOVER3,
     ]
     assert len(set(labels)) == len(labels)
     assert all(label.startswith(b"pakr/v1/") for label in labels)
@@ -203,8 +205,20 @@ def test_derivations_match_their_definitions() -> None:
         b"pakr/v1/secret-ad", b"acme", b"alice@example.com", V16
     )
     pub = bytes(range(32, 64))
-    assert kdf.oprf_key_statement(tenant, user, V16, 7, N16, 3, pub) == kdf.tuple_hash(
-        b"pakr/v1/oprf-key", b"acme", b"alice@example.com", V16, kdf.u64(7), N16, kdf.u64(3), pub
+    params = kdf.Argon2Params(memory_kib=19456, iterations=2, parallelism=1)
+    assert kdf.oprf_key_statement(tenant, user, V16, 7, N16, 3, pub, 10, params) == kdf.tuple_hash(
+        b"pakr/v1/oprf-key",
+        b"acme",
+        b"alice@example.com",
+        V16,
+        kdf.u64(7),
+        N16,
+        kdf.u64(3),
+        pub,
+        kdf.u64(10),
+        kdf.u64(19456),
+        kdf.u64(2),
+        kdf.u64(1),
     )
     uk = kdf.unlock_key(out64)
     assert uk == kdf.mac(out64, b"pakr/v1/unlock-key")
@@ -216,7 +230,10 @@ def test_derivations_match_their_definitions() -> None:
     assert kdf.secret_commitment(uk, N16, pub, ct) == kdf.mac(
         uk, b"pakr/v1/secret-commitment", N16, pub, ct
     )
-    assert kdf.unlock_proof(tag, V16, N16) == kdf.mac(tag, b"pakr/v1/unlock-proof", V16, N16)
+    reply_key = bytes(range(256)) * 4 + bytes(192)  # 1216 bytes, as an X-Wing key
+    assert kdf.unlock_proof(tag, V16, N16, reply_key) == kdf.mac(
+        tag, b"pakr/v1/unlock-proof", V16, N16, reply_key
+    )
     assert all(
         len(x) == 32
         for x in (uk, tag, kdf.registration_salt(tenant, user, V16), kdf.commitment(out64, K32))
@@ -235,7 +252,7 @@ def test_wrong_field_lengths_are_malformed() -> None:
     with pytest.raises(MalformedMessage):
         kdf.unlock_tag(K32, bytes(17))
     with pytest.raises(MalformedMessage):
-        kdf.unlock_proof(K32, bytes(15), V16)
+        kdf.unlock_proof(K32, bytes(15), V16, bytes(1216))
     with pytest.raises(MalformedMessage):
         kdf.encryption_key(K32, bytes(31))
     with pytest.raises(MalformedMessage):

@@ -17,8 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pakr.proto.errors import ConfigError
+from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.kdf import DEV_ARGON2, Argon2Params
 from pakr.proto.manifest import (
+    INSECURE_UNPINNED,
     ManifestNode,
     NodeSet,
     OperatorKey,
@@ -51,11 +53,12 @@ def _cert() -> str:
 
 
 CERT = _cert()
+HPKE = HpkePrivateKey.from_seed(bytes(32)).public
 
 
 def nodes(n: int, *, tls: bool = True) -> list[ManifestNode]:
     return [
-        ManifestNode(bytes([i]) * 16, i, f"127.0.0.1:{7000 + i}", CERT if tls else None)
+        ManifestNode(bytes([i]) * 16, i, f"127.0.0.1:{7000 + i}", CERT if tls else None, None, HPKE)
         for i in range(1, n + 1)
     ]
 
@@ -85,7 +88,7 @@ def test_round_trip(tmp_path, operator: OperatorKey) -> None:  # type: ignore[no
     assert [n.index for n in manifest.nodes] == [1, 2, 3, 4, 5]
     assert manifest.nodes[0].tls_cert_pem == CERT
     assert manifest.node(bytes([2]) * 16).address == "127.0.0.1:7002"
-    assert load_manifest(doc, now=NOW) == manifest
+    assert load_manifest(doc, now=NOW, operator_key=INSECURE_UNPINNED) == manifest
 
 
 def test_tampering_detected(operator: OperatorKey) -> None:
@@ -99,7 +102,7 @@ def test_tampering_detected(operator: OperatorKey) -> None:
         bad = copy.deepcopy(doc)
         mutate(bad)
         with pytest.raises(ConfigError, match="signature is invalid"):
-            load_manifest(bad, now=NOW)
+            load_manifest(bad, now=NOW, operator_key=INSECURE_UNPINNED)
 
 
 def test_pinned_operator_key(operator: OperatorKey) -> None:
@@ -113,13 +116,18 @@ def test_pinned_operator_key(operator: OperatorKey) -> None:
         load_manifest(doc, operator_key=operator.public_key_text, now=NOW)
 
 
+def test_an_unpinned_load_is_refused(operator: OperatorKey) -> None:
+    with pytest.raises(ConfigError, match="no operator key pinned"):
+        load_manifest(signed(operator), now=NOW)
+
+
 def test_expiry_and_rollback(operator: OperatorKey) -> None:
     doc = signed(operator, serial=4, ttl_seconds=100)
-    load_manifest(doc, now=NOW + 99, min_serial=4)
+    load_manifest(doc, now=NOW + 99, min_serial=4, operator_key=INSECURE_UNPINNED)
     with pytest.raises(ConfigError, match="expired"):
-        load_manifest(doc, now=NOW + 100)
+        load_manifest(doc, now=NOW + 100, operator_key=INSECURE_UNPINNED)
     with pytest.raises(ConfigError, match="rollback"):
-        load_manifest(doc, now=NOW, min_serial=5)
+        load_manifest(doc, now=NOW, min_serial=5, operator_key=INSECURE_UNPINNED)
 
 
 @pytest.mark.parametrize(
@@ -131,10 +139,16 @@ def test_expiry_and_rollback(operator: OperatorKey) -> None:
         ({"register_threshold": 2}, "register_threshold"),
         ({"argon2": Argon2Params(8192, 2, 1)}, "below the floor"),
         ({"argon2": Argon2Params(19456, 65, 1)}, "above the ceiling"),
-        ({"nodes": [*nodes(3), ManifestNode(bytes([1]) * 16, 9, "h:1", CERT)]}, "ids"),
-        ({"nodes": [*nodes(3), ManifestNode(bytes([9]) * 16, 1, "h:1", CERT)]}, "indices"),
+        ({"nodes": [*nodes(3), ManifestNode(bytes([1]) * 16, 9, "h:1", CERT, None, HPKE)]}, "ids"),
+        (
+            {"nodes": [*nodes(3), ManifestNode(bytes([9]) * 16, 1, "h:1", CERT, None, HPKE)]},
+            "indices",
+        ),
         ({"nodes": nodes(3, tls=False)}, "plaintext"),
-        ({"nodes": [*nodes(2), ManifestNode(bytes([9]) * 16, 256, "h:1", CERT)]}, "1..255"),
+        (
+            {"nodes": [*nodes(2), ManifestNode(bytes([9]) * 16, 256, "h:1", CERT, None, HPKE)]},
+            "1..255",
+        ),
     ],
 )
 def test_shape_rules(kw: dict[str, Any], message: str) -> None:
@@ -147,25 +161,29 @@ def test_shape_rules(kw: dict[str, Any], message: str) -> None:
 
 def test_dev_allows_threshold_one_and_plaintext(operator: OperatorKey) -> None:
     doc = signed(operator, nodes=nodes(1, tls=False), threshold=1, dev=True)
-    manifest = load_manifest(doc, now=NOW)
+    manifest = load_manifest(doc, now=NOW, operator_key=INSECURE_UNPINNED)
     assert manifest.dev and manifest.nodes[0].insecure
 
 
 def test_fingerprint_pin(operator: OperatorKey) -> None:
     fp = cert_fingerprint(CERT)
-    pinned = [ManifestNode(n.node_id, n.index, n.address, None, fp) for n in nodes(3)]
-    manifest = load_manifest(signed(operator, nodes=pinned, threshold=2), now=NOW)
+    pinned = [ManifestNode(n.node_id, n.index, n.address, None, fp, HPKE) for n in nodes(3)]
+    manifest = load_manifest(
+        signed(operator, nodes=pinned, threshold=2), now=NOW, operator_key=INSECURE_UNPINNED
+    )
     assert manifest.nodes[0].tls_cert_sha256 == fp
-    wrong = [ManifestNode(n.node_id, n.index, n.address, CERT, bytes(32)) for n in nodes(3)]
+    wrong = [ManifestNode(n.node_id, n.index, n.address, CERT, bytes(32), HPKE) for n in nodes(3)]
     doc = signed(operator, nodes=nodes(3), threshold=2)
     doc["manifest"]["nodes"] = [n.to_document() for n in wrong]
     with pytest.raises(ConfigError):
-        load_manifest(doc, now=NOW)
+        load_manifest(doc, now=NOW, operator_key=INSECURE_UNPINNED)
 
 
 def test_previous_configurations_checked(operator: OperatorKey) -> None:
     old = NodeSet(threshold=2, nodes=tuple(nodes(3)))
-    manifest = load_manifest(signed(operator, previous_configurations=[old]), now=NOW)
+    manifest = load_manifest(
+        signed(operator, previous_configurations=[old]), now=NOW, operator_key=INSECURE_UNPINNED
+    )
     assert manifest.previous_configurations == (old,)
     with pytest.raises(ConfigError, match="previous_configurations"):
         new_manifest(
@@ -179,10 +197,10 @@ def test_previous_configurations_checked(operator: OperatorKey) -> None:
 
 def test_file_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match="cannot read"):
-        load_manifest(tmp_path / "nope.json")
+        load_manifest(tmp_path / "nope.json", operator_key=INSECURE_UNPINNED)
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(ConfigError, match="not a JSON object"):
-        load_manifest(tmp_path / "bad.json")
+        load_manifest(tmp_path / "bad.json", operator_key=INSECURE_UNPINNED)
 
 
 json_values = st.recursive(
@@ -199,7 +217,7 @@ def test_random_documents_refused_cleanly(value: object) -> None:
     for doc in (value, {"manifest": value, "signature": value}):
         if isinstance(doc, dict):
             with pytest.raises(ConfigError):
-                load_manifest(doc, now=NOW)
+                load_manifest(doc, now=NOW, operator_key=INSECURE_UNPINNED)
 
 
 FIELDS = ["threshold", "serial", "dev", "argon2", "nodes", "format", "cluster_id"]
@@ -214,4 +232,4 @@ def test_random_field_values_refused_cleanly(field: str, value: object) -> None:
     signature = operator.sign(canonical_bytes(doc["manifest"]))
     doc["signature"]["value"] = base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
     with contextlib.suppress(ConfigError):
-        load_manifest(doc, now=NOW)
+        load_manifest(doc, now=NOW, operator_key=INSECURE_UNPINNED)

@@ -30,6 +30,7 @@ from pakr.proto.records import UserRecord
 from pakr.proto.recover import (
     Admission,
     Recover3Outcome,
+    UnlockedAttempt,
     admit_recover2,
     choose_version,
     count_guess,
@@ -97,6 +98,7 @@ class Cluster:
     def __init__(self, n: int, t: int) -> None:
         self.nodes = [SimNode(i + 1) for i in range(n)]
         self.t = t
+        self.last_unlocked: UnlockedAttempt | None = None
 
     def register(
         self,
@@ -146,6 +148,7 @@ class Cluster:
         if tamper is not None:
             replies = tamper(replies)
         unlocked = finish_recover2(attempt, replies, threshold=self.t)
+        self.last_unlocked = unlocked
         shares = {}
         for ref, req in unlocked.requests.items():
             reply, outcome = by_ref[ref].recover3(req)
@@ -242,15 +245,51 @@ def test_node_lying_about_its_public_key_is_caught() -> None:
             liar: replace(r, evaluated_element=r.evaluated_element + Element.generator()),
         }
 
-    # A public share of the liar's choosing with a correct evaluation changes nothing: the
-    # combination matches the commitment, so the client has the right secret and stops there.
-    assert cluster.recover(b"pw", use=cluster.nodes[:2], tamper=lie_about_key) == b"secret"
+    # A public share of the liar's choosing with a correct evaluation: the combination
+    # matches, but the signature the client checks for the policy covers K_i too, so the liar
+    # is set aside (the SDK then asks another node); the honest pair still recovers.
+    with pytest.raises(ProtocolError) as info:
+        cluster.recover(b"pw", use=cluster.nodes[:2], tamper=lie_about_key)
+    assert info.value.nodes == [liar.name]
+    assert cluster.recover(b"pw", use=[cluster.nodes[0], cluster.nodes[2]]) == b"secret"
     # With a forged evaluation the combination fails, and the registration signature over
     # the public share names the liar.
     with pytest.raises(ProtocolError) as info:
         cluster.recover(b"pw", use=cluster.nodes[:2], tamper=lie_and_forge)
     assert liar.name in info.value.nodes
     assert "signature" in str(info.value)
+
+
+def test_a_node_cannot_report_its_own_policy() -> None:
+    """The guess limit and Argon2id parameters are signed by vk_v with K_i: a node reporting
+    another limit is named, even when its evaluation and the password are right."""
+    cluster = Cluster(3, 2)
+    cluster.register(b"pw", b"secret", max_guesses=5)
+    assert cluster.recover(b"pw") == b"secret"
+    assert cluster.last_unlocked is not None
+    assert cluster.last_unlocked.policy.max_guesses == 5
+    assert cluster.last_unlocked.policy.argon2 == DEV_ARGON2
+    liar = cluster.nodes[1].ref
+
+    def inflate(replies):  # type: ignore[no-untyped-def]
+        return {**replies, liar: replace(replies[liar], max_guesses=100)}
+
+    with pytest.raises(ProtocolError) as info:
+        cluster.recover(b"pw", use=cluster.nodes[:2], tamper=inflate)
+    assert info.value.nodes == [liar.name] and "policy" in str(info.value)
+
+
+def test_nodes_agreeing_on_unsigned_argon2_parameters_are_caught() -> None:
+    """Every node reports parameters the registration did not sign: no signature covers
+    them, so the client refuses instead of trusting the nodes' word."""
+    cluster = Cluster(3, 2)
+    cluster.register(b"pw", b"secret")
+    other = Argon2Params(memory_kib=19456, iterations=3, parallelism=1)
+    for node in cluster.nodes:
+        assert node.user is not None and node.user.committed is not None
+        node.user = node.user.with_version(replace(node.user.committed, argon2=other))
+    with pytest.raises(ProtocolError, match="policy"):
+        cluster.recover(b"pw")
 
 
 @pytest.mark.parametrize("commits", [0, 1])

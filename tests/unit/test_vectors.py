@@ -1,4 +1,4 @@
-"""pakr's own protocol vectors (tests/vectors/pakr-v1.json): regenerate and replay them.
+"""pakr's own protocol vectors (tests/vectors/pakr-v2.json): regenerate and replay them.
 
 The first test pins the file to the generator (tools/genvectors.py). The second recomputes
 every derived value from the recorded inputs with the primitives directly, the way another
@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from Crypto.Hash import SHAKE256
+from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pakr.proto import kdf, oprf, seal, shamir
@@ -22,7 +25,7 @@ from pakr.proto.kdf import Argon2Params
 from pakr.proto.oprf import Proof
 
 ROOT = Path(__file__).resolve().parents[2]
-VECTORS = json.loads((ROOT / "tests" / "vectors" / "pakr-v1.json").read_text(encoding="utf-8"))
+VECTORS = json.loads((ROOT / "tests" / "vectors" / "pakr-v2.json").read_text(encoding="utf-8"))
 
 
 def _generator() -> Any:
@@ -35,11 +38,26 @@ def _generator() -> Any:
 
 
 def test_file_matches_the_generator() -> None:
-    assert _generator().generate() == VECTORS, "run: python tools/genvectors.py"
+    generator = _generator()
+    assert generator.masked(generator.generate()) == generator.masked(VECTORS), (
+        "run: python tools/genvectors.py"
+    )
 
 
 def h(value: str) -> bytes:
     return bytes.fromhex(value)
+
+
+SUITE = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+
+
+def xwing_key_pair(seed: bytes) -> tuple[hpke.MLKEM768X25519PrivateKey, bytes]:
+    """X-Wing's key derivation from its 32-byte seed, written out from the primitives."""
+    expanded = SHAKE256.new(seed).read(96)
+    mlkem_key = mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64])
+    x_key = x25519.X25519PrivateKey.from_private_bytes(expanded[64:])
+    public = mlkem_key.public_key().public_bytes_raw() + x_key.public_key().public_bytes_raw()
+    return hpke.MLKEM768X25519PrivateKey(mlkem_key, x_key), public
 
 
 @pytest.mark.parametrize("case", VECTORS["cases"], ids=[c["name"] for c in VECTORS["cases"]])
@@ -80,6 +98,7 @@ def test_replay_every_derived_value(case: dict[str, Any]) -> None:
         k_shares[index] = k_i
         s_shares[index] = Scalar.decode(h(node["secret_share"]))
         assert Element.base_mult(k_i).encoded == h(node["oprf_public_share"])
+        argon = inp["argon2"]
         statement = kdf.tuple_hash(
             b"pakr/v1/oprf-key",
             tenant.encode(),
@@ -89,9 +108,29 @@ def test_replay_every_derived_value(case: dict[str, Any]) -> None:
             node_id,
             kdf.u64(index),
             h(node["oprf_public_share"]),
+            kdf.u64(inp["max_guesses"]),
+            kdf.u64(argon["memory_kib"]),
+            kdf.u64(argon["iterations"]),
+            kdf.u64(argon["parallelism"]),
         )
         assert statement == h(node["oprf_key_statement"])
         vk.verify(h(node["oprf_key_signature"]), statement)
+        node_key, node_public = xwing_key_pair(h(node["hpke_seed"]))
+        assert node_public == h(node["hpke_public_key"])
+        info = kdf.tuple_hash(
+            b"pakr/v1/hpke-register2",
+            tenant.encode(),
+            user.encode(),
+            node_id,
+            version,
+            kdf.u64(inp["epoch"]),
+        )
+        assert info == h(node["register2_info"])
+        plaintext = SUITE.decrypt(h(node["sealed_shares"]), node_key, info=info)
+        assert plaintext == h(node["sealed_shares_plaintext"])
+        assert plaintext == h(node["oprf_key_share"]) + h(node["secret_share"]) + h(
+            node["unlock_tag"]
+        ) + h(reg["encrypted_secret"])
         tag = kdf.mac(unlock_key, b"pakr/v1/unlock-tag", node_id)
         assert tag == h(node["unlock_tag"])
         commitment = kdf.mac(
@@ -106,6 +145,8 @@ def test_replay_every_derived_value(case: dict[str, Any]) -> None:
     assert shamir.reconstruct(subset, t) == k
     assert shamir.reconstruct(dict(list(s_shares.items())[:t]), t).encoded == s
 
+    reply_key, reply_public = xwing_key_pair(h(rec["reply_key_seed"]))
+    assert reply_public == h(rec["reply_key"])
     blind = Scalar.decode(h(rec["blind"]))
     blinded = oprf.hash_to_group(h(reg["access_key"])) * blind
     assert blinded.encoded == h(rec["blinded_element"])
@@ -119,8 +160,26 @@ def test_replay_every_derived_value(case: dict[str, Any]) -> None:
         assert oprf.verify_proof(Element.generator(), public, [blinded], [z], proof)
         evaluations[index] = z
         tag = kdf.mac(unlock_key, b"pakr/v1/unlock-tag", nodes[index])
-        expected = kdf.mac(tag, b"pakr/v1/unlock-proof", h(node["nonce"]), h(rec["attempt_id"]))
+        expected = kdf.mac(
+            tag,
+            b"pakr/v1/unlock-proof",
+            h(node["nonce"]),
+            h(rec["attempt_id"]),
+            h(rec["reply_key"]),
+        )
         assert expected == h(node["unlock_proof"])
+        info = kdf.tuple_hash(
+            b"pakr/v1/hpke-recover3",
+            tenant.encode(),
+            user.encode(),
+            nodes[index],
+            version,
+            h(rec["attempt_id"]),
+        )
+        assert info == h(node["recover3_info"])
+        assert SUITE.decrypt(h(node["sealed_share"]), reply_key, info=info) == h(
+            node["sealed_share_plaintext"]
+        )
     combined = shamir.combine_elements(evaluations, t)
     assert oprf.finalize(h(reg["access_key"]), blind, combined) == output
     assert h(rec["secret"]) == h(inp["secret"])

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from pakr.proto import wire
 from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
 from pakr.proto.group import Element, Scalar
+from pakr.proto.hpke import HpkePrivateKey, recover3_info
 from pakr.proto.kdf import DEV_ARGON2, Argon2Params
 from pakr.proto.messages import (
     Recover2,
@@ -50,6 +51,10 @@ argon = st.builds(
     parallelism=st.integers(1, 16),
 )
 HEADER = wire.header_to_pb(bytes(16), UserRef("acme", "alice"))
+USER = UserRef("acme", "alice")
+NODE_ID = bytes(range(16))
+NODE_KEY = HpkePrivateKey.from_seed(bytes(range(32)))
+REPLY_KEY = HpkePrivateKey.from_seed(bytes(range(1, 33)))
 
 
 @given(
@@ -72,8 +77,10 @@ HEADER = wire.header_to_pb(bytes(16), UserRef("acme", "alice"))
     )
 )
 def test_register2_round_trip(req: Register2) -> None:
-    data = wire.register2_to_pb(HEADER, req).SerializeToString()
-    assert wire.register2_from_pb(wire.parse(pb.Register2Request, data)) == req
+    msg = wire.register2_to_pb(HEADER, req, node_id=NODE_ID, node_key=NODE_KEY.public)
+    data = msg.SerializeToString()
+    back = wire.parse(pb.Register2Request, data)
+    assert wire.register2_from_pb(back, user=USER, node_id=NODE_ID, node_key=NODE_KEY) == req
 
 
 @given(st.builds(Recover2, version=ids, attempt_id=ids, blinded_element=elements))
@@ -93,6 +100,7 @@ def test_recover2_round_trip(req: Recover2) -> None:
         commitment=macs,
         guesses_remaining=st.integers(0, 100),
         nonce=ids,
+        max_guesses=st.integers(1, 100),
     )
 )
 def test_recover2_reply_round_trip(reply: Recover2Reply) -> None:
@@ -100,7 +108,15 @@ def test_recover2_reply_round_trip(reply: Recover2Reply) -> None:
     assert wire.recover2_reply_from_pb(wire.parse(pb.Recover2Response, data)) == reply
 
 
-@given(st.builds(Recover3, version=ids, attempt_id=ids, unlock_proof=macs))
+@given(
+    st.builds(
+        Recover3,
+        version=ids,
+        attempt_id=ids,
+        unlock_proof=macs,
+        reply_key=st.just(REPLY_KEY.public.encoded),
+    )
+)
 def test_recover3_round_trip(req: Recover3) -> None:
     data = wire.recover3_to_pb(HEADER, req).SerializeToString()
     assert wire.recover3_from_pb(wire.parse(pb.Recover3Request, data)) == req
@@ -115,8 +131,14 @@ def test_recover3_round_trip(req: Recover3) -> None:
     )
 )
 def test_recover3_reply_round_trip(reply: Recover3Reply) -> None:
-    data = wire.recover3_reply_to_pb(reply).SerializeToString()
-    assert wire.recover3_reply_from_pb(wire.parse(pb.Recover3Response, data)) == reply
+    request = Recover3(
+        bytes(16), bytes(16), bytes(32), REPLY_KEY.public.encoded, reply_seed=REPLY_KEY.seed
+    )
+    msg = wire.recover3_reply_to_pb(reply, user=USER, node_id=NODE_ID, request=request)
+    data = msg.SerializeToString()
+    back = wire.parse(pb.Recover3Response, data)
+    assert wire.recover3_reply_from_pb(back, user=USER, node_id=NODE_ID, request=request) == reply
+    assert reply.secret_share.encoded not in data and reply.encrypted_secret not in data
 
 
 infos = st.builds(
@@ -155,12 +177,25 @@ def test_error_detail_round_trip(message: str, guesses: int | None, retry: float
 
 DECODERS: list[tuple[type[Message], Callable[[Any], object]]] = [
     (pb.RequestHeader, wire.header_from_pb),
-    (pb.Register2Request, wire.register2_from_pb),
+    (
+        pb.Register2Request,
+        lambda m: wire.register2_from_pb(m, user=USER, node_id=NODE_ID, node_key=NODE_KEY),
+    ),
     (pb.Register3Request, wire.register3_from_pb),
     (pb.Recover2Request, wire.recover2_from_pb),
     (pb.Recover2Response, wire.recover2_reply_from_pb),
     (pb.Recover3Request, wire.recover3_from_pb),
-    (pb.Recover3Response, wire.recover3_reply_from_pb),
+    (
+        pb.Recover3Response,
+        lambda m: wire.recover3_reply_from_pb(
+            m,
+            user=USER,
+            node_id=NODE_ID,
+            request=Recover3(
+                bytes(16), bytes(16), bytes(32), REPLY_KEY.public.encoded, REPLY_KEY.seed
+            ),
+        ),
+    ),
     (pb.DeleteRequest, wire.delete_from_pb),
     (pb.UserStatus, wire.status_from_pb),
     (pb.VersionInfo, wire.version_info_from_pb),
@@ -183,7 +218,9 @@ def _field_value(field: FieldDescriptor) -> st.SearchStrategy[Any]:
     if field.type == FieldDescriptor.TYPE_BYTES:
         return st.one_of(
             st.binary(max_size=200),
-            st.sampled_from([16, 32, 64, 145]).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+            st.sampled_from([16, 32, 64, 145, 1216, 1377, 1345]).flatmap(
+                lambda n: st.binary(min_size=n, max_size=n)
+            ),
         )
     if field.type == FieldDescriptor.TYPE_STRING:
         return st.text(max_size=200)
@@ -250,11 +287,12 @@ def test_header_checks() -> None:
     assert good.user == UserRef("acme", "alice")
     bad = pb.RequestHeader()
     bad.CopyFrom(HEADER)
+    for old_or_new in (1, 3):  # protocol 1 sent shares in the clear: refused, typed
+        bad.protocol_version = old_or_new
+        with pytest.raises(NodeRefusal) as info:
+            wire.header_from_pb(bad)
+        assert info.value.kind is ErrorKind.UPGRADE_REQUIRED
     bad.protocol_version = 2
-    with pytest.raises(NodeRefusal) as info:
-        wire.header_from_pb(bad)
-    assert info.value.kind is ErrorKind.UPGRADE_REQUIRED
-    bad.protocol_version = 1
     bad.user_id = "x" * 129
     with pytest.raises(MalformedMessage, match="user_id"):
         wire.header_from_pb(bad)
@@ -267,11 +305,27 @@ def test_identity_and_noncanonical_rejected() -> None:
     req.blinded_element = bytes(32)  # the identity
     with pytest.raises(MalformedMessage, match="blinded_element"):
         wire.recover2_from_pb(req)
-    reply = pb.Recover3Response(
-        secret_share=b"\xff" * 32, encrypted_secret=bytes(145), secret_commitment=bytes(32)
+    # A non-canonical share inside a correctly sealed reply is still refused after opening.
+    request = Recover3(
+        bytes(16), bytes(16), bytes(32), REPLY_KEY.public.encoded, reply_seed=REPLY_KEY.seed
+    )
+    sealed = REPLY_KEY.public.seal(
+        b"\xff" * 32 + bytes(145) + bytes(32),
+        recover3_info(USER, NODE_ID, request.version, request.attempt_id),
     )
     with pytest.raises(MalformedMessage, match="secret_share"):
-        wire.recover3_reply_from_pb(reply)
+        wire.recover3_reply_from_pb(
+            pb.Recover3Response(sealed_share=sealed), user=USER, node_id=NODE_ID, request=request
+        )
+    # ... and one sealed for another attempt does not open at all.
+    elsewhere = REPLY_KEY.public.seal(
+        Scalar.from_int(7).encoded + bytes(145) + bytes(32),
+        recover3_info(USER, NODE_ID, request.version, bytes(range(16))),
+    )
+    with pytest.raises(MalformedMessage, match="does not decrypt"):
+        wire.recover3_reply_from_pb(
+            pb.Recover3Response(sealed_share=elsewhere), user=USER, node_id=NODE_ID, request=request
+        )
 
 
 def test_argon2_defaults_round_trip() -> None:
