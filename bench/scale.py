@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))  # the test tree is a package: reuse its PostgreSQ
 import grpc  # noqa: E402
 import psycopg  # noqa: E402
 
+from pakr.node.cli import node_sealer  # noqa: E402
 from pakr.node.config import load_config  # noqa: E402
 from pakr.node.store import open_store  # noqa: E402
 from pakr.node.store.rows import USER_COLUMNS, VERSION_COLUMNS, version_row  # noqa: E402
@@ -438,8 +439,8 @@ def main() -> None:
         pg_node = init_node(tmp / "pg", storage=tp_url, key=key)
         run_node_cmd("migrate", "--config", str(pg_node.config))
         lite_node = init_node(tmp / "lite", node_id=pg_node.node_id, key=key)
-        sealer_pg = Sealer(load_config(pg_node.config).data_key.load())
-        sealer_lite = Sealer(load_config(lite_node.config).data_key.load())
+        sealer_pg = node_sealer(load_config(pg_node.config))
+        sealer_lite = node_sealer(load_config(lite_node.config))
         lite_url = load_config(lite_node.config).storage_url
         ref = pg_node.ref
 

@@ -148,7 +148,9 @@ class Supervised:
     def start(self, argv: list[str], cwd: Path, env: Mapping[str, str] | None) -> int:
         """Spawn ``argv`` in its own session (a terminal's Ctrl-C reaches only the supervisor),
         output appended to the log, pid recorded; returns the pid."""
-        with self.log.open("ab") as log:
+        # 0600: a node's log is the node's (it names users and peers).
+        fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as log:
             log.write(f"--- pakr: starting {self.name} at {time.ctime()} ---\n".encode())
             log.flush()
             self.popen = subprocess.Popen(

@@ -2,23 +2,28 @@
 
 A backup is a JSON-lines file:
 
-1. a header ``{"format": "pakr-node-backup", "format_version": 1, "schema_version": S,
+1. a header ``{"format": "pakr-node-backup", "format_version": 2, "schema_version": S,
    "node_id": hex, "source": "sqlite"|"postgresql", "created_at": unix, "data_key_check":
-   b64}``;
+   b64, "key_generations": [n, ...]}``;
 2. one line per row: ``{"table": "users"|"versions"|"audit", "row": {column: value}}`` with
    ``bytea``/``BLOB`` values in base64;
 3. a trailer ``{"end": true, "counts": {table: n}, "sha256": hex}`` where ``sha256`` covers
    every byte before the trailer line, so a truncated or edited file is refused.
 
-Rows move **as stored**: ``k_i``, ``s_i`` and the unlock tag stay sealed with the node's data
-key (their AD binds tenant, user, version and field, not the backend), so a backup reveals
-nothing without the key file, and the key never has to be present where the file is kept.
-Restore checks that the backup's data-key check value opens under the target's data key (the
-same node's key), that its node id is the target config's, and that its schema version is
-the target's; it writes into an empty database in one transaction and refuses otherwise.
+Rows move **as stored**: ``k_i``, ``s_i`` and the unlock tag stay sealed under their version
+keys, which stay wrapped under key generations (:mod:`pakr.node.store.keys`). No key is ever
+in a backup: the header names the generations the rows need, and once the node destroys one
+(after the retention window) the backup can no longer be restored, so a restore never brings
+back what the window erased. Restore checks that the backup's data-key check value opens
+under the target's data key (the same node's key), that every generation it needs is in the
+node's key directory, that its node id is the target config's, and that its schema version
+is the target's; it writes into an empty database in one transaction and refuses otherwise.
 
-Both backends use the same columns (see :data:`pakr.node.store.rows.VERSION_COLUMNS`),
-so this module talks to each database directly (``sqlite3``, ``psycopg``) rather than through
+A SQLite node is first copied with ``VACUUM INTO`` (:func:`sqlite_snapshot`), so no read
+transaction stays open on the live database while the file is written.
+
+Both backends use the same columns (:mod:`pakr.node.store.schema`), so this module talks to
+each database directly (``sqlite3``, ``psycopg``) rather than through
 the :class:`~pakr.node.store.base.Store` protocol, which deals in unsealed records only.
 """
 
@@ -26,94 +31,34 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import psycopg
-from psycopg import sql
 
+from pakr.node.backup_db import NULLABLE, TABLES, Database, SqliteDatabase, open_database
 from pakr.node.config import NodeConfig, sqlite_path
 from pakr.node.store import open_store
 from pakr.node.store.base import SCHEMA_VERSION, StoreError
-from pakr.node.store.postgres import redact_url
-from pakr.node.store.rows import AUDIT_COLUMNS, USER_COLUMNS, VERSION_COLUMNS
+from pakr.node.store.keys import KeyRing
+from pakr.node.store.schema import Kind
 from pakr.node.store.sealing import Sealer
 from pakr.proto.errors import ConfigError
 
 FORMAT = "pakr-node-backup"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
-# Column kinds, per table, in the order rows are written. "bytes" values are base64 in JSON.
-_BYTES = "bytes"
-_TEXT = "text"
-_INT = "int"
-_FLOAT = "float"
-_VERSION_KINDS: dict[str, str] = {
-    "tenant": _TEXT,
-    "user_id": _TEXT,
-    "version": _BYTES,
-    "slot": _TEXT,
-    "epoch": _BYTES,
-    "argon2_memory_kib": _INT,
-    "argon2_iterations": _INT,
-    "argon2_parallelism": _INT,
-    "max_guesses": _INT,
-    "guess_count": _INT,
-    "sealed_oprf_key_share": _BYTES,
-    "sealed_secret_share": _BYTES,
-    "sealed_unlock_tag": _BYTES,
-    "encrypted_secret": _BYTES,
-    "oprf_public_share": _BYTES,
-    "oprf_key_signature": _BYTES,
-    "verifying_key": _BYTES,
-    "commitment": _BYTES,
-    "secret_commitment": _BYTES,
-    "created_at": _FLOAT,
-    "attempt_id": _BYTES,
-    "attempt_element": _BYTES,
-    "attempt_nonce": _BYTES,
-    "attempt_started_at": _FLOAT,
-    "attempt_used": _INT,
-    "locked_at": _FLOAT,
-}
-assert tuple(_VERSION_KINDS) == VERSION_COLUMNS
-TABLES: dict[str, dict[str, str]] = {
-    "users": {"tenant": _TEXT, "user_id": _TEXT, "tombstone_epoch": _BYTES, "updated_at": _FLOAT},
-    "versions": _VERSION_KINDS,
-    "audit": {
-        "id": _INT,
-        "time": _FLOAT,
-        "tenant": _TEXT,
-        "user_id": _TEXT,
-        "op": _TEXT,
-        "outcome": _TEXT,
-        "peer": _TEXT,
-    },
-}
-assert tuple(TABLES["users"]) == USER_COLUMNS and tuple(TABLES["audit"]) == AUDIT_COLUMNS
-# Columns that may be NULL (every other one must hold a value of its kind).
-NULLABLE = frozenset(
-    {
-        "sealed_oprf_key_share",
-        "sealed_secret_share",
-        "sealed_unlock_tag",
-        "encrypted_secret",
-        "attempt_id",
-        "attempt_element",
-        "attempt_nonce",
-        "attempt_started_at",
-        "locked_at",
-    }
-)
-ORDER_BY = {"users": "tenant, user_id", "versions": "tenant, user_id, version", "audit": "id"}
+_BYTES = Kind.BYTES.value
+_INT = Kind.INT.value
+_FLOAT = Kind.FLOAT.value
+_GENERATION_AT = list(TABLES["versions"]).index("key_generation")
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,174 +130,6 @@ def decode_row(table: str, row: Any, line_no: int) -> tuple[Any, ...]:
     return tuple(values)
 
 
-# --------------------------------------------------------------------------- databases
-
-
-class _Database(Protocol):
-    """Raw row access to a node database of either backend (one transaction)."""
-
-    source: str
-
-    def schema_version(self) -> int: ...
-
-    def key_check(self) -> bytes | None: ...
-
-    def rows(self, table: str) -> Iterator[Sequence[Any]]: ...
-
-    def is_empty(self) -> bool: ...
-
-    def insert(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None: ...
-
-    def finish_restore(self) -> None: ...
-
-    def commit(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class _SqliteDatabase:
-    source = "sqlite"
-
-    def __init__(self, path: Path, *, write: bool) -> None:
-        if not path.exists():
-            raise ConfigError(f"SQLite database {path} does not exist")
-        mode = "rw" if write else "ro"
-        try:
-            self._conn = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, isolation_level=None)
-            self._conn.execute("PRAGMA busy_timeout = 10000")
-            if write:
-                self._conn.execute("PRAGMA synchronous = FULL")
-            self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite database {path}: {exc}") from None
-
-    def schema_version(self) -> int:
-        try:
-            row = self._conn.execute("SELECT version FROM schema_version").fetchone()
-        except sqlite3.OperationalError:
-            return 0
-        return 0 if row is None else int(row[0])
-
-    def key_check(self) -> bytes | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = 'data_key_check'").fetchone()
-        return None if row is None else bytes(row[0])
-
-    def rows(self, table: str) -> Iterator[Sequence[Any]]:
-        columns = ", ".join(TABLES[table])
-        yield from self._conn.execute(
-            f"SELECT {columns} FROM {table} ORDER BY {ORDER_BY[table]}"  # noqa: S608 - constants
-        )
-
-    def is_empty(self) -> bool:
-        return all(
-            self._conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() is None  # noqa: S608
-            for t in TABLES
-        )
-
-    def insert(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        columns = ", ".join(TABLES[table])
-        marks = ", ".join("?" for _ in TABLES[table])
-        self._conn.executemany(
-            f"INSERT INTO {table} ({columns}) VALUES ({marks})",  # noqa: S608 - constants
-            rows,
-        )
-
-    def finish_restore(self) -> None:
-        """Nothing to do: AUTOINCREMENT follows the largest id inserted."""
-
-    def commit(self) -> None:
-        self._conn.execute("COMMIT")
-
-    def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-        self._conn.close()
-
-
-class _PostgresDatabase:
-    source = "postgresql"
-
-    def __init__(self, url: str, *, write: bool) -> None:
-        try:
-            self._conn = psycopg.connect(url, connect_timeout=10)
-        except psycopg.Error as exc:
-            raise StoreError(
-                f"cannot connect to PostgreSQL at {redact_url(url)}: {type(exc).__name__}"
-            ) from None
-        if write:
-            # Keep a node that might be serving this database out until the restore commits.
-            self._conn.execute("LOCK TABLE users, versions, audit IN EXCLUSIVE MODE")
-        else:
-            # One consistent snapshot while the node keeps serving.
-            self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-
-    def schema_version(self) -> int:
-        row = self._conn.execute("SELECT to_regclass('schema_version')").fetchone()
-        if row is None or row[0] is None:
-            return 0
-        found = self._conn.execute("SELECT version FROM schema_version").fetchone()
-        return 0 if found is None else int(found[0])
-
-    def key_check(self) -> bytes | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = 'data_key_check'").fetchone()
-        return None if row is None else bytes(row[0])
-
-    def rows(self, table: str) -> Iterator[Sequence[Any]]:
-        query = sql.SQL("SELECT {columns} FROM {table} ORDER BY {order}").format(
-            columns=sql.SQL(", ").join(map(sql.Identifier, TABLES[table])),
-            table=sql.Identifier(table),
-            order=sql.SQL(", ").join(sql.Identifier(c.strip()) for c in ORDER_BY[table].split(",")),
-        )
-        with self._conn.cursor(name=f"pakr_backup_{table}") as cur:
-            cur.itersize = 2000
-            cur.execute(query)
-            yield from cur
-
-    def is_empty(self) -> bool:
-        return all(
-            self._conn.execute(
-                sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(t))
-            ).fetchone()
-            is None
-            for t in TABLES
-        )
-
-    def insert(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        copy = sql.SQL("COPY {table} ({columns}) FROM STDIN").format(
-            table=sql.Identifier(table),
-            columns=sql.SQL(", ").join(map(sql.Identifier, TABLES[table])),
-        )
-        with self._conn.cursor() as cur, cur.copy(copy) as writer:
-            for row in rows:
-                writer.write_row(row)
-
-    def finish_restore(self) -> None:
-        self._conn.execute(
-            "SELECT setval(pg_get_serial_sequence('audit', 'id'),"
-            " COALESCE((SELECT max(id) FROM audit), 0) + 1, false)"
-        )
-
-    def commit(self) -> None:
-        self._conn.commit()
-
-    def close(self) -> None:
-        with contextlib.suppress(psycopg.Error):
-            self._conn.rollback()
-        self._conn.close()
-
-
-def _open_database(url: str, *, write: bool) -> _Database:
-    try:
-        if url.startswith("sqlite:///"):
-            return _SqliteDatabase(sqlite_path(url), write=write)
-        if url.startswith(("postgresql://", "postgres://")):
-            return _PostgresDatabase(url, write=write)
-    except psycopg.Error as exc:
-        raise StoreError(f"database error: {type(exc).__name__}") from None
-    raise ConfigError("storage.url must start with sqlite:/// or postgresql://")
-
-
 def _check_key(sealer: Sealer, check: bytes, what: str) -> None:
     try:
         sealer.check_key(check)
@@ -366,12 +143,49 @@ def _check_key(sealer: Sealer, check: bytes, what: str) -> None:
 # --------------------------------------------------------------------------- backup
 
 
+def sqlite_snapshot(database: Path, snapshot: Path) -> None:
+    """Copy a live SQLite database to ``snapshot`` (0600) with ``VACUUM INTO``: one short read
+    at C speed instead of a read transaction held for a whole export, and nothing freed (no
+    erased page) is copied. The node's writer never waits for it (WAL readers do not block
+    writers, and its checkpoints retry in the background)."""
+    fd = os.open(snapshot, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    try:
+        conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("VACUUM INTO ?", (str(snapshot),))
+        finally:
+            conn.close()
+    except BaseException:
+        snapshot.unlink(missing_ok=True)
+        raise
+
+
+def _outside_keys(config: NodeConfig, out: Path) -> None:
+    keys = config.keys_dir.resolve()
+    if out.resolve().parent == keys or keys in out.resolve().parents:
+        raise ConfigError(f"{out} is inside the key directory: keep backups apart from keys")
+
+
 def backup_node(config: NodeConfig, out: Path) -> BackupSummary:
     """Write the node's database to ``out`` (refuses to overwrite; mode 0600)."""
     if out.exists():
         raise ConfigError(f"{out} exists; refusing to overwrite a backup")
+    _outside_keys(config, out)
     sealer = Sealer(config.data_key.load())
-    db = _open_database(config.storage_url, write=False)
+    snapshot: Path | None = None
+    if config.storage_url.startswith("sqlite:///"):
+        snapshot = out.with_name(out.name + ".snapshot")
+        if not sqlite_path(config.storage_url).exists():
+            raise ConfigError(f"SQLite database {sqlite_path(config.storage_url)} does not exist")
+        try:
+            sqlite_snapshot(sqlite_path(config.storage_url), snapshot)
+        except sqlite3.Error as exc:
+            raise StoreError(f"backup failed, no file written: {exc}") from None
+        db: Database = SqliteDatabase(snapshot, write=False)
+    else:
+        db = open_database(config.storage_url, write=False)
     tmp = out.with_name(out.name + ".partial")
     counts: dict[str, int] = {}
     try:
@@ -403,6 +217,9 @@ def backup_node(config: NodeConfig, out: Path) -> BackupSummary:
                     "source": db.source,
                     "created_at": time.time(),
                     "data_key_check": base64.b64encode(check).decode("ascii"),
+                    # Restoring needs these key generations; once one is destroyed (after
+                    # the retention window) this backup can no longer be restored.
+                    "key_generations": db.key_generations(),
                 }
             )
             for table, kinds in TABLES.items():
@@ -432,6 +249,8 @@ def backup_node(config: NodeConfig, out: Path) -> BackupSummary:
         raise
     finally:
         db.close()
+        if snapshot is not None:
+            snapshot.unlink(missing_ok=True)
     return BackupSummary(config.node_id_hex, version, db.source, counts)
 
 
@@ -466,13 +285,27 @@ def _read_header(fh: IO[bytes], config: NodeConfig, sealer: Sealer) -> dict[str,
     except ValueError:
         raise ConfigError("the backup header's data_key_check is not base64") from None
     _check_key(sealer, check, "the backup")
+    generations = header.get("key_generations")
+    if not isinstance(generations, list) or not all(
+        isinstance(g, int) and not isinstance(g, bool) for g in generations
+    ):
+        raise ConfigError("the backup header's key_generations is not a list of integers")
+    for generation in generations:
+        try:
+            sealer.keys.key(generation)
+        except StoreError as exc:
+            raise ConfigError(
+                f"the backup needs key generation {generation}: {exc}; a backup older than"
+                " the key retention window cannot be restored (by design)"
+            ) from None
     header["_raw"] = first
     return header
 
 
 def restore_node(config: NodeConfig, src: Path, *, batch: int = 5000) -> BackupSummary:
     """Load a backup of this node into its (empty) database, in one transaction."""
-    sealer = Sealer(config.data_key.load())
+    data_key = config.data_key.load()
+    sealer = Sealer(data_key, KeyRing(data_key, config.keys_dir))
     try:
         fh = src.open("rb")
     except OSError as exc:
@@ -481,7 +314,7 @@ def restore_node(config: NodeConfig, src: Path, *, batch: int = 5000) -> BackupS
         header = _read_header(fh, config, sealer)
         # Create (or check) the target schema and its key-check row under this data key.
         asyncio.run(_migrate(config.storage_url, sealer))
-        db = _open_database(config.storage_url, write=True)
+        db = open_database(config.storage_url, write=True)
         try:
             if not db.is_empty():
                 raise ConfigError(
@@ -514,7 +347,14 @@ def restore_node(config: NodeConfig, src: Path, *, batch: int = 5000) -> BackupS
                     if pending[earlier]:
                         db.insert(earlier, pending[earlier])
                         pending[earlier] = []
-                pending[table].append(decode_row(table, obj.get("row"), line_no))
+                row = decode_row(table, obj.get("row"), line_no)
+                if table == "versions":
+                    used = row[_GENERATION_AT]
+                    if used is not None and used not in header["key_generations"]:
+                        raise ConfigError(
+                            f"backup line {line_no}: key generation {used} is not in the header"
+                        )
+                pending[table].append(row)
                 counts[table] += 1
                 if len(pending[table]) >= batch:
                     db.insert(table, pending[table])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from pakr.node.config import load_config
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
+    os.umask(0o077)  # the backup file and anything beside it: 0600
     # Imported here: the backup module loads psycopg, which `pakr node serve` on SQLite
     # should not pay for in memory.
     from pakr.node.backup import backup_node
@@ -29,6 +31,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    os.umask(0o077)  # the backup file and anything beside it: 0600
     from pakr.node.backup import restore_node
 
     config = load_config(args.config)

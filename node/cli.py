@@ -1,8 +1,10 @@
 """``pakr node init | serve | migrate``: set up and run a share-server.
 
-``init`` writes a complete node directory (config, self-signed TLS certificate, data key,
-migrated SQLite database) and prints one JSON line describing the node, which the cluster
+``init`` writes a complete node directory (config, self-signed TLS certificate, ``keys/``
+with the data key and key generations apart from the migrated SQLite database, all 0600 in
+0700 directories) and prints one JSON line describing the node, which the cluster
 tooling reads to build the manifest. ``serve`` runs until SIGTERM/SIGINT and drains.
+``rotate-keys`` runs a key rotation pass by hand (the sweeper runs one every pass).
 Also runnable without the coordinator as ``python -m pakr.node``.
 """
 
@@ -11,23 +13,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pakr.node import logs
 from pakr.node.auth import load_tenant_keys
-from pakr.node.config import HpkeKeyFiles, is_loopback, load_config, split_host_port
+from pakr.node.config import HpkeKeyFiles, NodeConfig, is_loopback, load_config, split_host_port
+from pakr.node.crash import CrashPoints
 from pakr.node.hpke_keys import generate_key_files
+from pakr.node.keyrotation import KeyPolicy, RotationReport, rotate
 from pakr.node.server import NodeServer, serve_forever
 from pakr.node.store import open_store
+from pakr.node.store.keys import KeyRing, private_directory, write_private_file
 from pakr.node.store.sealing import Sealer
 from pakr.node.tls import write_certificate, write_private
 from pakr.proto.errors import ConfigError, PakrError
 
 CONFIG_NAME = "node.toml"
+PRIVATE_UMASK = 0o077  # everything a node writes: files 0600, directories 0700
 
 
 def _toml_str(value: str) -> str:
@@ -65,7 +73,15 @@ def render_config(
         'public_key_file = "hpke.pub"',
         "",
         "[data_key]",
-        'file = "data.key"  # 64 hex characters; keep it apart from database backups',
+        'file = "keys/data.key"  # 64 hex characters; keep it apart from database backups',
+        "",
+        "[keys]  # key generations: erasure by key destruction (crypto-shredding)",
+        'dir = "keys"  # apart from the data; never back it up beyond retention_days',
+        "roll_hours = 24",
+        "retention_days = 7",
+        "",
+        "[sweeper]",
+        "interval_seconds = 15  # due lockouts are erased at most this long after the grace",
         "",
         "[tenants]",
         *(f"{_toml_str(kid)} = {_toml_str(key)}" for kid, key in sorted(tenants.items())),
@@ -94,6 +110,7 @@ def _parse_tenants(values: Sequence[str]) -> dict[str, str]:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    os.umask(PRIVATE_UMASK)
     directory = Path(args.dir).resolve()
     config_path = directory / CONFIG_NAME
     if config_path.exists() and not args.force:
@@ -110,17 +127,20 @@ def cmd_init(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError("--node-id must be 32 hex characters") from None
     tenants = _parse_tenants(args.tenant or [])
-    directory.mkdir(parents=True, exist_ok=True)
+    private_directory(directory)
     if args.force:
         for stale in ("node.db", "node.db-wal", "node.db-shm"):
             (directory / stale).unlink(missing_ok=True)
+        for generation in (directory / "keys").glob("gen-*"):
+            generation.unlink()  # sealed under the data key being replaced
     write_certificate(
         directory / "tls" / "node.crt",
         directory / "tls" / "node.key",
         f"pakr node {node_id}",
         [host],
     )
-    write_private(directory / "data.key", (secrets.token_bytes(32).hex() + "\n").encode())
+    private_directory(directory / "keys")
+    write_private(directory / "keys" / "data.key", (secrets.token_bytes(32).hex() + "\n").encode())
     generate_key_files(HpkeKeyFiles(directory / "hpke.key", directory / "hpke.pub"), force=True)
     text = render_config(
         node_id=node_id,
@@ -131,11 +151,11 @@ def cmd_init(args: argparse.Namespace) -> int:
         tenants=tenants,
         metrics_listen=args.metrics_listen,
     )
-    config_path.write_text(text, encoding="utf-8")
+    write_private_file(config_path, text.encode("utf-8"))
     config = load_config(config_path)  # validates what was just written (tenant keys too)
     load_tenant_keys(config.tenants)  # validates the keys given with --tenant
     if config.storage_url.startswith("sqlite:///"):
-        asyncio.run(_migrate(config.storage_url, config.data_key.load()))
+        asyncio.run(_migrate(config))
     print(
         json.dumps(
             {
@@ -152,15 +172,50 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _migrate(url: str, data_key: bytes) -> int:
-    store = await open_store(url, Sealer(data_key), migrate=False)
+def node_sealer(config: NodeConfig) -> Sealer:
+    """The node's sealer: its data key and its key directory."""
+    data_key = config.data_key.load()
+    return Sealer(data_key, KeyRing(data_key, config.keys_dir))
+
+
+async def _migrate(config: NodeConfig) -> int:
+    store = await open_store(config.storage_url, node_sealer(config), migrate=False)
     try:
         return await store.migrate()
     finally:
         await store.close()
 
 
+async def rotate_node(config: NodeConfig, now: float) -> RotationReport:
+    """One rotation pass over the node's store and key directory, as of ``now``."""
+    sealer = node_sealer(config)
+    store = await open_store(config.storage_url, sealer)
+    try:
+        policy = KeyPolicy.for_node(
+            config.node_id, config.key_roll_seconds, config.key_retention_seconds
+        )
+        return await rotate(store, sealer.keys, policy, now, crash=_rotation_crash())
+    finally:
+        await store.close()
+
+
+def _rotation_crash() -> Callable[[str], None]:
+    points = CrashPoints.from_env()
+    return lambda point: points.hit("rotate", point)
+
+
+def cmd_rotate_keys(args: argparse.Namespace) -> int:
+    os.umask(PRIVATE_UMASK)
+    config = load_config(args.config)
+    logs.configure(config.log_level)
+    now = time.time() if args.now is None else args.now
+    report = asyncio.run(rotate_node(config, now))
+    print(json.dumps(report.to_json()), flush=True)
+    return 0 if not report.refused else 1
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    os.umask(PRIVATE_UMASK)
     config = load_config(args.config)
     logs.configure(config.log_level)
 
@@ -196,9 +251,10 @@ def cmd_hpke_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    os.umask(PRIVATE_UMASK)
     config = load_config(args.config)
     logs.configure(config.log_level)
-    version = asyncio.run(_migrate(config.storage_url, config.data_key.load()))
+    version = asyncio.run(_migrate(config))
     print(json.dumps({"schema_version": version}), flush=True)
     return 0
 
@@ -246,6 +302,16 @@ def add_commands(subparsers: Any) -> None:
     migrate = sub.add_parser("migrate", help="create or upgrade the node's database schema")
     migrate.add_argument("--config", required=True, help="path to node.toml")
     migrate.set_defaults(func=cmd_migrate)
+
+    rotate_keys = sub.add_parser(
+        "rotate-keys",
+        help="roll the key generation if due; re-wrap and destroy generations past retention",
+    )
+    rotate_keys.add_argument("--config", required=True, help="path to node.toml")
+    rotate_keys.add_argument(
+        "--now", type=float, help=argparse.SUPPRESS
+    )  # a unix time to rotate as of (tests and drills of the schedule)
+    rotate_keys.set_defaults(func=cmd_rotate_keys)
 
     from pakr.node import backup_cli  # backup/restore live with the backup format
 

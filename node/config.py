@@ -26,8 +26,16 @@ Layout (every table but ``[node]`` is optional)::
     public_key_file = "hpke.pub"   # base64url of the 1216-byte X-Wing public key
 
     [data_key]                   # exactly one of file / env
-    file = "data.key"            # 64 hex characters (a trailing newline is fine)
+    file = "keys/data.key"       # 64 hex characters (a trailing newline is fine)
     # env = "PAKR_DATA_KEY"      # the name of an environment variable holding 64 hex chars
+
+    [keys]                       # key generations (crypto-shredding), apart from the data
+    dir = "keys"                 # never backed up beyond the retention window
+    roll_hours = 24              # a new generation this often (staggered per node)
+    retention_days = 7           # a generation is destroyed this long after it started
+
+    [sweeper]
+    interval_seconds = 15        # due lockouts are erased at most this long after the grace
 
     [tenants]                    # trusted token-signing keys: kid -> public key
     "acme:1" = "ed25519:<base64url>"
@@ -135,6 +143,10 @@ class NodeConfig:
     log_level: str = "info"
     audit_retention_days: int = 365
     crypto_thread: bool = False
+    keys_dir: Path = Path("keys")
+    key_roll_seconds: float = 86400.0
+    key_retention_seconds: float = 7 * 86400.0
+    sweep_seconds: float = 15.0
     hpke: HpkeKeyFiles | None = None
 
     def hpke_files(self) -> HpkeKeyFiles:
@@ -190,6 +202,14 @@ def resolve_storage_url(url: str, base: Path) -> str:
     )
 
 
+def keys_share_data_directory(config: NodeConfig) -> bool:
+    """Whether the key directory is the SQLite database's directory (a copy of one then
+    takes the other with it)."""
+    if not config.storage_url.startswith("sqlite:///"):
+        return False
+    return sqlite_path(config.storage_url).parent.resolve() == config.keys_dir.resolve()
+
+
 def sqlite_path(url: str) -> Path:
     """The file of a resolved ``sqlite:///`` URL (``sqlite:////abs/path``)."""
     if not url.startswith("sqlite:///"):
@@ -213,6 +233,8 @@ def parse_config(doc: Mapping[str, Any], path: Path) -> NodeConfig:
             "rate_limit",
             "metrics",
             "audit",
+            "keys",
+            "sweeper",
         },
     )
     node = fields.table(doc, "node", required=True)
@@ -304,6 +326,22 @@ def parse_config(doc: Mapping[str, Any], path: Path) -> NodeConfig:
     fields.known(audit, "audit", {"retention_days"})
     retention = fields.integer(audit, "retention_days", "audit", 365, 1, 100_000)
 
+    keys = fields.table(doc, "keys")
+    fields.known(keys, "keys", {"dir", "roll_hours", "retention_days"})
+    keys_dir = fields.path_in(base, fields.string(keys, "dir", "keys", "keys"))
+    roll_hours = fields.number(keys, "roll_hours", "keys", 24.0)
+    retention_days = fields.number(keys, "retention_days", "keys", 7.0)
+    if not 0 < roll_hours <= 24 * 366:
+        raise ConfigError("keys.roll_hours must be above 0 and at most a year")
+    if retention_days * 24 < roll_hours:
+        raise ConfigError("keys.retention_days must cover at least one keys.roll_hours period")
+
+    sweeper = fields.table(doc, "sweeper")
+    fields.known(sweeper, "sweeper", {"interval_seconds"})
+    sweep_seconds = fields.number(sweeper, "interval_seconds", "sweeper", 15.0)
+    if not 0 < sweep_seconds <= 3600:
+        raise ConfigError("sweeper.interval_seconds must be above 0 and at most 3600")
+
     return NodeConfig(
         path=path.resolve(),
         node_id=node_id,
@@ -320,6 +358,10 @@ def parse_config(doc: Mapping[str, Any], path: Path) -> NodeConfig:
         log_level=log_level,
         audit_retention_days=retention,
         crypto_thread=crypto_thread,
+        keys_dir=keys_dir,
+        key_roll_seconds=roll_hours * 3600.0,
+        key_retention_seconds=retention_days * 86400.0,
+        sweep_seconds=sweep_seconds,
         hpke=hpke,
     )
 

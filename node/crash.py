@@ -3,8 +3,9 @@
 ``rpc`` is one of register2, register3, recover2, recover3, delete; ``point`` is
 ``before_commit`` (the request is validated and authenticated, its store transaction has not
 run) or ``after_commit`` (the store transaction committed, the reply is not sent yet).
-``PAKR_CRASH_AFTER=N`` crashes on the N-th hit (default 1). SIGKILL, not an exception: the
-process dies as it would on power loss, with no cleanup and no reply.
+``rotate`` has the points ``after_roll``, ``mid_rewrap``, ``before_destroy`` and
+``mid_destroy`` of a key rotation. ``PAKR_CRASH_AFTER=N`` crashes on the N-th hit (default 1).
+SIGKILL, not an exception: the process dies as it would on power loss, with no cleanup and no reply.
 """
 
 from __future__ import annotations
@@ -18,8 +19,18 @@ from pakr.proto.errors import ConfigError
 
 log = logging.getLogger("pakr.node.crash")
 
-RPCS = frozenset({"register2", "register3", "recover2", "recover3", "delete"})
-POINTS = frozenset({"before_commit", "after_commit"})
+RPCS = frozenset({"register2", "register3", "recover2", "recover3", "delete", "rotate"})
+POINTS = frozenset(
+    {
+        "before_commit",
+        "after_commit",
+        # key rotation (``rotate.<point>``, pakr.node.keyrotation)
+        "after_roll",
+        "mid_rewrap",
+        "before_destroy",
+        "mid_destroy",
+    }
+)
 ENV_AT = "PAKR_CRASH_AT"
 ENV_AFTER = "PAKR_CRASH_AFTER"
 

@@ -43,6 +43,13 @@ class NodeMetrics:
         self.lockouts = Counter(
             "pakr_node_lockouts", "versions locked out and erased", registry=self.registry
         )
+        self.erasures = Counter(
+            "pakr_node_erasures",
+            "erasures by the sweeper: lockout (a due lockout), superseded (a pending version"
+            " older than the committed one), key_generation (a key generation destroyed)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.store_latency = Histogram(
             "pakr_node_store_seconds",
             "store call time, by operation",

@@ -23,14 +23,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from pakr.node.auth import Authenticator, load_tenant_keys
-from pakr.node.config import NodeConfig, split_host_port
+from pakr.node.config import NodeConfig, keys_share_data_directory, split_host_port, sqlite_path
 from pakr.node.crash import CrashPoints
 from pakr.node.hpke_keys import load_private_key
+from pakr.node.keyrotation import KeyPolicy
 from pakr.node.metrics import NodeMetrics
 from pakr.node.ratelimit import RateLimiter
 from pakr.node.servicer import NodeServicer, add_to_server
 from pakr.node.store import Store, open_store
+from pakr.node.store.keys import KeyRing
 from pakr.node.store.sealing import Sealer
+from pakr.node.sweeper import Sweeper
 from pakr.proto import wire
 from pakr.proto.errors import ConfigError
 from pakr.proto.messages import NodeRef
@@ -56,6 +59,32 @@ def _read(path: Path, what: str) -> bytes:
         raise ConfigError(f"{what} ({path}): cannot read: {exc.strerror}") from None
 
 
+def warn_about_key_placement(config: NodeConfig) -> None:
+    """Warn when keys sit with the data: one copy of the directory would then hold both."""
+    data_dir = (
+        sqlite_path(config.storage_url).parent.resolve()
+        if config.storage_url.startswith("sqlite:///")
+        else None
+    )
+    key_file = config.data_key.file
+    if keys_share_data_directory(config) or (
+        key_file is not None and data_dir is not None and key_file.parent.resolve() == data_dir
+    ):
+        log.warning(
+            "the key directory or data key file shares a directory with the database: move"
+            " them apart (keys.dir, data_key.file) so a copy of one never carries the other",
+            extra={"fields": {"keys_dir": str(config.keys_dir), "database_dir": str(data_dir)}},
+        )
+
+
+def node_crash(crash: CrashPoints | None) -> Callable[[str], None] | None:
+    """The rotation crash hook of armed ``rotate.*`` crash points, if any."""
+    points = crash if crash is not None else CrashPoints.from_env()
+    if points.at is None or not points.at.startswith("rotate."):
+        return None
+    return lambda point: points.hit("rotate", point)
+
+
 class NodeServer:
     """One running node identity."""
 
@@ -79,6 +108,7 @@ class NodeServer:
         self.port = port
         self.metrics_port = metrics_port
         self._prune_task: asyncio.Task[None] | None = None
+        self.sweeper: Sweeper | None = None
         self._stopped = False
 
     @property
@@ -109,7 +139,9 @@ class NodeServer:
                 "INSECURE: serving plaintext gRPC without TLS (loopback only); never in production",
                 extra={"fields": {"listen": config.listen}},
             )
-        store = await open_store(config.storage_url, Sealer(data_key))
+        warn_about_key_placement(config)
+        keyring = KeyRing(data_key, config.keys_dir)
+        store = await open_store(config.storage_url, Sealer(data_key, keyring))
         metrics = NodeMetrics()
         server: grpc.aio.Server | None = None
         try:
@@ -163,6 +195,19 @@ class NodeServer:
             raise
         node = cls(config, server, store, servicer, health, metrics, port, metrics_port)
         node._prune_task = asyncio.create_task(node._prune_audit_forever())
+        policy = KeyPolicy.for_node(
+            config.node_id, config.key_roll_seconds, config.key_retention_seconds
+        )
+        node.sweeper = Sweeper(
+            store,
+            keyring,
+            policy,
+            metrics,
+            clock=clock,
+            interval=config.sweep_seconds,
+            crash=node_crash(crash),
+        )
+        node.sweeper.start()
         log.info(
             "node serving",
             extra={
@@ -194,6 +239,8 @@ class NodeServer:
             return
         self._stopped = True
         await self.health.enter_graceful_shutdown()
+        if self.sweeper is not None:
+            await self.sweeper.stop()
         if self._prune_task is not None:
             self._prune_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -8,6 +8,7 @@ nothing stored, and the SDK treats a malformed reply as that node misbehaving.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -123,6 +124,10 @@ def _text(name: str, value: str, max_bytes: int, *, allow_empty: bool = False) -
     if size > max_bytes or (size == 0 and not allow_empty):
         low = 0 if allow_empty else 1
         raise MalformedMessage(f"{name} must be {low}..{max_bytes} UTF-8 bytes, got {size}")
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        # One rule for every store: PostgreSQL text cannot hold NUL, and control characters
+        # in an identifier only ever confuse logs and audit readers.
+        raise MalformedMessage(f"{name} must not contain NUL or other control characters")
     return value
 
 

@@ -41,6 +41,7 @@ IN_POD = {
     "hpke_key": "/etc/pakr/hpke/hpke.key",
     "hpke_pub": "/etc/pakr/hpke/hpke.pub",
     "storage": "sqlite:////var/lib/pakr/node.db",
+    "keys": "/var/lib/pakr-keys/node",  # its own volume, apart from the data
 }
 
 
@@ -70,6 +71,7 @@ def in_pod_config(text: str) -> str:
         r'^private_key_file = ".*"(.*)$': f'private_key_file = "{IN_POD["hpke_key"]}"',
         r'^public_key_file = ".*"(.*)$': f'public_key_file = "{IN_POD["hpke_pub"]}"',
         r'^url = "sqlite:.*"$': f'url = "{IN_POD["storage"]}"',
+        r'^dir = ".*"(.*)$': f'dir = "{IN_POD["keys"]}"',
     }
     for pattern, value in replacements.items():
         text, count = re.subn(pattern, value, text, count=1, flags=re.MULTILINE)
@@ -161,7 +163,7 @@ def main() -> int:
             )
         )
         objects.append(
-            secret(f"{name}-data-key", {"data.key": (node_dir / "data.key").read_bytes()})
+            secret(f"{name}-data-key", {"data.key": (node_dir / "keys" / "data.key").read_bytes()})
         )
         objects.append(
             secret(

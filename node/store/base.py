@@ -24,6 +24,8 @@ op                when (outcome)
 ``share_released``Recover3 matched (``ok``)
 ``unlock_failed`` Recover3 mismatched (``bad_unlock_tag``)
 ``locked``        a version was erased after its last failed guess (``locked``)
+``superseded``    the sweeper dropped a pending version older than the committed
+                  one (``pending_dropped``)
 ``deleted``       Delete tombstoned the user (``epoch=<n>``)
 ================  ===============================================================
 """
@@ -34,12 +36,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from pakr.node.store.schema import SCHEMA_VERSION
 from pakr.proto.errors import PakrError
 from pakr.proto.messages import NodeRef, Recover2, Recover3, Recover3Reply, Register2, UserRef
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Recover3Outcome
 
-SCHEMA_VERSION = 2
+__all__ = ["SCHEMA_VERSION", "AuditRecord", "GuessResult", "ReleaseResult", "Store", "StoreError"]
 
 
 class StoreError(PakrError):
@@ -83,6 +86,14 @@ class AuditRecord:
     op: str
     outcome: str
     peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    """What one :meth:`Store.sweep` erased."""
+
+    locked: int = 0  # versions whose lockout was due
+    superseded: int = 0  # pending versions older than the user's committed version
 
 
 class Store(Protocol):
@@ -165,6 +176,21 @@ class Store(Protocol):
     async def claim_token(self, key: str, expires_at: float, *, now: float) -> bool:
         """Record a single-use token id until ``expires_at``: True the first time, False for
         a replay. Durable before it returns; forgets ids that expired before ``now``."""
+        ...
+
+    async def sweep(self, now: float, *, peer: str) -> SweepResult:
+        """Erase every version whose lockout is due at ``now`` and drop every pending version
+        superseded by a committed one of the same or a newer epoch (never a user's only
+        version); needs no request. Runs in bounded batches, each one transaction."""
+        ...
+
+    async def key_generation_uses(self) -> dict[int, int]:
+        """How many live rows each key generation wraps (erased rows wrap nothing)."""
+        ...
+
+    async def rewrap(self, generation: int, *, now: float, limit: int) -> int:
+        """Re-wrap up to ``limit`` version keys wrapped under ``generation`` under the
+        current one (the sealed fields stay as they are); return how many."""
         ...
 
     async def close(self) -> None:

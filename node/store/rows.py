@@ -1,23 +1,24 @@
-"""The ``versions`` row shared by every backend: column order, sealing, and decoding.
+"""The ``versions`` row shared by every backend: sealing and decoding.
 
-SQLite and PostgreSQL store a version in the same columns, in the same order, with the same
-value encodings (u64 as 8 big-endian bytes so the full range fits either database; the
-secret-bearing fields sealed with the node's data key). Keeping the mapping here, once, is
-what lets ``pakr node backup``/``restore`` move rows between backends verbatim.
+SQLite and PostgreSQL store a version in the same columns (:mod:`pakr.node.store.schema`),
+with the same value encodings (u64 as 8 big-endian bytes so the full range fits either
+database; the secret-bearing fields sealed under the version's key). Keeping the mapping
+here, once, is what lets ``pakr node backup``/``restore`` move rows between backends verbatim.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from pakr.node.store.base import AuditRecord, StoreError
+from pakr.node.store.schema import AUDIT_COLUMNS, USER_COLUMNS, VERSION_COLUMNS
 from pakr.node.store.sealing import (
     FIELD_OPRF_KEY_SHARE,
     FIELD_SECRET_SHARE,
     FIELD_UNLOCK_TAG,
     Sealer,
-    row_ad,
 )
 from pakr.proto.errors import MalformedMessage
 from pakr.proto.group import Element, Scalar
@@ -25,36 +26,7 @@ from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import UserRef
 from pakr.proto.records import Attempt, ShareMaterial, VersionRecord
 
-VERSION_COLUMNS: tuple[str, ...] = (
-    "tenant",
-    "user_id",
-    "version",
-    "slot",
-    "epoch",
-    "argon2_memory_kib",
-    "argon2_iterations",
-    "argon2_parallelism",
-    "max_guesses",
-    "guess_count",
-    "sealed_oprf_key_share",
-    "sealed_secret_share",
-    "sealed_unlock_tag",
-    "encrypted_secret",
-    "oprf_public_share",
-    "oprf_key_signature",
-    "verifying_key",
-    "commitment",
-    "secret_commitment",
-    "created_at",
-    "attempt_id",
-    "attempt_element",
-    "attempt_nonce",
-    "attempt_started_at",
-    "attempt_used",
-    "locked_at",
-)
-USER_COLUMNS: tuple[str, ...] = ("tenant", "user_id", "tombstone_epoch", "updated_at")
-AUDIT_COLUMNS: tuple[str, ...] = ("id", "time", "tenant", "user_id", "op", "outcome", "peer")
+__all__ = ["AUDIT_COLUMNS", "USER_COLUMNS", "VERSION_COLUMNS", "version_record", "version_row"]
 
 
 def u64(value: int) -> bytes:
@@ -68,15 +40,25 @@ def from_u64(blob: bytes) -> int:
 
 
 def version_row(
-    sealer: Sealer, user: UserRef, slot: str, rec: VersionRecord, *, locked_at: float | None = None
+    sealer: Sealer,
+    user: UserRef,
+    slot: str,
+    rec: VersionRecord,
+    *,
+    locked_at: float | None = None,
+    now: float | None = None,
 ) -> tuple[Any, ...]:
-    """The ``versions`` row for ``rec`` in :data:`VERSION_COLUMNS` order, shares sealed."""
-    ad = row_ad(user, rec.version)
+    """The ``versions`` row for ``rec`` in :data:`VERSION_COLUMNS` order, shares sealed
+    under a fresh version key wrapped by the generation current at ``now``."""
     shares = rec.shares
     attempt = rec.attempt
+    key = None
+    if shares is not None:
+        key = sealer.new_version_key(user, rec.version, time.time() if now is None else now)
 
     def seal(field: str, value: bytes) -> bytes:
-        return sealer.seal(user, rec.version, field, value, row=ad)
+        assert key is not None
+        return key.seal(field, value)
 
     return (
         user.tenant,
@@ -105,6 +87,8 @@ def version_row(
         None if attempt is None else attempt.started_at,
         0 if attempt is None else int(attempt.used),
         locked_at,
+        None if key is None else key.generation,
+        None if key is None else key.wrapped,
     )
 
 
@@ -114,10 +98,13 @@ def version_record(sealer: Sealer, user: UserRef, row: Mapping[str, Any]) -> Ver
     try:
         shares: ShareMaterial | None = None
         if row["sealed_oprf_key_share"] is not None:
-            ad = row_ad(user, version)
+            wrapped = row["wrapped_key"]
+            key = sealer.open_version_key(
+                user, version, row["key_generation"], None if wrapped is None else bytes(wrapped)
+            )
 
             def unseal(field: str, column: str) -> bytes:
-                return sealer.unseal(user, version, field, bytes(row[column]), row=ad)
+                return key.unseal(field, bytes(row[column]))
 
             shares = ShareMaterial(
                 oprf_key_share=Scalar.decode(unseal(FIELD_OPRF_KEY_SHARE, "sealed_oprf_key_share")),

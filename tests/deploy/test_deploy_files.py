@@ -193,7 +193,7 @@ def test_compose_init_creates_a_consistent_cluster(initialised: tuple[Path, Path
         assert config.tenants == {"demo:1": demo["public_key"], "canary:1": canary["public_key"]}
         assert config.tls_cert is not None
         assert node.tls_cert_pem == config.tls_cert.read_text()
-        assert (data / f"node{node.index}" / "data.key").stat().st_mode & 0o077 == 0
+        assert (data / f"node{node.index}" / "keys" / "data.key").stat().st_mode & 0o077 == 0
     coordinator = load_coordinator_config(data / "coordinator" / "coordinator.toml")
     assert coordinator.manifest == out / "manifest.json"
     assert coordinator.canary is not None
@@ -271,6 +271,10 @@ def test_k8s_statefulsets_one_per_identity_hardened_probed(k8s: list[dict[str, A
         db = bootstrap.IN_POD["storage"].removeprefix("sqlite:///")
         assert Path(db).parent == Path(mounts["data"]["mountPath"])
         assert spec["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+        # key generations on a volume of their own, apart from the data
+        assert spec["volumeClaimTemplates"][1]["metadata"]["name"] == "keys"
+        assert Path(bootstrap.IN_POD["keys"]).parent == Path(mounts["keys"]["mountPath"])
+        assert mounts["keys"]["mountPath"] != mounts["data"]["mountPath"]
     assert indices == {str(i) for i in range(1, 6)}
     pdb = next(d for d in k8s if d["kind"] == "PodDisruptionBudget")
     assert pdb["spec"]["maxUnavailable"] == 1
@@ -298,6 +302,7 @@ def test_k8s_bootstrap_rewrites_node_config_for_the_pod(
     assert str(config.hpke.public_key_file) == bootstrap.IN_POD["hpke_pub"]
     db = bootstrap.IN_POD["storage"].removeprefix("sqlite:///")
     assert sqlite_path(config.storage_url) == Path(db) and Path(db).is_absolute()
+    assert str(config.keys_dir) == bootstrap.IN_POD["keys"]
     assert config.node_id == load_node_config(data / "node1" / "node.toml").node_id
     secret = bootstrap.secret("x", {"data.key": b"ab"})
     assert secret["data"] == {"data.key": "YWI="} and secret["metadata"]["namespace"] == "pakr"

@@ -55,19 +55,21 @@ def write_node_dir(
     rate: tuple[float, int, float, int] = (0.0, 1, 0.0, 1),
     node_id: bytes | None = None,
     crypto_thread: bool = False,
+    storage: str = "sqlite:///node.db",
+    sweep_seconds: float | None = None,
 ) -> Path:
     """A node directory like ``pakr node init`` writes, with test rate limits."""
     node_id = node_id or os.urandom(16)
     directory.mkdir(parents=True, exist_ok=True)
     write_certificate(directory / "tls/node.crt", directory / "tls/node.key", "test", [])
-    write_private(directory / "data.key", os.urandom(32).hex().encode())
+    write_private(directory / "keys" / "data.key", os.urandom(32).hex().encode())
     generate_key_files(HpkeKeyFiles(directory / "hpke.key", directory / "hpke.pub"), force=True)
     text = render_config(
         node_id=node_id.hex(),
         index=index,
         listen=listen,
         insecure=False,
-        storage="sqlite:///node.db",
+        storage=storage,
         tenants=tenants,
         metrics_listen=None,
     )
@@ -78,6 +80,8 @@ def write_node_dir(
     text = text.replace("user_burst = 20", f"user_burst = {user_burst}")
     text = text.replace("peer_rate = 500.0", f"peer_rate = {peer_rate}")
     text = text.replace("peer_burst = 1000", f"peer_burst = {peer_burst}")
+    if sweep_seconds is not None:
+        text = text.replace("interval_seconds = 15", f"interval_seconds = {sweep_seconds}")
     path = directory / "node.toml"
     path.write_text(text)
     return path

@@ -257,6 +257,11 @@ class StoreContract:
         with pytest.raises(NodeRefusal) as info:
             await store.release(USER, request, now=later, peer=PEER)
         assert info.value.kind is ErrorKind.LOCKED
+        # release() itself erased the shares (no later call needed to see it)
+        user = await store.get_user(USER)
+        assert user is not None and user.committed is not None and user.committed.locked
+        rows = await store.read_audit(USER.tenant, USER.user_id, after_id=0, limit=100)
+        assert [r.op for r in rows][-1] == "locked"
         with pytest.raises(NodeRefusal) as info:  # and it stays locked
             await store.count_guess(USER, att.request, nonce=os.urandom(16), now=later, peer=PEER)
         assert info.value.kind is ErrorKind.LOCKED

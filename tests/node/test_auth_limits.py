@@ -104,19 +104,20 @@ def test_rate_limiter_refusal_carries_retry_after() -> None:
 def test_sealing_binds_user_version_and_field() -> None:
     sealer = Sealer(os.urandom(32))
     version = os.urandom(16)
-    sealed = sealer.seal(USER, version, "oprf_key_share", b"k" * 32)
-    assert sealer.unseal(USER, version, "oprf_key_share", sealed) == b"k" * 32
+    key = sealer.new_version_key(USER, version, 1000.0)
+    sealed = key.seal("oprf_key_share", b"k" * 32)
+    assert key.generation is not None and key.wrapped is not None
+    opened = sealer.open_version_key(USER, version, key.generation, key.wrapped)
+    assert opened.unseal("oprf_key_share", sealed) == b"k" * 32
     assert b"k" * 32 not in sealed
-    for user, ver, field in (
-        (UserRef("acme", "bob"), version, "oprf_key_share"),
-        (USER, os.urandom(16), "oprf_key_share"),
-        (USER, version, "secret_share"),
-    ):
-        with pytest.raises(StoreError):
-            sealer.unseal(user, ver, field, sealed)
-    with pytest.raises(StoreError, match="wrong data key"):
-        Sealer(os.urandom(32)).unseal(USER, version, "oprf_key_share", sealed)
-    assert repr(sealer) == "Sealer(<data key>)"
+    with pytest.raises(StoreError):
+        opened.unseal("secret_share", sealed)  # another field
+    for user, ver in ((UserRef("acme", "bob"), version), (USER, os.urandom(16))):
+        with pytest.raises(StoreError):  # the wrapped key is bound to its row
+            sealer.open_version_key(user, ver, key.generation, key.wrapped)
+    with pytest.raises(StoreError, match="key generation"):  # another node's generations
+        Sealer(os.urandom(32)).open_version_key(USER, version, key.generation + 1, key.wrapped)
+    assert repr(sealer).startswith("Sealer(<data key>")
 
 
 def test_crash_point_parsing() -> None:

@@ -124,10 +124,12 @@ def test_init_writes_a_node_directory(tmp_path: Path, tenant_key: TenantKey) -> 
     assert len(bytes.fromhex(info["node_id"])) == 16
     assert info["config"] == str(directory / "node.toml")
     assert info["tls_cert"] == str(directory / "tls" / "node.crt")
-    for name in ("node.toml", "tls/node.crt", "tls/node.key", "data.key", "node.db"):
+    for name in ("node.toml", "tls/node.crt", "tls/node.key", "keys/data.key", "node.db"):
         assert (directory / name).exists(), name
-    assert (directory / "data.key").stat().st_mode & 0o777 == 0o600
+    assert (directory / "keys" / "data.key").stat().st_mode & 0o777 == 0o600
     assert (directory / "tls/node.key").stat().st_mode & 0o777 == 0o600
+    for path in [directory, *directory.rglob("*")]:  # everything the node wrote is private
+        assert path.stat().st_mode & 0o077 == 0, path
     again = run_cli("init", "--dir", str(directory), "--index", "1", "--listen", "x:1")
     assert again.returncode == 2 and "--force" in again.stderr
     forced = init_node(directory, tenant_key, "--force", "--node-id", "ab" * 16)

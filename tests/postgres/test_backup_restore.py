@@ -156,7 +156,9 @@ def test_restore_refusals_write_nothing(
     # the same node id with another data key
     (node.path / "other.key").write_text("11" * 32)
     wrong_key = node.replica_config("wrongkey", storage=pg_url)
-    wrong_key.write_text(wrong_key.read_text().replace('file = "data.key"', 'file = "other.key"'))
+    wrong_key.write_text(
+        wrong_key.read_text().replace('file = "keys/data.key"', 'file = "other.key"')
+    )
     with pytest.raises(ConfigError, match="another data key"):
         restore_node(load_config(wrong_key), out)
 

@@ -10,6 +10,7 @@ import pytest
 
 from pakr.node.store import open_store
 from pakr.node.store.base import SCHEMA_VERSION, StoreError
+from pakr.node.store.keys import KeyRing
 from pakr.node.store.postgres import PostgresStore, open_postgres_store
 from pakr.node.store.sealing import Sealer
 from pakr.proto.errors import NodeRefusal
@@ -22,7 +23,10 @@ PEER = "ipv4:127.0.0.1:1"
 
 
 async def _stores(url: str, key: bytes, n: int) -> list[PostgresStore]:
-    stores = [await open_postgres_store(url, Sealer(key), max_connections=8) for _ in range(n)]
+    keys = KeyRing(key)  # replicas share one key directory (here: one ring in memory)
+    stores = [
+        await open_postgres_store(url, Sealer(key, keys), max_connections=8) for _ in range(n)
+    ]
     await asyncio.gather(*(s.migrate() for s in stores))
     return stores
 

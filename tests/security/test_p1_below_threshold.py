@@ -272,8 +272,11 @@ async def test_stolen_database_file_alone_reveals_no_secret_material(tmp_path: P
         assert value not in stolen
     # The rows are there (the copy is real), sealed: a thief's own key cannot open them.
     with sqlite3.connect(path) as conn:
-        sealed = conn.execute("SELECT sealed_oprf_key_share FROM versions").fetchone()[0]
+        sealed, generation, wrapped = conn.execute(
+            "SELECT sealed_oprf_key_share, key_generation, wrapped_key FROM versions"
+        ).fetchone()
     assert sealed is not None and len(sealed) > 32
     thief = Sealer(os.urandom(32))
-    with pytest.raises(Exception, match="data key"):
-        thief.unseal(USER, req.version, "oprf_key_share", bytes(sealed))
+    thief.keys.roll(1.0)  # the thief's own generation 1: not the node's
+    with pytest.raises(Exception, match="wrong key"):
+        thief.open_version_key(USER, req.version, generation, bytes(wrapped))

@@ -127,7 +127,9 @@ def test_a_tls_terminator_sees_no_share_tag_or_ciphertext(proxied: Any) -> None:
         forbidden |= _windows(value)
     for proxy in proxies:
         seen = proxy.recorded
-        assert len(seen) > 10_000
+        # A node left out of both recoveries (t = 2 of 3) sees only the registrations and
+        # Recover1s, just under 10 kB (HTTP/2 pings vary with timing): 5 kB says "real traffic".
+        assert len(seen) > 5_000
         leaks = [w for w in forbidden if w in seen]
         assert not leaks, f"{proxy.address} saw {len(leaks)} windows of share material"
     # The recording is the real, decrypted traffic: the public parts are in it.

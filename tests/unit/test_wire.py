@@ -296,6 +296,15 @@ def test_header_checks() -> None:
     bad.user_id = "x" * 129
     with pytest.raises(MalformedMessage, match="user_id"):
         wire.header_from_pb(bad)
+    for control in ("\x00", "\x1f", "\x7f", "\x85"):  # one rule for every store
+        for field in ("user_id", "tenant"):
+            bad.CopyFrom(HEADER)
+            setattr(bad, field, f"al{control}ice")
+            with pytest.raises(MalformedMessage, match="control characters"):
+                wire.header_from_pb(bad)
+    bad.CopyFrom(HEADER)
+    bad.user_id = "ålice 😀 tab-free"
+    assert wire.header_from_pb(bad).user.user_id == "ålice 😀 tab-free"
 
 
 def test_identity_and_noncanonical_rejected() -> None:
