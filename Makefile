@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint proto bench faults fuzz wheel sbom audit clean venv lock deploy-test
+.PHONY: demo test test-fast lint proto bench faults fuzz soak wheel sbom audit clean venv lock deploy-test
+
+SOAK_SECONDS ?= 600
+SOAK_ARGS ?=
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,6 +41,12 @@ bench: $(STAMP)
 
 faults: $(STAMP)
 	PAKR_FAULTS=long $(BIN)/pytest -q tests/faults
+
+# Chaos soak (3-of-5, r = 4, kills/restarts/SIGSTOPs, model checks): SOAK_SECONDS per store.
+# SOAK_ARGS=--netns (root): every node in its own network namespace, links cut as well.
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak.soak --seconds $(SOAK_SECONDS) --store sqlite $(SOAK_ARGS)
+	$(BIN)/python -m tests.soak.soak --seconds $(SOAK_SECONDS) --store postgres $(SOAK_ARGS)
 
 fuzz: $(STAMP)
 	PAKR_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q tests/security/test_fuzz_rpc.py

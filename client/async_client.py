@@ -166,7 +166,8 @@ class AsyncClient:
 
         Replaces any earlier registration once the new one is committed. ``max_guesses``
         (1..100) wrong guesses lock the secret out for good. Raises ``ClusterUnavailable``
-        (nothing written), ``CommitIncomplete`` (call again), ``InvalidAuth``, ``ConfigError``.
+        (no node acknowledged storing it), ``CommitIncomplete`` (stored on some nodes: it may
+        or may not be in force; call again), ``InvalidAuth``, ``ConfigError``.
         """
         self._check_open()
         user = check_user(self.tenant, user_id)
@@ -177,7 +178,10 @@ class AsyncClient:
     async def recover(self, user_id: str, password: Password) -> bytes:
         """The secret registered for ``user_id``, if ``password`` is right.
 
-        Every call spends one guess at each node it reaches (refunded on success). Raises
+        Every call spends one guess at each node it reaches (refunded on success: the nodes
+        that release a share and, alongside, every other holder of the version). A node that
+        answered without a copy of the version gets one (one re-registration, aborted if
+        anything newer appears). Raises
         ``InvalidPassword`` (with ``guesses_remaining``), ``NotRegistered``,
         ``ClusterUnavailable``, ``ProtocolError`` (a node misbehaved; named),
         ``WeakParameters``, ``InvalidAuth``. A user the current nodes have never seen is

@@ -36,6 +36,7 @@ from pakr.proto.messages import (
     Recover3Reply,
     Register2,
     Register3,
+    ResetGuesses,
     UserRef,
     UserStatus,
 )
@@ -100,6 +101,12 @@ class NodeTransport(Protocol):
         self, user: UserRef, token: str, request: Recover3, *, timeout: float
     ) -> Recover3Reply:
         """Recover3: the secret share against the unlock proof."""
+        ...
+
+    async def reset_guesses(
+        self, user: UserRef, token: str, request: ResetGuesses, *, timeout: float
+    ) -> None:
+        """ResetGuesses: reset a non-releasing holder's count (proof over its nonce)."""
         ...
 
     async def delete(self, user: UserRef, token: str, request: Delete, *, timeout: float) -> None:
@@ -325,7 +332,7 @@ class GrpcTransport:
         reply = await self._call(
             token, timeout, lambda s, md: s.Recover1(msg, timeout=timeout, metadata=md)
         )
-        return wire.status_from_pb(reply.status)
+        return wire.recover1_status_from_pb(reply)
 
     async def recover2(
         self, user: UserRef, token: str, request: Recover2, *, timeout: float
@@ -348,6 +355,30 @@ class GrpcTransport:
         return wire.recover3_reply_from_pb(
             reply, user=user, node_id=self._node.node_id, request=request
         )
+
+    async def reset_guesses(
+        self, user: UserRef, token: str, request: ResetGuesses, *, timeout: float
+    ) -> None:
+        """ResetGuesses over gRPC."""
+        msg = wire.reset_to_pb(self._header(user), request)
+        await self._call(
+            token, timeout, lambda s, md: s.ResetGuesses(msg, timeout=timeout, metadata=md)
+        )
+
+    async def list_versions(
+        self, tenant: str, token: str, *, after_user_id: str, limit: int, timeout: float
+    ) -> list[tuple[str, UserStatus]]:
+        """ListVersions over gRPC (operator, scope ``audit``): a page of the tenant's users
+        with their version metadata."""
+        msg = pb.ListVersionsRequest(
+            header=wire.header_to_pb(os.urandom(REQUEST_ID_LEN), UserRef(tenant, "")),
+            after_user_id=after_user_id,
+            limit=limit,
+        )
+        reply = await self._call(
+            token, timeout, lambda s, md: s.ListVersions(msg, timeout=timeout, metadata=md)
+        )
+        return [(u.user_id, wire.status_from_pb(u.status)) for u in reply.users]
 
     async def delete(self, user: UserRef, token: str, request: Delete, *, timeout: float) -> None:
         """Delete over gRPC."""

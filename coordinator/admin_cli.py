@@ -26,6 +26,7 @@ from typing import Any
 
 import grpc
 
+from pakr.coordinator import replication
 from pakr.coordinator.localcluster import LocalCluster, stop_by_pid_files
 from pakr.coordinator.manifest_tools import manifest_nodes, new_cluster_id, parse_address_overrides
 from pakr.coordinator.pins import record_pin
@@ -54,6 +55,7 @@ def add_commands(subparsers: Any) -> None:
     _add_coordinator(subparsers)
     _add_probe(subparsers)
     _add_tls(subparsers)
+    replication.add_command(subparsers)
     demo = subparsers.add_parser(
         "demo",
         help="run the narrated end-to-end demo on a throwaway local cluster",

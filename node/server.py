@@ -37,6 +37,7 @@ from pakr.node.sweeper import Sweeper
 from pakr.proto import wire
 from pakr.proto.errors import ConfigError
 from pakr.proto.messages import NodeRef
+from pakr.proto.reset import nonce_key as reset_nonce_key
 
 log = logging.getLogger("pakr.node.server")
 
@@ -157,6 +158,7 @@ class NodeServer:
                 crash=crash if crash is not None else CrashPoints.from_env(),
                 clock=clock,
                 crypto_thread=config.crypto_thread,
+                reset_key=reset_nonce_key(data_key),
                 hpke_key=hpke_key,
             )
             server = grpc.aio.server(options=SERVER_OPTIONS)

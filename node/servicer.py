@@ -33,6 +33,7 @@ from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.messages import NONCE_LEN, NodeRef, Recover2, Recover2Reply, UserRef
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Recover3Outcome, node_recover2
+from pakr.proto.reset import issue_nonce, open_nonce
 from pakr.proto.tokens import LEEWAY_SECONDS, Claims
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc
@@ -93,9 +94,12 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         clock: Callable[[], float] = time.time,
         crypto_thread: bool = False,
         hpke_key: HpkePrivateKey,
+        reset_key: bytes | None = None,
     ) -> None:
         self.node = node
         self.hpke_key = hpke_key
+        # MACs the Recover1 reset nonces; derived from the data key so replicas agree
+        self.reset_key = reset_key if reset_key is not None else os.urandom(32)
         self.store = store
         self.auth = auth
         self.limiter = limiter
@@ -317,7 +321,10 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         self, request: pb.Recover1Request, context: Context
     ) -> pb.Recover1Response:
         async def body(peer: str, now: float) -> pb.Recover1Response:
-            return pb.Recover1Response(status=await self._status(request, context, peer, now))
+            status = await self._status(request, context, peer, now)
+            user = wire.header_from_pb(request.header).user
+            nonce = issue_nonce(self.reset_key, user, now)
+            return pb.Recover1Response(status=status, reset_nonce=nonce)
 
         return await self._handle("Recover1", context, body)
 
@@ -417,6 +424,26 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
 
         return await self._handle("Recover3", context, body)
 
+    async def ResetGuesses(  # noqa: N802
+        self, request: pb.ResetGuessesRequest, context: Context
+    ) -> pb.ResetGuessesResponse:
+        """Reset this node's count of the recovered version (§4a): the nonce must be one this
+        node issued for the user and unexpired, the proof under its unlock tag; the store
+        spends the nonce and resets in one transaction. Refusals reset nothing."""
+
+        async def body(peer: str, now: float) -> pb.ResetGuessesResponse:
+            user = self._authenticate(context, request.header, now)
+            message = wire.reset_from_pb(request)
+            expires_at = open_nonce(self.reset_key, user, message.nonce, now)
+            await self._current(user, now, peer)  # a due lockout erases before any reset
+            await self._timed(
+                "reset_guesses",
+                self.store.reset_guesses(user, message, expires_at=expires_at, now=now, peer=peer),
+            )
+            return pb.ResetGuessesResponse()
+
+        return await self._handle("ResetGuesses", context, body)
+
     async def Delete(  # noqa: N802
         self, request: pb.DeleteRequest, context: Context
     ) -> pb.DeleteResponse:
@@ -465,6 +492,31 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             )
 
         return await self._handle("ReadAudit", context, body)
+
+    async def ListVersions(  # noqa: N802
+        self, request: pb.ListVersionsRequest, context: Context
+    ) -> pb.ListVersionsResponse:
+        """The tenant's users with version metadata only (scope ``audit``): what the
+        operator's under-replication report compares across nodes."""
+
+        async def body(peer: str, now: float) -> pb.ListVersionsResponse:
+            user = self._authenticate(context, request.header, now, scope=SCOPE_AUDIT)
+            if not 1 <= request.limit <= MAX_AUDIT_LIMIT:
+                raise MalformedMessage(f"limit must be 1..{MAX_AUDIT_LIMIT}")
+            rows = await self._timed(
+                "list_versions",
+                self.store.list_versions(
+                    user.tenant, after_user_id=request.after_user_id, limit=request.limit
+                ),
+            )
+            return pb.ListVersionsResponse(
+                users=[
+                    pb.UserVersions(user_id=user_id, status=wire.status_to_pb(status))
+                    for user_id, status in rows
+                ]
+            )
+
+        return await self._handle("ListVersions", context, body)
 
 
 class _Undecodable:

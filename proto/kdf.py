@@ -31,6 +31,8 @@ LABEL_ENCRYPTION_KEY = b"pakr/v1/encryption-key"
 LABEL_SECRET_AD = b"pakr/v1/secret-ad"
 LABEL_SECRET_COMMITMENT = b"pakr/v1/secret-commitment"
 LABEL_UNLOCK_PROOF = b"pakr/v1/unlock-proof"
+LABEL_RESET_PROOF = b"pakr/v1/reset-proof"
+LABEL_RESET_NONCE = b"pakr/v1/reset-nonce"
 LABEL_HPKE_REGISTER2 = b"pakr/v1/hpke-register2"
 LABEL_HPKE_RECOVER3 = b"pakr/v1/hpke-recover3"
 
@@ -303,6 +305,13 @@ def unlock_proof(unlock_tag: bytes, nonce: bytes, attempt_id: bytes, reply_key: 
         _fixed("attempt_id", attempt_id, ATTEMPT_ID_LEN),
         reply_key,
     )
+
+
+def reset_proof(unlock_tag: bytes, version: bytes, nonce: bytes) -> bytes:
+    """``MAC(unlock_tag_i, "pakr/v1/reset-proof"; version, nonce_i)``: proves knowledge of the
+    node's tag for ``version`` over a nonce the node issued, so the guess count can be reset
+    at a node that did not release its share (no replay: the nonce is single-use)."""
+    return mac(unlock_tag, LABEL_RESET_PROOF, _fixed("version", version, VERSION_LEN), nonce)
 
 
 def equal(a: bytes, b: bytes) -> bool:

@@ -22,6 +22,7 @@ VERSION_LEN = 16
 NODE_ID_LEN = 16
 ATTEMPT_ID_LEN = 16
 NONCE_LEN = 16
+RESET_NONCE_LEN = 40  # expiry (8) ‖ random (16) ‖ MAC (16): see pakr.proto.reset
 REQUEST_ID_LEN = 16
 MAC_LEN = 32
 SIGNATURE_LEN = 64
@@ -64,6 +65,7 @@ class VersionInfo:
     argon2: Argon2Params
     guesses_remaining: int
     locked: bool = False
+    max_guesses: int = 0  # the version's own guess limit (0: the node did not say)
 
     @property
     def usable(self) -> bool:
@@ -78,6 +80,7 @@ class UserStatus:
     committed: VersionInfo | None = None
     pending: VersionInfo | None = None
     tombstone_epoch: int = 0
+    reset_nonce: bytes = b""  # Recover1 only: the node's single-use nonce for ResetGuesses
 
     @property
     def highest_epoch(self) -> int:
@@ -161,6 +164,16 @@ class Recover3Reply:
     secret_share: Scalar = field(repr=False)
     encrypted_secret: bytes = field(repr=False)
     secret_commitment: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ResetGuesses:
+    """ResetGuesses: reset the count of ``version`` at a node that did not release its share,
+    proven under the node's unlock tag over the single-use nonce it issued with Recover1."""
+
+    version: bytes
+    nonce: bytes
+    proof: bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,7 @@ class VersionRecord:
             argon2=self.argon2,
             guesses_remaining=self.guesses_remaining,
             locked=self.locked,
+            max_guesses=self.max_guesses,
         )
 
 

@@ -62,6 +62,7 @@ class VersionChoice:
     nodes: tuple[NodeRef, ...]  # hold the version with the agreed parameters and can guess
     pending_nodes: tuple[NodeRef, ...]  # hold it only as pending: roll forward on success
     suspects: tuple[NodeRef, ...] = ()  # reported the version with other Argon2 parameters
+    max_guesses: int = 0  # the version's own guess limit, as most holders report it (0: none)
 
 
 def settled(answers: Mapping[NodeRef, UserStatus], *, threshold: int) -> bool:
@@ -170,6 +171,7 @@ def choose_version(
     if len(usable) < t:
         raise InvalidPassword(0)
     pending = tuple(node for node, info, p in holders if p and info.argon2 == params)
+    limits = Counter(i.max_guesses for _, i, _ in holders if i.argon2 == params and i.max_guesses)
     return VersionChoice(
         version=version,
         epoch=epoch,
@@ -177,6 +179,7 @@ def choose_version(
         nodes=usable,
         pending_nodes=pending,
         suspects=suspects,
+        max_guesses=limits.most_common(1)[0][0] if limits else 0,
     )
 
 

@@ -30,6 +30,7 @@ from pakr.proto.messages import (
     NONCE_LEN,
     PROTOCOL_VERSION,
     REQUEST_ID_LEN,
+    RESET_NONCE_LEN,
     SIGNATURE_LEN,
     VERIFYING_KEY_LEN,
     VERSION_LEN,
@@ -40,6 +41,7 @@ from pakr.proto.messages import (
     Recover3Reply,
     Register2,
     Register3,
+    ResetGuesses,
     UserRef,
     UserStatus,
     VersionInfo,
@@ -192,6 +194,7 @@ def version_info_from_pb(msg: pb.VersionInfo) -> VersionInfo:
         argon2=argon2_from_pb(msg.argon2),
         guesses_remaining=min(msg.guesses_remaining, MAX_GUESSES_LIMIT),
         locked=msg.locked,
+        max_guesses=min(msg.max_guesses, MAX_GUESSES_LIMIT),
     )
 
 
@@ -202,6 +205,7 @@ def version_info_to_pb(info: VersionInfo) -> pb.VersionInfo:
         argon2=argon2_to_pb(info.argon2),
         guesses_remaining=info.guesses_remaining,
         locked=info.locked,
+        max_guesses=info.max_guesses,
     )
 
 
@@ -402,6 +406,36 @@ def recover3_reply_to_pb(
             attempt_id=request.attempt_id,
             reply_key=HpkePublicKey.decode(request.reply_key, "reply_key"),
         )
+    )
+
+
+# ------------------------------------------------------------------------ reset
+
+
+def recover1_status_from_pb(msg: pb.Recover1Response) -> UserStatus:
+    """A Recover1 reply: the status with the node's reset nonce (dropped when malformed:
+    the node then simply gets no reset)."""
+    status = status_from_pb(msg.status)
+    nonce = msg.reset_nonce if len(msg.reset_nonce) == RESET_NONCE_LEN else b""
+    return UserStatus(
+        committed=status.committed,
+        pending=status.pending,
+        tombstone_epoch=status.tombstone_epoch,
+        reset_nonce=nonce,
+    )
+
+
+def reset_from_pb(msg: pb.ResetGuessesRequest) -> ResetGuesses:
+    return ResetGuesses(
+        version=_exact("version", msg.version, VERSION_LEN),
+        nonce=_exact("nonce", msg.nonce, RESET_NONCE_LEN),
+        proof=_exact("proof", msg.proof, MAC_LEN),
+    )
+
+
+def reset_to_pb(header: pb.RequestHeader, req: ResetGuesses) -> pb.ResetGuessesRequest:
+    return pb.ResetGuessesRequest(
+        header=header, version=req.version, nonce=req.nonce, proof=req.proof
     )
 
 

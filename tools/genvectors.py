@@ -297,6 +297,10 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
                     "proof": replies[n].proof.encode().hex(),
                     "nonce": replies[n].nonce.hex(),
                     "unlock_proof": unlocked.requests[n].unlock_proof.hex(),
+                    "reset_nonce": RESET_NONCE.hex(),
+                    "reset_proof": kdf.reset_proof(
+                        kdf.unlock_tag(unlocked.unlock_key, n.node_id), version, RESET_NONCE
+                    ).hex(),
                     "recover3_info": hpke.recover3_info(
                         user, n.node_id, version, attempt.attempt_id
                     ).hex(),
@@ -312,6 +316,9 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
             "secret": recovered.hex(),
         },
     }
+
+
+RESET_NONCE = bytes(range(40))  # a ResetGuesses nonce is node-issued; any 40 bytes do here
 
 
 def generate() -> dict[str, Any]:

@@ -2,14 +2,15 @@
 
 Crash-safe through the two-phase registration: the old version stays committed (and the old
 password keeps working) until r nodes have committed the new version. A crash in between
-leaves the old password in force; calling ``change_password`` again is safe. The guess policy
-(``max_guesses``) of the old registration is kept unless a new one is given.
+leaves the old password in force; calling ``change_password`` again is safe. The guess limit
+of the recovered version (its own ``max_guesses``, from the policy signed with it and checked
+on recovery; never another version's count) is kept unless a new one is given.
 """
 
 from __future__ import annotations
 
 from pakr.cluster import ClusterContext
-from pakr.operations.recover import recover
+from pakr.operations.recover import recover_outcome
 from pakr.operations.register import register
 from pakr.proto.messages import UserRef
 
@@ -23,5 +24,6 @@ async def change_password(
     max_guesses: int | None = None,
 ) -> None:
     """Re-register ``user``'s secret under ``new_password`` (needs the old one)."""
-    secret = await recover(ctx, user, old_password)
-    await register(ctx, user, new_password, secret, max_guesses=max_guesses)
+    recovered = await recover_outcome(ctx, user, old_password, fill=False)
+    limit = max_guesses if max_guesses is not None else recovered.max_guesses
+    await register(ctx, user, new_password, recovered.secret, max_guesses=limit)

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from pakr.cluster import ClusterContext
 from pakr.operations import register as registration
-from pakr.operations.recover import read_states, recover
+from pakr.operations.recover import read_states, recover, recover_outcome
 from pakr.proto.errors import NotRegistered, PakrError
 from pakr.proto.messages import NodeRef, UserRef, UserStatus
 
@@ -50,25 +50,24 @@ async def recover_or_migrate(
         failure: PakrError = not_here
         for old in previous:
             try:
-                secret = await recover(old, user, password)
+                recovered = await recover_outcome(old, user, password, fill=False)
             except NotRegistered:
                 continue
             except PakrError as error:  # e.g. the old nodes are gone: keep looking
                 failure = error
                 continue
-            await _migrate(ctx, old, user, password, secret)
-            return secret
+            await _migrate(ctx, user, password, recovered.secret, recovered.max_guesses)
+            return recovered.secret
         raise failure from None
 
 
 async def _migrate(
-    ctx: ClusterContext, old: ClusterContext, user: UserRef, password: bytes, secret: bytes
+    ctx: ClusterContext, user: UserRef, password: bytes, secret: bytes, max_guesses: int
 ) -> None:
-    """Register ``secret`` on the current nodes with the old registration's guess limit."""
+    """Register ``secret`` on the current nodes with the recovered version's own guess limit
+    (``max_guesses``, from its signed policy)."""
     try:
-        states = await registration.read_states(old, user, need=old.threshold)
-        limit = registration.current_policy(states)
-        await registration.register(ctx, user, password, secret, max_guesses=limit)
+        await registration.register(ctx, user, password, secret, max_guesses=max_guesses)
     except PakrError as error:  # the secret is recovered; migration is retried next time
         log.warning("recover: could not migrate the user to the current nodes: %s", error)
         return

@@ -17,13 +17,23 @@ the version only as pending get a Register3 to roll them forward.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from pakr.cluster import ClusterContext, NodeStep
 from pakr.fanout import StepResult
+from pakr.operations.heal import fill as heal_fill
+from pakr.operations.heal import reset_counts
 from pakr.passwords import stretch
-from pakr.proto.errors import ClusterUnavailable, PakrError, ProtocolError
+from pakr.proto.errors import (
+    ClusterUnavailable,
+    Conflict,
+    NotRegistered,
+    PakrError,
+    ProtocolError,
+)
 from pakr.proto.messages import (
     NodeRef,
     Recover2Reply,
@@ -45,6 +55,7 @@ from pakr.proto.recover import (
     start_recover2,
     verify_recover3_reply,
 )
+from pakr.proto.reset import reset_requests, reset_targets
 from pakr.refusals import reason, step_failure
 from pakr.transport import NodeTransport
 
@@ -99,8 +110,28 @@ def _refine(
     return full
 
 
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """A successful recovery: the secret, the version it came from, and what healing did."""
+
+    secret: bytes = field(repr=False)
+    choice: VersionChoice
+    max_guesses: int  # the version's own limit, from its signed policy (checked)
+    resets: int = 0  # non-releasing holders whose guess count was reset
+    filled: bool = False  # the secret was re-registered to fill missing copies
+
+
 async def recover(ctx: ClusterContext, user: UserRef, password: bytes) -> bytes:
     """Recover ``user``'s secret with ``password`` (raises ``InvalidPassword`` when wrong)."""
+    return (await recover_outcome(ctx, user, password)).secret
+
+
+async def recover_outcome(
+    ctx: ClusterContext, user: UserRef, password: bytes, *, fill: bool = True
+) -> Recovered:
+    """:func:`recover`, healing on success: the guess counts of the holders that release no
+    share are reset alongside Recover3 (§4a), pending holders rolled forward, and (with
+    ``fill``) missing copies filled by one compare-and-swap re-registration (§4b)."""
     t = ctx.threshold
     flight = ctx.start("recover1", user, ctx.nodes, _recover1(user))
     try:
@@ -120,6 +151,7 @@ async def recover(ctx: ClusterContext, user: UserRef, password: bytes) -> bytes:
     finally:
         await flight.close()
     choice = _refine(ctx, user, early, flight.result) if early_answer else early
+    answers = dict(flight.result.replies)
     for node in choice.suspects:
         log.warning(
             "recover: ignored %s: it reports other Argon2id parameters than the other nodes",
@@ -129,9 +161,31 @@ async def recover(ctx: ClusterContext, user: UserRef, password: bytes) -> bytes:
     del access_key, seed
     session = _Session(ctx, user, attempt, hedge_after)
     unlocked = await session.evaluate()
-    secret = await session.release(unlocked)
+    targets = reset_targets(
+        answers,
+        version=choice.version,
+        releasing=set(unlocked.requests),
+        evaluated=session.asked,
+    )
+    resets = asyncio.ensure_future(
+        reset_counts(
+            ctx, user, reset_requests(unlocked.unlock_key, choice.version, answers, targets)
+        )
+    )
+    try:
+        secret = await session.release(unlocked)
+    finally:
+        reset_count = await resets  # finished before returning, success or not
     await roll_forward(ctx, user, choice)
-    return secret
+    limit = unlocked.policy.max_guesses
+    filled = fill and await heal_fill(ctx, user, password, secret, choice, answers, limit)
+    return Recovered(
+        secret=secret,
+        choice=choice,
+        max_guesses=unlocked.policy.max_guesses,
+        resets=reset_count,
+        filled=filled,
+    )
 
 
 class _Session:
@@ -148,6 +202,11 @@ class _Session:
         self.replies: dict[NodeRef, Recover2Reply] = {}  # evaluations still in play
         self.failures: dict[NodeRef, PakrError] = {}
         self.set_aside: dict[NodeRef, str] = {}  # misbehaved: named in the warning or error
+
+    @property
+    def asked(self) -> set[NodeRef]:
+        """Every node asked for a Recover2 in this attempt (each may have counted it)."""
+        return set(self.replies) | set(self.failures) | set(self.set_aside)
 
     async def _ask(self, need: int) -> dict[NodeRef, Recover2Reply]:
         """Recover2 at the next ``need`` spare nodes (more for failures and stragglers)."""
@@ -169,7 +228,7 @@ class _Session:
     def _shortfall(self, step: str, have: int) -> PakrError:
         """The error when no spare node is left: a failure's kind if it is more actionable
         than a protocol error, else the nodes set aside, else the cluster unavailable."""
-        error = step_failure(step, self.failures, have=have, need=self.ctx.threshold)
+        error = _replaced(step_failure(step, self.failures, have=have, need=self.ctx.threshold))
         if self.set_aside and isinstance(error, ClusterUnavailable):
             reasons = "; ".join(f"{n.name}: {why}" for n, why in self.set_aside.items())
             return TooFewValid(self.set_aside, reasons)
@@ -234,7 +293,7 @@ class _Session:
                 if bad:
                     reasons = "; ".join(f"{n.name}: {why}" for n, why in bad.items())
                     raise ProtocolError([n.name for n in bad], reasons)
-                raise step_failure("recover3", silent, have=len(shares), need=t)
+                raise _replaced(step_failure("recover3", silent, have=len(shares), need=t))
             spare = await self._ask(t - len(shares))
             unlocked, aside = admit_spares(unlocked, group_reply, spare)
             bad.update(aside)
@@ -253,6 +312,15 @@ class _Session:
         return await self.ctx.step(
             "recover3", user, nodes, release, need=len(nodes), retry=False, wait_all=True
         )
+
+
+def _replaced(error: PakrError) -> PakrError:
+    """Recover2/Recover3 refused as NOT_REGISTERED: the nodes held the version at Recover1
+    and no longer do, so a concurrent registration (another device's password change, or a
+    fill) replaced it: a ``Conflict`` to start over, not "not registered"."""
+    if isinstance(error, NotRegistered):
+        return Conflict("the user's registration changed during this recovery; try again")
+    return error
 
 
 def _warn_release(

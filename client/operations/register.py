@@ -10,6 +10,7 @@ bounded number of times.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping
 
 from pakr.cluster import ClusterContext
@@ -111,7 +112,7 @@ async def register(
     last_conflict: Conflict | None = None
     for _ in range(MAX_CONFLICT_RETRIES):
         try:
-            return await _register_once(ctx, user, password, secret, max_guesses)
+            return await register_once(ctx, user, password, secret, max_guesses)
         except Conflict as conflict:
             last_conflict = conflict
             log.info("register: a concurrent registration won the race; starting over")
@@ -119,12 +120,23 @@ async def register(
     raise last_conflict
 
 
-async def _register_once(
-    ctx: ClusterContext, user: UserRef, password: bytes, secret: bytes, max_guesses: int | None
+async def register_once(
+    ctx: ClusterContext,
+    user: UserRef,
+    password: bytes,
+    secret: bytes,
+    max_guesses: int | None,
+    *,
+    states: Mapping[NodeRef, UserStatus] | None = None,
 ) -> bytes:
-    """One pass from Register1 to Register3; ``Conflict`` when a concurrent one interfered."""
+    """One pass from Register1 to Register3; ``Conflict`` when a concurrent one interfered.
+
+    ``states`` are Register1 answers the caller already holds (a fill checked them): every
+    node's Register2 then expects exactly the committed version it reported there.
+    """
     r = ctx.register_threshold
-    states = await read_states(ctx, user, need=r)
+    if states is None:
+        states = await read_states(ctx, user, need=r)
     guesses = max_guesses if max_guesses is not None else current_policy(states)
     check_registration_args(secret, guesses)
     epoch = registration_epoch(states.values())
@@ -162,17 +174,25 @@ async def _register_once(
             for e in result.errors.values()
         ) and not isinstance(failure, InvalidAuth | UpgradeRequired):
             raise Conflict("a concurrent registration for this user won the race; try again")
+        if result.replies and not isinstance(failure, InvalidAuth | UpgradeRequired):
+            raise CommitIncomplete(
+                f"only {len(result.replies)} of the {r} needed nodes stored the new"
+                f" registration ({failure}); it may or may not be in force: call register again"
+            )
         raise failure
     acked = sorted(result.replies, key=lambda n: n.index)
     await commit(ctx, user, version, acked, need=r)
     return version
 
 
-def current_policy(states: dict[NodeRef, UserStatus]) -> int:
-    """The guess limit to keep on a password change: the committed version's full count.
-
-    Right after a successful recovery the count is reset, so the nodes report
-    ``guesses_remaining == max_guesses``; the highest report is the policy.
-    """
-    reported = [s.committed.guesses_remaining for s in states.values() if s.committed is not None]
-    return max(reported, default=DEFAULT_MAX_GUESSES) or DEFAULT_MAX_GUESSES
+def current_policy(states: Mapping[NodeRef, UserStatus]) -> int:
+    """The guess limit of a registration that does not name one: the limit most nodes report
+    for the highest-epoch committed version (the version's own, never another version's
+    count), else the default. Password changes and migrations pass the recovered version's
+    limit instead (``VersionChoice.max_guesses``)."""
+    committed = [s.committed for s in states.values() if s.committed is not None]
+    if not committed:
+        return DEFAULT_MAX_GUESSES
+    top = max(info.epoch for info in committed)
+    limits = Counter(i.max_guesses for i in committed if i.epoch == top and i.max_guesses)
+    return limits.most_common(1)[0][0] if limits else DEFAULT_MAX_GUESSES

@@ -23,6 +23,7 @@ op                when (outcome)
 ``guess_used``    Recover2 counted a guess (``remaining=<n>``)
 ``share_released``Recover3 matched (``ok``)
 ``unlock_failed`` Recover3 mismatched (``bad_unlock_tag``)
+``guesses_reset`` ResetGuesses reset a non-releasing holder's count (``ok``)
 ``locked``        a version was erased after its last failed guess (``locked``)
 ``superseded``    the sweeper dropped a pending version older than the committed
                   one (``pending_dropped``)
@@ -38,7 +39,16 @@ from typing import Protocol
 
 from pakr.node.store.schema import SCHEMA_VERSION
 from pakr.proto.errors import PakrError
-from pakr.proto.messages import NodeRef, Recover2, Recover3, Recover3Reply, Register2, UserRef
+from pakr.proto.messages import (
+    NodeRef,
+    Recover2,
+    Recover3,
+    Recover3Reply,
+    Register2,
+    ResetGuesses,
+    UserRef,
+    UserStatus,
+)
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.recover import Recover3Outcome
 
@@ -152,6 +162,14 @@ class Store(Protocol):
         and lock the version if that was the last one; a stale request changes nothing."""
         ...
 
+    async def reset_guesses(
+        self, user: UserRef, request: ResetGuesses, *, expires_at: float, now: float, peer: str
+    ) -> None:
+        """ResetGuesses, one transaction: ``check_reset`` on the named version (refusals change
+        nothing), then spend the nonce (remembered until ``expires_at``; a replay refuses with
+        ``NodeRefusal(STALE_ATTEMPT)``), then set the count to 0 (``node_reset``)."""
+        ...
+
     async def lock_version(self, user: UserRef, version: bytes, *, now: float, peer: str) -> bool:
         """Erase the version's shares and ciphertext and keep a Locked marker, if its lockout
         is due at ``now`` (``VersionRecord.lockout_due``). True when it locked it now."""
@@ -167,6 +185,13 @@ class Store(Protocol):
         self, tenant: str, user_id: str | None, *, after_id: int, limit: int
     ) -> Sequence[AuditRecord]:
         """The tenant's audit rows with id > ``after_id``, oldest first (one user's if given)."""
+        ...
+
+    async def list_versions(
+        self, tenant: str, *, after_user_id: str, limit: int
+    ) -> Sequence[tuple[str, UserStatus]]:
+        """Up to ``limit`` of the tenant's users with ``user_id > after_user_id``, in user_id
+        order, each with its version metadata (never a share): the operator's report."""
         ...
 
     async def prune_audit(self, before: float) -> int:

@@ -44,7 +44,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from pakr.node.store import maintenance, migrations
+from pakr.node.store import heal_tx, maintenance, migrations
 from pakr.node.store import transactions as tx
 from pakr.node.store.base import AuditRecord, GuessResult, ReleaseResult, StoreError, SweepResult
 from pakr.node.store.maintenance import sweep
@@ -52,7 +52,15 @@ from pakr.node.store.rows import version_row
 from pakr.node.store.schema import Dialect
 from pakr.node.store.sealing import Sealer
 from pakr.node.store.transactions import Deferred, Fetch, Program
-from pakr.proto.messages import NodeRef, Recover2, Recover3, Register2, UserRef
+from pakr.proto.messages import (
+    NodeRef,
+    Recover2,
+    Recover3,
+    Register2,
+    ResetGuesses,
+    UserRef,
+    UserStatus,
+)
 from pakr.proto.records import UserRecord, VersionRecord
 
 log = logging.getLogger("pakr.node.store")
@@ -225,6 +233,18 @@ class PostgresStore:
         self, tenant: str, user_id: str | None, *, after_id: int, limit: int
     ) -> Sequence[AuditRecord]:
         return await self._run(lambda: tx.read_audit(tenant, user_id, after_id, limit))
+
+    async def reset_guesses(
+        self, user: UserRef, request: ResetGuesses, *, expires_at: float, now: float, peer: str
+    ) -> None:
+        await self._run(
+            lambda: heal_tx.reset_guesses(PG, self._sealer, user, request, expires_at, now, peer)
+        )
+
+    async def list_versions(
+        self, tenant: str, *, after_user_id: str, limit: int
+    ) -> Sequence[tuple[str, UserStatus]]:
+        return await self._run(lambda: heal_tx.list_versions(tenant, after_user_id, limit))
 
     async def prune_audit(self, before: float) -> int:
         return await self._run(lambda: tx.prune_audit(before))

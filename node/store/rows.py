@@ -9,7 +9,7 @@ here, once, is what lets ``pakr node backup``/``restore`` move rows between back
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pakr.node.store.base import AuditRecord, StoreError
@@ -23,7 +23,7 @@ from pakr.node.store.sealing import (
 from pakr.proto.errors import MalformedMessage
 from pakr.proto.group import Element, Scalar
 from pakr.proto.kdf import Argon2Params
-from pakr.proto.messages import UserRef
+from pakr.proto.messages import UserRef, UserStatus, VersionInfo
 from pakr.proto.records import Attempt, ShareMaterial, VersionRecord
 
 __all__ = ["AUDIT_COLUMNS", "USER_COLUMNS", "VERSION_COLUMNS", "version_record", "version_row"]
@@ -142,6 +142,46 @@ def version_record(sealer: Sealer, user: UserRef, row: Mapping[str, Any]) -> Ver
         )
     except MalformedMessage as exc:
         raise StoreError(f"a stored version row is corrupt: {exc}") from None
+
+
+# The metadata columns of a version (no share, no key): what ``list_versions`` reads.
+VERSION_METADATA_SQL = (
+    "SELECT user_id, slot, version, epoch, argon2_memory_kib, argon2_iterations,"
+    " argon2_parallelism, max_guesses, guess_count,"
+    " sealed_oprf_key_share IS NULL AS locked FROM versions"
+)
+
+
+def user_statuses(
+    users: Sequence[Mapping[str, Any]], versions: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, UserStatus]]:
+    """``users`` rows and their ``VERSION_METADATA_SQL`` rows as ``(user_id, status)``."""
+    slots: dict[str, dict[str, VersionInfo]] = {}
+    for row in versions:
+        locked = bool(row["locked"])
+        max_guesses = int(row["max_guesses"])
+        slots.setdefault(row["user_id"], {})[row["slot"]] = VersionInfo(
+            version=bytes(row["version"]),
+            epoch=from_u64(row["epoch"]),
+            argon2=Argon2Params(
+                memory_kib=row["argon2_memory_kib"],
+                iterations=row["argon2_iterations"],
+                parallelism=row["argon2_parallelism"],
+            ),
+            guesses_remaining=0 if locked else max(0, max_guesses - int(row["guess_count"])),
+            locked=locked,
+            max_guesses=max_guesses,
+        )
+    out = []
+    for row in users:
+        held = slots.get(row["user_id"], {})
+        status = UserStatus(
+            committed=held.get("committed"),
+            pending=held.get("pending"),
+            tombstone_epoch=from_u64(row["tombstone_epoch"]),
+        )
+        out.append((str(row["user_id"]), status))
+    return out
 
 
 def audit_record(row: Mapping[str, Any]) -> AuditRecord:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from pakr.node.store import maintenance, migrations
+from pakr.node.store import heal_tx, maintenance, migrations
 from pakr.node.store import transactions as tx
 from pakr.node.store.base import AuditRecord, GuessResult, ReleaseResult, StoreError, SweepResult
 from pakr.node.store.checkpoint import Checkpointer
@@ -42,7 +42,15 @@ from pakr.node.store.maintenance import sweep
 from pakr.node.store.schema import Dialect
 from pakr.node.store.sealing import Sealer
 from pakr.node.store.transactions import Deferred, Fetch, Program
-from pakr.proto.messages import NodeRef, Recover2, Recover3, Register2, UserRef
+from pakr.proto.messages import (
+    NodeRef,
+    Recover2,
+    Recover3,
+    Register2,
+    ResetGuesses,
+    UserRef,
+    UserStatus,
+)
 from pakr.proto.records import UserRecord
 
 log = logging.getLogger("pakr.node.store")
@@ -426,6 +434,20 @@ class SqliteStore:
         self, tenant: str, user_id: str | None, *, after_id: int, limit: int
     ) -> Sequence[AuditRecord]:
         return self._read(tx.read_audit(tenant, user_id, after_id, limit))
+
+    async def reset_guesses(
+        self, user: UserRef, request: ResetGuesses, *, expires_at: float, now: float, peer: str
+    ) -> None:
+        await self._run(
+            lambda: heal_tx.reset_guesses(
+                SQLITE, self._sealer, user, request, expires_at, now, peer
+            )
+        )
+
+    async def list_versions(
+        self, tenant: str, *, after_user_id: str, limit: int
+    ) -> Sequence[tuple[str, UserStatus]]:
+        return self._read(heal_tx.list_versions(tenant, after_user_id, limit))
 
     async def prune_audit(self, before: float) -> int:
         return await self._run(lambda: tx.prune_audit(before))

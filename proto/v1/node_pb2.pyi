@@ -131,12 +131,15 @@ class VersionInfo(_message.Message):
     ARGON2_FIELD_NUMBER: _builtins.int
     GUESSES_REMAINING_FIELD_NUMBER: _builtins.int
     LOCKED_FIELD_NUMBER: _builtins.int
+    MAX_GUESSES_FIELD_NUMBER: _builtins.int
     version: _builtins.bytes
     """16 bytes"""
     epoch: _builtins.int
     guesses_remaining: _builtins.int
     locked: _builtins.bool
     """guess limit reached and shares erased"""
+    max_guesses: _builtins.int
+    """the version's own guess limit (0 = not reported)"""
     @_builtins.property
     def argon2(self) -> Global___Argon2Params: ...
     def __init__(
@@ -147,10 +150,11 @@ class VersionInfo(_message.Message):
         argon2: Global___Argon2Params | None = ...,
         guesses_remaining: _builtins.int = ...,
         locked: _builtins.bool = ...,
+        max_guesses: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["argon2", b"argon2"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["argon2", b"argon2", "epoch", b"epoch", "guesses_remaining", b"guesses_remaining", "locked", b"locked", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["argon2", b"argon2", "epoch", b"epoch", "guesses_remaining", b"guesses_remaining", "locked", b"locked", "max_guesses", b"max_guesses", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -372,16 +376,20 @@ class Recover1Response(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STATUS_FIELD_NUMBER: _builtins.int
+    RESET_NONCE_FIELD_NUMBER: _builtins.int
+    reset_nonce: _builtins.bytes
+    """40: single-use, short-lived nonce for ResetGuesses"""
     @_builtins.property
     def status(self) -> Global___UserStatus: ...
     def __init__(
         self,
         *,
         status: Global___UserStatus | None = ...,
+        reset_nonce: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reset_nonce", b"reset_nonce", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -529,6 +537,53 @@ class Recover3Response(_message.Message):
 Global___Recover3Response: _TypeAlias = Recover3Response  # noqa: Y015
 
 @_typing.final
+class ResetGuessesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    NONCE_FIELD_NUMBER: _builtins.int
+    PROOF_FIELD_NUMBER: _builtins.int
+    version: _builtins.bytes
+    """16: the recovered version"""
+    nonce: _builtins.bytes
+    """40: this node's reset_nonce from Recover1"""
+    proof: _builtins.bytes
+    """32: MAC(unlock_tag_i, "pakr/v1/reset-proof"; version, nonce)"""
+    @_builtins.property
+    def header(self) -> Global___RequestHeader: ...
+    def __init__(
+        self,
+        *,
+        header: Global___RequestHeader | None = ...,
+        version: _builtins.bytes = ...,
+        nonce: _builtins.bytes = ...,
+        proof: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "nonce", b"nonce", "proof", b"proof", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetGuessesRequest: _TypeAlias = ResetGuessesRequest  # noqa: Y015
+
+@_typing.final
+class ResetGuessesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetGuessesResponse: _TypeAlias = ResetGuessesResponse  # noqa: Y015
+
+@_typing.final
 class DeleteRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -655,6 +710,79 @@ class ReadAuditResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReadAuditResponse: _TypeAlias = ReadAuditResponse  # noqa: Y015
+
+@_typing.final
+class ListVersionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    AFTER_USER_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    after_user_id: _builtins.str
+    """users with user_id > after_user_id, in user_id order"""
+    limit: _builtins.int
+    """1..1000"""
+    @_builtins.property
+    def header(self) -> Global___RequestHeader:
+        """user_id empty: the whole tenant"""
+
+    def __init__(
+        self,
+        *,
+        header: Global___RequestHeader | None = ...,
+        after_user_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_user_id", b"after_user_id", "header", b"header", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVersionsRequest: _TypeAlias = ListVersionsRequest  # noqa: Y015
+
+@_typing.final
+class UserVersions(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    @_builtins.property
+    def status(self) -> Global___UserStatus: ...
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        status: Global___UserStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserVersions: _TypeAlias = UserVersions  # noqa: Y015
+
+@_typing.final
+class ListVersionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserVersions]: ...
+    def __init__(
+        self,
+        *,
+        users: _abc.Iterable[Global___UserVersions] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["users", b"users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVersionsResponse: _TypeAlias = ListVersionsResponse  # noqa: Y015
 
 @_typing.final
 class ErrorDetail(_message.Message):

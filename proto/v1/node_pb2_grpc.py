@@ -65,6 +65,11 @@ class NodeStub:
                 request_serializer=pakr_dot_v1_dot_node__pb2.Recover3Request.SerializeToString,
                 response_deserializer=pakr_dot_v1_dot_node__pb2.Recover3Response.FromString,
                 _registered_method=True)
+        self.ResetGuesses = channel.unary_unary(
+                '/pakr.v1.Node/ResetGuesses',
+                request_serializer=pakr_dot_v1_dot_node__pb2.ResetGuessesRequest.SerializeToString,
+                response_deserializer=pakr_dot_v1_dot_node__pb2.ResetGuessesResponse.FromString,
+                _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/pakr.v1.Node/Delete',
                 request_serializer=pakr_dot_v1_dot_node__pb2.DeleteRequest.SerializeToString,
@@ -74,6 +79,11 @@ class NodeStub:
                 '/pakr.v1.Node/ReadAudit',
                 request_serializer=pakr_dot_v1_dot_node__pb2.ReadAuditRequest.SerializeToString,
                 response_deserializer=pakr_dot_v1_dot_node__pb2.ReadAuditResponse.FromString,
+                _registered_method=True)
+        self.ListVersions = channel.unary_unary(
+                '/pakr.v1.Node/ListVersions',
+                request_serializer=pakr_dot_v1_dot_node__pb2.ListVersionsRequest.SerializeToString,
+                response_deserializer=pakr_dot_v1_dot_node__pb2.ListVersionsResponse.FromString,
                 _registered_method=True)
 
 
@@ -118,6 +128,14 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResetGuesses(self, request, context):
+        """Reset the guess count of a holder that did not release its share, proven under its
+        unlock tag over the nonce it issued with Recover1 (sent alongside Recover3; §4a).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Delete(self, request, context):
         """Replace every version of the user with a tombstone.
         """
@@ -127,6 +145,14 @@ class NodeServicer:
 
     def ReadAudit(self, request, context):
         """The tenant's audit log (token scope `audit`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVersions(self, request, context):
+        """The tenant's users with their version metadata, never shares (token scope `audit`):
+        the operator's under-replication report compares these across nodes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,6 +191,11 @@ def add_NodeServicer_to_server(servicer, server):
                     request_deserializer=pakr_dot_v1_dot_node__pb2.Recover3Request.FromString,
                     response_serializer=pakr_dot_v1_dot_node__pb2.Recover3Response.SerializeToString,
             ),
+            'ResetGuesses': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetGuesses,
+                    request_deserializer=pakr_dot_v1_dot_node__pb2.ResetGuessesRequest.FromString,
+                    response_serializer=pakr_dot_v1_dot_node__pb2.ResetGuessesResponse.SerializeToString,
+            ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
                     request_deserializer=pakr_dot_v1_dot_node__pb2.DeleteRequest.FromString,
@@ -174,6 +205,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.ReadAudit,
                     request_deserializer=pakr_dot_v1_dot_node__pb2.ReadAuditRequest.FromString,
                     response_serializer=pakr_dot_v1_dot_node__pb2.ReadAuditResponse.SerializeToString,
+            ),
+            'ListVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVersions,
+                    request_deserializer=pakr_dot_v1_dot_node__pb2.ListVersionsRequest.FromString,
+                    response_serializer=pakr_dot_v1_dot_node__pb2.ListVersionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -349,6 +385,33 @@ class Node:
             _registered_method=True)
 
     @staticmethod
+    def ResetGuesses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pakr.v1.Node/ResetGuesses',
+            pakr_dot_v1_dot_node__pb2.ResetGuessesRequest.SerializeToString,
+            pakr_dot_v1_dot_node__pb2.ResetGuessesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Delete(request,
             target,
             options=(),
@@ -392,6 +455,33 @@ class Node:
             '/pakr.v1.Node/ReadAudit',
             pakr_dot_v1_dot_node__pb2.ReadAuditRequest.SerializeToString,
             pakr_dot_v1_dot_node__pb2.ReadAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pakr.v1.Node/ListVersions',
+            pakr_dot_v1_dot_node__pb2.ListVersionsRequest.SerializeToString,
+            pakr_dot_v1_dot_node__pb2.ListVersionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

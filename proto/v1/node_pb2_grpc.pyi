@@ -46,10 +46,18 @@ class NodeStub:
     """Recovery: state query, counted OPRF evaluation, share release against an unlock proof."""
     Recover2: _grpc.UnaryUnaryMultiCallable[_node_pb2.Recover2Request, _node_pb2.Recover2Response]
     Recover3: _grpc.UnaryUnaryMultiCallable[_node_pb2.Recover3Request, _node_pb2.Recover3Response]
+    ResetGuesses: _grpc.UnaryUnaryMultiCallable[_node_pb2.ResetGuessesRequest, _node_pb2.ResetGuessesResponse]
+    """Reset the guess count of a holder that did not release its share, proven under its
+    unlock tag over the nonce it issued with Recover1 (sent alongside Recover3; §4a).
+    """
     Delete: _grpc.UnaryUnaryMultiCallable[_node_pb2.DeleteRequest, _node_pb2.DeleteResponse]
     """Replace every version of the user with a tombstone."""
     ReadAudit: _grpc.UnaryUnaryMultiCallable[_node_pb2.ReadAuditRequest, _node_pb2.ReadAuditResponse]
     """The tenant's audit log (token scope `audit`)."""
+    ListVersions: _grpc.UnaryUnaryMultiCallable[_node_pb2.ListVersionsRequest, _node_pb2.ListVersionsResponse]
+    """The tenant's users with their version metadata, never shares (token scope `audit`):
+    the operator's under-replication report compares these across nodes.
+    """
 
 @_typing.type_check_only
 class NodeAsyncStub(NodeStub):
@@ -62,10 +70,18 @@ class NodeAsyncStub(NodeStub):
     """Recovery: state query, counted OPRF evaluation, share release against an unlock proof."""
     Recover2: _aio.UnaryUnaryMultiCallable[_node_pb2.Recover2Request, _node_pb2.Recover2Response]  # type: ignore[assignment]
     Recover3: _aio.UnaryUnaryMultiCallable[_node_pb2.Recover3Request, _node_pb2.Recover3Response]  # type: ignore[assignment]
+    ResetGuesses: _aio.UnaryUnaryMultiCallable[_node_pb2.ResetGuessesRequest, _node_pb2.ResetGuessesResponse]  # type: ignore[assignment]
+    """Reset the guess count of a holder that did not release its share, proven under its
+    unlock tag over the nonce it issued with Recover1 (sent alongside Recover3; §4a).
+    """
     Delete: _aio.UnaryUnaryMultiCallable[_node_pb2.DeleteRequest, _node_pb2.DeleteResponse]  # type: ignore[assignment]
     """Replace every version of the user with a tombstone."""
     ReadAudit: _aio.UnaryUnaryMultiCallable[_node_pb2.ReadAuditRequest, _node_pb2.ReadAuditResponse]  # type: ignore[assignment]
     """The tenant's audit log (token scope `audit`)."""
+    ListVersions: _aio.UnaryUnaryMultiCallable[_node_pb2.ListVersionsRequest, _node_pb2.ListVersionsResponse]  # type: ignore[assignment]
+    """The tenant's users with their version metadata, never shares (token scope `audit`):
+    the operator's under-replication report compares these across nodes.
+    """
 
 class NodeServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -113,6 +129,16 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_node_pb2.Recover3Response, _abc.Awaitable[_node_pb2.Recover3Response]]: ...
 
     @_abc_1.abstractmethod
+    def ResetGuesses(
+        self,
+        request: _node_pb2.ResetGuessesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.ResetGuessesResponse, _abc.Awaitable[_node_pb2.ResetGuessesResponse]]:
+        """Reset the guess count of a holder that did not release its share, proven under its
+        unlock tag over the nonce it issued with Recover1 (sent alongside Recover3; §4a).
+        """
+
+    @_abc_1.abstractmethod
     def Delete(
         self,
         request: _node_pb2.DeleteRequest,
@@ -127,5 +153,15 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_node_pb2.ReadAuditResponse, _abc.Awaitable[_node_pb2.ReadAuditResponse]]:
         """The tenant's audit log (token scope `audit`)."""
+
+    @_abc_1.abstractmethod
+    def ListVersions(
+        self,
+        request: _node_pb2.ListVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.ListVersionsResponse, _abc.Awaitable[_node_pb2.ListVersionsResponse]]:
+        """The tenant's users with their version metadata, never shares (token scope `audit`):
+        the operator's under-replication report compares these across nodes.
+        """
 
 def add_NodeServicer_to_server(servicer: NodeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

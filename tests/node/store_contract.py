@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
 from pakr.node.store.base import SCHEMA_VERSION, Store, StoreError
+from pakr.proto import kdf
 from pakr.proto.errors import ErrorKind, InvalidPassword, NodeRefusal
-from pakr.proto.messages import LOCKOUT_GRACE_SECONDS, Recover3
+from pakr.proto.messages import LOCKOUT_GRACE_SECONDS, Recover3, ResetGuesses, UserRef
 from pakr.proto.recover import Recover3Outcome, finish_recover3, node_recover2
 from tests.node.node_helpers import (
     OTHER_USER,
@@ -372,3 +374,91 @@ class StoreContract:
             *(store.claim_token("acme:race", NOW + 300, now=NOW) for _ in range(50))
         )
         assert results.count(True) == 1
+
+    # ------------------------------------------------------------------ reset (§4a)
+
+    async def _reset_request(self, store: Store, max_guesses: int = 5) -> tuple[Any, Any]:
+        reg = await self._registered(store, max_guesses=max_guesses)
+        for _ in range(2):
+            await store.count_guess(
+                USER, wrong_recover2(reg), nonce=os.urandom(16), now=NOW, peer=PEER
+            )
+        att = attempt(reg)
+        nonce = os.urandom(16)
+        counted = await store.count_guess(USER, att.request, nonce=nonce, now=NOW, peer=PEER)
+        key = unlock(att, node_recover2(counted.record, att.request, nonce=nonce)).unlock_key
+        reset_nonce = os.urandom(40)
+        proof = kdf.reset_proof(kdf.unlock_tag(key, reg.node.node_id), reg.version, reset_nonce)
+        return reg, ResetGuesses(version=reg.version, nonce=reset_nonce, proof=proof)
+
+    async def _count(self, store: Store) -> int:
+        user = await store.get_user(USER)
+        assert user is not None and user.committed is not None
+        return user.committed.guess_count
+
+    async def test_reset_guesses_once_per_nonce(self, store: Store) -> None:
+        reg, request = await self._reset_request(store)
+        assert await self._count(store) == 3
+        await store.reset_guesses(USER, request, expires_at=NOW + 60, now=NOW, peer=PEER)
+        assert await self._count(store) == 0
+        await store.count_guess(USER, wrong_recover2(reg), nonce=os.urandom(16), now=NOW, peer=PEER)
+        with pytest.raises(NodeRefusal) as replay:
+            await store.reset_guesses(USER, request, expires_at=NOW + 60, now=NOW + 1, peer=PEER)
+        assert replay.value.kind is ErrorKind.STALE_ATTEMPT
+        assert await self._count(store) == 1
+
+    async def test_reset_refusals_change_nothing_and_keep_the_nonce(self, store: Store) -> None:
+        reg, request = await self._reset_request(store)
+        bad_proof = ResetGuesses(version=reg.version, nonce=request.nonce, proof=bytes(32))
+        other_version = ResetGuesses(os.urandom(16), request.nonce, request.proof)
+        for bad, kind in ((bad_proof, ErrorKind.BAD_UNLOCK_TAG), (other_version, None)):
+            with pytest.raises(NodeRefusal) as info:
+                await store.reset_guesses(USER, bad, expires_at=NOW + 60, now=NOW, peer=PEER)
+            assert info.value.kind is (kind or ErrorKind.NOT_REGISTERED)
+            assert await self._count(store) == 3
+        # a refused proof did not spend the nonce: the right one still works
+        await store.reset_guesses(USER, request, expires_at=NOW + 60, now=NOW, peer=PEER)
+        assert await self._count(store) == 0
+
+    async def test_concurrent_resets_with_one_nonce_admit_one(self, store: Store) -> None:
+        _, request = await self._reset_request(store)
+        results = await asyncio.gather(
+            *(
+                store.reset_guesses(USER, request, expires_at=NOW + 60, now=NOW, peer=PEER)
+                for _ in range(10)
+            ),
+            return_exceptions=True,
+        )
+        assert sum(1 for r in results if r is None) == 1
+        assert all(
+            isinstance(r, NodeRefusal) and r.kind is ErrorKind.STALE_ATTEMPT
+            for r in results
+            if r is not None
+        )
+
+    # ------------------------------------------------------------------ operator report
+
+    async def test_list_versions_pages_metadata_only(self, store: Store) -> None:
+        reg = await self._registered(store, max_guesses=4)
+        await store.count_guess(USER, wrong_recover2(reg), nonce=os.urandom(16), now=NOW, peer=PEER)
+        other = make_registration(user=OTHER_USER)
+        await store.register_pending(OTHER_USER, other.request, node=other.node, now=NOW, peer=PEER)
+        await store.delete(UserRef("acme", "carol"), 3, now=NOW, peer=PEER)
+        await store.register_pending(
+            UserRef("globex", "dave"),
+            make_registration(user=UserRef("globex", "dave")).request,
+            node=reg.node,
+            now=NOW,
+            peer=PEER,
+        )
+        rows = await store.list_versions("acme", after_user_id="", limit=10)
+        assert [user for user, _ in rows] == sorted([USER.user_id, OTHER_USER.user_id, "carol"])
+        statuses = dict(rows)
+        mine = statuses[USER.user_id].committed
+        assert mine is not None and mine.version == reg.version
+        assert (mine.max_guesses, mine.guesses_remaining, mine.locked) == (4, 3, False)
+        assert statuses[OTHER_USER.user_id].pending is not None
+        assert statuses["carol"].tombstone_epoch == 3 and statuses["carol"].committed is None
+        first = await store.list_versions("acme", after_user_id="", limit=1)
+        rest = await store.list_versions("acme", after_user_id=first[-1][0], limit=10)
+        assert first + list(rest) == list(rows)

@@ -262,5 +262,6 @@ def test_retries_replays_and_new_versions_never_reset_a_count(wire: Wire) -> Non
     asyncio.run(scenario())
     with client_for(w.cluster) as c:  # the password still in force resets it, as it should,
         assert c.recover(w.user.user_id, "right") == b"secret"
-    # at the t nodes that saw it; the other keeps its count (nothing resets it but the password)
-    assert sorted(guess_counts(w.cluster, w.user.user_id).values()) == [0, 0, 1]
+    # at the t nodes that released a share (Recover3) and, proven with the same password, at
+    # the other holder (ResetGuesses, protocol.md §4a): nothing but the password resets a count
+    assert sorted(guess_counts(w.cluster, w.user.user_id).values()) == [0, 0, 0]

@@ -168,6 +168,8 @@ def test_replay_every_derived_value(case: dict[str, Any]) -> None:
             h(rec["reply_key"]),
         )
         assert expected == h(node["unlock_proof"])
+        reset = kdf.mac(tag, b"pakr/v1/reset-proof", version, h(node["reset_nonce"]))
+        assert reset == h(node["reset_proof"])
         info = kdf.tuple_hash(
             b"pakr/v1/hpke-recover3",
             tenant.encode(),
