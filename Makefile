@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint docs proto bench faults fuzz soak byzantine wheel sbom audit clean venv
+.PHONY: demo test test-fast lint docs proto bench faults fuzz soak byzantine wheel sbom audit clean venv lock deploy-test
 
 SOAK_SECONDS ?= 600
 SOAK_ARGS ?=
@@ -58,6 +58,14 @@ byzantine: $(STAMP)
 
 fuzz: $(STAMP)
 	PAKR_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q tests/security/test_fuzz_rpc.py
+
+# Pin the servers' dependencies with hashes (deploy/requirements*.lock) from pyproject.toml.
+lock: $(STAMP)
+	$(BIN)/python tools/lock.py
+
+# Build the image and run the Compose cluster for real (root, Docker; not part of `make test`).
+deploy-test: $(STAMP)
+	timeout --kill-after=120 3000 bash tools/deploy_test.sh
 
 wheel: $(STAMP)
 	rm -rf dist

@@ -19,12 +19,33 @@ libsodium's constant-time scalar functions, never with Python integers.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import os
+import sys
+import tempfile
 from dataclasses import dataclass
 
 import rbcl
 
 from .errors import MalformedMessage
+
+
+def _unlink_extracted_libsodium() -> None:
+    """Delete the copy of libsodium that importing rbcl wrote to the temp directory.
+
+    rbcl writes its bundled libsodium to a new file in the temp directory at every import and
+    dlopens it, but never deletes it. Once loaded the mapping outlives the file, so it goes: a
+    server whose health probe runs ``pakr`` every few seconds would otherwise fill its small
+    /tmp (a tmpfs or a size-limited emptyDir) with ~3 MB per run.
+    """
+    path = getattr(sys.modules.get("rbcl._sodium"), "lib_path", None)
+    if isinstance(path, str) and os.path.dirname(path) == tempfile.gettempdir():
+        with contextlib.suppress(OSError):  # already gone: nothing leaks either way
+            os.unlink(path)
+
+
+_unlink_extracted_libsodium()
 
 ORDER: int = 2**252 + 27742317777372353535851937790883648493
 """The prime order L of the ristretto255 group."""
