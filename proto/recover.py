@@ -65,6 +65,7 @@ class VersionChoice:
     suspects: tuple[NodeRef, ...] = ()  # reported the version with other Argon2 parameters
     max_guesses: int = 0  # the version's own guess limit, as most holders report it (0: none)
     cannot_serve: tuple[NodeRef, ...] = ()  # answered: locked, no guesses, or without it
+    guesses: tuple[tuple[NodeRef, int], ...] = ()  # usable nodes' Recover1 guesses remaining
 
 
 def settled(answers: Mapping[NodeRef, UserStatus], *, threshold: int) -> bool:
@@ -196,13 +197,14 @@ def choose_version(
             "nodes disagree on the Argon2id parameters of the version",
         )
     params.check()  # WeakParameters: a floor/ceiling violation, whoever reports it
-    usable = tuple(
-        node
+    ranked = tuple(
+        (node, info.guesses_remaining)
         for node, info, pending in sorted(
             holders, key=lambda h: _preference(user, h[0], h[1], h[2], distrusted)
         )
         if info.argon2 == params and info.usable
     )
+    usable = tuple(node for node, _ in ranked)
     unable = tuple(node for node, status in answers.items() if cannot_serve(status, *candidate))
     if len(usable) < t:
         if lockout_is_certain(len(unable), threshold=t, node_count=node_count):
@@ -223,7 +225,26 @@ def choose_version(
         suspects=suspects,
         max_guesses=limits.most_common(1)[0][0] if limits else 0,
         cannot_serve=unable,
+        guesses=ranked,
     )
+
+
+def guesses_left(
+    choice: VersionChoice, replies: Mapping[NodeRef, Recover2Reply], *, threshold: int
+) -> int:
+    """How many more wrong guesses recovery can absorb after a wrong one: the t-th largest
+    count over every node that can serve the version, the asked nodes' counts taken from
+    their Recover2 replies (this guess included), the others' from Recover1.
+
+    The group asked is the nodes with the fewest guesses left, so its own t-th count would
+    report a node that missed a login's reset (and still carries older wrong guesses) as
+    the user's whole budget: an honest user would read "locked out" after fewer than
+    max_guesses wrong guesses since their last login. The figure is advice to the user;
+    the nodes' own counts are what bound an attacker."""
+    counts = dict(choice.guesses)
+    counts.update({node: reply.guesses_remaining for node, reply in replies.items()})
+    ranked = sorted(counts.values(), reverse=True)
+    return ranked[threshold - 1] if len(ranked) >= threshold else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,7 @@ from pakr.proto.recover import (
     choose_version,
     finish_recover2,
     finish_recover3,
+    guesses_left,
     lockout_is_certain,
     settled,
     start_recover2,
@@ -335,7 +336,9 @@ class _Session:
                 self._set_aside(error.set_aside)
                 for node, why in self.set_aside.items():
                     log.warning("recover: ignored %s's evaluation: %s", node.name, why)
-                raise
+                valid = {n: r for n, r in self.replies.items() if n not in self.set_aside}
+                left = guesses_left(self.attempt.choice, valid, threshold=t)
+                raise PasswordMismatch(left, error.set_aside) from None
             self._set_aside(unlocked.set_aside)
             for node, why in self.set_aside.items():
                 log.warning("recover: ignored %s's evaluation: %s", node.name, why)
