@@ -173,7 +173,8 @@ class WeakParameters(PakrError):
 class CommitIncomplete(PakrError):
     """Too few nodes committed a new registration.
 
-    The new password may or may not be in force; calling ``register`` again is safe.
+    The new password may or may not be in force; calling ``register`` again with
+    ``if_exists="replace"`` is safe (the earlier call may have left a registered user).
     """
 
 

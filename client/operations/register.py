@@ -110,6 +110,7 @@ async def commit(
         raise CommitIncomplete(
             f"only {len(committed)} of the {need} needed nodes committed the new registration"
             f" ({why}); the new password may or may not be in force: call register again"
+            ' with if_exists="replace"'
         )
     return committed
 
@@ -240,6 +241,7 @@ async def register_once(
             raise CommitIncomplete(
                 f"only {len(result.replies)} of the {r} needed nodes stored the new"
                 f" registration ({failure}); it may or may not be in force: call register again"
+                ' with if_exists="replace"'
             )
         raise failure
     acked = sorted(result.replies, key=lambda n: n.index)

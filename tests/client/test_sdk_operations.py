@@ -308,7 +308,7 @@ async def test_step_deadline_bounds_a_failing_operation() -> None:
         for transport in cluster.transports[:2]:
             transport.knobs.delay = 60.0
         start = time.monotonic()
-        with pytest.raises(ClusterUnavailable, match="deadline"):
+        with pytest.raises(ClusterUnavailable, match=r"deadline|no answer in time"):
             await client.recover("olga", "pw")
         assert time.monotonic() - start < 1.0
 

@@ -267,7 +267,7 @@ def test_audit_cli_and_sdk(three: LocalCluster, run: Any) -> None:
     assert run(["register", *args, "--generate", "4", "--max-guesses", "1", pw], "pw\n")[0] == 0
     assert run(["recover", *args, pw, "--hex"], "pw\n")[0] == 0
     assert run(["recover", *args, pw], "wrong\n")[0] == 3  # the only guess: locked out
-    assert run(["recover", *args, pw], "pw\n")[0] == 3  # locked out
+    assert run(["recover", *args, pw], "pw\n")[0] == 8  # LockedOut: its own exit code
     # The SDK asks no node once no guess is left; a client that still tries (here by hand) is
     # refused, and the node audits that.
     import os

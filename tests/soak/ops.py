@@ -67,7 +67,9 @@ class Ops:
         password, secret = os.urandom(8).hex().encode(), os.urandom(16)
         limit = self.rng.randint(6, 10)
         try:
-            self.client.register(user.user_id, password, secret, max_guesses=limit)
+            self.client.register(
+                user.user_id, password, secret, max_guesses=limit, if_exists="replace"
+            )
         except TRANSIENT as error:
             with self.model.lock:
                 user.maybe(password, secret, limit)
