@@ -1,6 +1,6 @@
 """Send one protocol step to many nodes at once and collect enough answers.
 
-Every step of PROTOCOL.md §3-5 goes to a set of nodes in parallel under one deadline. The step
+Every step of docs/protocol.md §3-5 goes to a set of nodes in parallel under one deadline. The step
 is done as soon as it has the answers it needs plus a short *linger* (so a straggler a few
 milliseconds behind still counts, which matters where every answer helps: epochs, version
 choice, grouping), or as soon as the needed number can no longer be reached. Transient

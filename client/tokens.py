@@ -1,7 +1,7 @@
 """Access-token providers: where the SDK gets one token per node per call.
 
 A provider is any callable ``(user_id, audience) -> str``, sync or async, where ``audience`` is
-the node id in lowercase hex (PROTOCOL.md §2: one token per node, so a node cannot replay a
+the node id in lowercase hex (docs/protocol.md §2: one token per node, so a node cannot replay a
 client's token to its peers). In production it asks the application's backend, which mints
 tokens after its own login; :func:`dev_token_provider` mints them locally from a tenant key
 file, for development and tests only.

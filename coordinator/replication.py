@@ -1,4 +1,4 @@
-"""``pakr replication``: which users heal cannot reach (PROTOCOL.md §4b, docs/operator.md).
+"""``pakr replication``: which users heal cannot reach (docs/protocol.md §4b, docs/operator.md).
 
 Every successful login fills missing copies, so users who never log in stay on fewer nodes
 than the operator intends (r < n registrations, nodes restored from old backups). This

@@ -1,4 +1,4 @@
-"""Token-bucket rate limits per user and per peer (PROTOCOL.md §6).
+"""Token-bucket rate limits per user and per peer (docs/protocol.md §6).
 
 A refused request is ``RATE_LIMITED`` with the seconds until a token is available, so
 clients can back off precisely. Buckets idle long enough to be full again are dropped, which

@@ -1,4 +1,4 @@
-"""Delete (PROTOCOL.md §5): every version of the user becomes a tombstone at a new epoch.
+"""Delete (docs/protocol.md §5): every version of the user becomes a tombstone at a new epoch.
 
 Client: :func:`delete_epoch` after a Register1 round, then Delete to all nodes; success
 needs ``register_threshold`` acknowledgements. Node: :func:`node_delete`. The tombstone's

@@ -4,7 +4,7 @@ Every layer (protocol core, node, SDK, coordinator) raises these, so an applicat
 ``pakr.PakrError`` and nothing else. Messages say what happened and what to do about it; they
 never carry a password, a secret, a share or a token.
 
-The SDK-facing errors are those of PROTOCOL.md §7. When several nodes fail differently the SDK
+The SDK-facing errors are those of docs/protocol.md §7. When several nodes fail differently the SDK
 reports the *most actionable* one; that ordering lives in :func:`most_actionable`, once.
 
 :class:`ErrorKind` is the typed kind that travels on the wire in the gRPC error detail, so the
@@ -208,7 +208,7 @@ class NodeRefusal(PakrError):
 
 
 # Most actionable first: InvalidPassword < NotRegistered < InvalidAuth < RateLimited <
-# UpgradeRequired < ProtocolError < ClusterUnavailable (PROTOCOL.md §7).
+# UpgradeRequired < ProtocolError < ClusterUnavailable (docs/protocol.md §7).
 _ORDER: tuple[type[PakrError], ...] = (
     InvalidPassword,
     NotRegistered,
@@ -229,7 +229,7 @@ def _rank(error: PakrError) -> int:
 
 
 def most_actionable(errors: Iterable[PakrError]) -> PakrError:
-    """Return the error an application can act on best, per PROTOCOL.md §7's order.
+    """Return the error an application can act on best, per docs/protocol.md §7's order.
 
     Ties keep the first one seen, so callers control precedence among equals.
     """

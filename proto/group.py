@@ -1,7 +1,7 @@
 """The ristretto255 prime-order group: canonical scalars and elements over libsodium (``rbcl``).
 
 Why a wrapper at all: libsodium's raw byte API has sharp edges that would otherwise leak into
-every caller (see NOTES-crypto.md):
+every caller:
 
 * there is no canonical-scalar check, so a wire scalar ``>= L`` would be silently reduced;
 * ``is_valid_point`` accepts the identity, which is never a valid key, blinded element or share;

@@ -1,4 +1,4 @@
-"""Filling missing copies after a successful recovery (PROTOCOL.md §4b): the decisions, pure.
+"""Filling missing copies after a successful recovery (docs/protocol.md §4b): the decisions, pure.
 
 With r < n a node that missed a registration keeps the older version (or none) forever, and
 the secret lives on fewer nodes than the operator thinks. After a recovery the client holds

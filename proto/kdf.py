@@ -1,6 +1,6 @@
 """Password stretching (Argon2id), hashing (TupleHash256) and MACs (KMAC256) of pakr v1.
 
-One named function per derived value of PROTOCOL.md §3/§4, so the byte layout of every
+One named function per derived value of docs/protocol.md §3/§4, so the byte layout of every
 derivation lives here once, and each uses its own customization label: no two uses (or two
 different field lists) can ever produce the same input. Multi-field inputs are unambiguous —
 TupleHash encodes each field's length itself, and MAC inputs prefix each field with its 4-byte
@@ -54,7 +54,7 @@ OPRF_OUTPUT_LEN = 64
 class Argon2Params:
     """Argon2id cost parameters (RFC 9106): memory in KiB, passes, lanes.
 
-    The client enforces :attr:`FLOOR` and :attr:`CEILING` (PROTOCOL.md §4 step 3) so a
+    The client enforces :attr:`FLOOR` and :attr:`CEILING` (docs/protocol.md §4 step 3) so a
     malicious node can neither weaken the hash (cheap offline guessing for whoever gets the
     ciphertext) nor stall the client with absurd costs.
     """
@@ -186,7 +186,7 @@ def _utf8(name: str, value: str) -> bytes:
     return value.encode("utf-8")
 
 
-# --- derived values (PROTOCOL.md §3, §4) ------------------------------------------------------
+# --- derived values (docs/protocol.md) ---------------------------------------------------------
 
 
 def registration_salt(tenant: str, user_id: str, version: bytes) -> bytes:

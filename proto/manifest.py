@@ -1,4 +1,4 @@
-"""The signed cluster manifest (PROTOCOL.md §2): which nodes exist and how to reach them.
+"""The signed cluster manifest (docs/protocol.md §2): which nodes exist and how to reach them.
 
 The manifest is the client's root of trust for a cluster: node ids and Shamir indices (bound
 into every signed OPRF key), addresses, the pinned TLS certificates, the threshold and the
@@ -291,7 +291,7 @@ def check_shape(
     register_threshold: int | None = None,
     subject: str = "manifest ",
 ) -> None:
-    """The rules on n, t and r (PROTOCOL.md §2), for a manifest or a cluster about to be made.
+    """The rules on n, t and r (docs/protocol.md §2), for a manifest or a cluster about to be made.
 
     ``subject`` starts each message ("manifest ", "cluster ").
     """
@@ -332,7 +332,7 @@ def _check_node_set(nodes: Sequence[ManifestNode], threshold: int, dev: bool, wh
 
 
 def check_manifest(manifest: Manifest) -> None:
-    """Every shape rule of PROTOCOL.md §2 that needs no clock or signature."""
+    """Every shape rule of docs/protocol.md §2 that needs no clock or signature."""
     if manifest.serial < 1:
         raise ConfigError("manifest serial must be >= 1")
     if manifest.expires_at <= manifest.issued_at:

@@ -3,7 +3,7 @@
 Written over :mod:`pakr.proto.group` and ``hashlib`` and checked byte-for-byte against the
 RFC's test vectors (``tests/vectors/rfc9497-ristretto255-sha512.json``). The functions follow
 the RFC's names and steps; the VOPRF proof is split out (``generate_proof``/``verify_proof``)
-so a threshold node can prove its own share ``K_i = k_i·G`` (PROTOCOL.md §4).
+so a threshold node can prove its own share ``K_i = k_i·G`` (docs/protocol.md §4).
 
 Why VOPRF rather than OPRF: the DLEQ proof binds each evaluation to the node's signed public
 share, so a node cannot answer with a different key and steer the client to a wrong output.

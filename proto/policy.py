@@ -1,4 +1,4 @@
-"""A registration's policy and the one-time key's signature over it (PROTOCOL.md §3).
+"""A registration's policy and the one-time key's signature over it (docs/protocol.md §3).
 
 The client that registers a version signs, for every node, the node's public OPRF share
 together with the version's policy: the guess limit and the Argon2id parameters. Nodes check

@@ -1,4 +1,4 @@
-"""What a node stores per user, as frozen dataclasses (PROTOCOL.md §6).
+"""What a node stores per user, as frozen dataclasses (docs/protocol.md §6).
 
 A user has at most one committed and one pending :class:`VersionRecord`, each with its own
 guess count and latest attempt, plus a tombstone epoch after a delete. The secret-bearing

@@ -1,4 +1,4 @@
-"""Recovery (PROTOCOL.md §4), one function per step, client side then node side.
+"""Recovery (docs/protocol.md §4), one function per step, client side then node side.
 
 Client: :func:`settled` / :func:`choose_version` (after Recover1) → Argon2id
 (``kdf.stretch_password``) → :func:`start_recover2` → :func:`finish_recover2` (combine, check

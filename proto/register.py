@@ -1,4 +1,4 @@
-"""Registration (PROTOCOL.md §3), one function per step, client side then node side.
+"""Registration (docs/protocol.md §3), one function per step, client side then node side.
 
 Client: :func:`registration_epoch` (after Register1) → :func:`new_version` and Argon2id
 (``kdf.stretch_password``, kept outside so async callers can run it in a thread) →

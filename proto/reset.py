@@ -1,4 +1,4 @@
-"""Reset inside the recovery (PROTOCOL.md §4a): heal stale guess counts, one step per function.
+"""Reset inside the recovery (docs/protocol.md §4a): heal stale guess counts, one step per function.
 
 A successful recovery resets the count at the t nodes that release their share (Recover3).
 Guesses counted earlier at the other nodes holding the version would stay, and recovery asks

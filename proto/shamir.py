@@ -1,6 +1,6 @@
 """Shamir secret sharing over Z_L (the ristretto255 scalar field), and Lagrange in the exponent.
 
-PROTOCOL.md §1: share *i* is f(x_i) for a random polynomial f of degree t-1 with f(0) = secret,
+docs/protocol.md §1: share *i* is f(x_i) for a random polynomial f of degree t-1 with f(0) = secret,
 x_i the node's ``index`` (1..255, unique in a cluster). Any t shares give f(0); fewer are
 jointly uniform and independent of the secret. Combining ``k_i·B`` with the same Lagrange
 coefficients yields ``k·B`` without ever rebuilding k, which is how the client gets the RFC 9497

@@ -1,4 +1,4 @@
-"""Access tokens (PROTOCOL.md §2): EdDSA JWTs a tenant's backend mints, one per node.
+"""Access tokens (docs/protocol.md §2): EdDSA JWTs a tenant's backend mints, one per node.
 
 A token names the tenant (``iss``, matching the ``kid`` prefix), the user (``sub``), **one**
 node (``aud`` = that node's id in hex, so a node cannot replay a client's token to its peers)

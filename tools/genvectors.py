@@ -2,7 +2,7 @@
 
 Each case fixes the inputs (tenant, user, password, secret, node ids and indices, Argon2
 parameters) and a seed for the deterministic randomness stream, then runs registration and
-recovery with the pure protocol steps and records every derived value of PROTOCOL.md §3-4,
+recovery with the pure protocol steps and records every derived value of docs/protocol.md §3-4,
 byte for byte. Another implementation can replay a case: draw its random values in the order
 listed under ``random`` and compare each derived value. ``tests/unit/test_vectors.py`` checks
 that the committed file equals a fresh generation and recomputes the values one by one.

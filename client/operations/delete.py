@@ -1,4 +1,4 @@
-"""Delete (PROTOCOL.md §5): tombstone every version of the user at a new epoch.
+"""Delete (docs/protocol.md §5): tombstone every version of the user at a new epoch.
 
 Register1 finds the highest epoch any node holds; Delete goes to every node with one above it,
 so a node that missed the delete can never bring the secret back. Success needs

@@ -1,4 +1,4 @@
-"""Every successful login heals (PROTOCOL.md §4a, §4b): guess counts and missing copies.
+"""Every successful login heals (docs/protocol.md §4a, §4b): guess counts and missing copies.
 
 :func:`reset_counts` sends ResetGuesses to the holders of the recovered version that do not
 release a share, alongside Recover3: once, never retried (a late reset would wipe guesses

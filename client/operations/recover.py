@@ -1,4 +1,4 @@
-"""Recover (PROTOCOL.md §4): Recover1 → choose version → Argon2id → Recover2 → Recover3.
+"""Recover (docs/protocol.md §4): Recover1 → choose version → Argon2id → Recover2 → Recover3.
 
 Recover1 goes to every node, and the version is settled as soon as t of them agree on it
 (:func:`pakr.proto.recover.settled`): Argon2id starts at once while the other answers arrive.

@@ -1,4 +1,4 @@
-"""Register (PROTOCOL.md §3): Register1 → epoch → Argon2id → Register2 → Register3.
+"""Register (docs/protocol.md §3): Register1 → epoch → Argon2id → Register2 → Register3.
 
 The new version is stored as *pending* on the nodes and committed only once
 ``register_threshold`` (r) nodes hold it, so an interrupted registration or password change

@@ -107,7 +107,7 @@ class SweepResult:
 
 
 class Store(Protocol):
-    """Durable per-user state of one node identity (PROTOCOL.md §6).
+    """Durable per-user state of one node identity (docs/protocol.md §6).
 
     Every mutating method is durable (committed, fsynced) before it returns, and refuses
     with :class:`~pakr.proto.errors.NodeRefusal` (typed kind) exactly as the pure protocol

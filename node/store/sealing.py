@@ -1,4 +1,4 @@
-"""Sealing the secret-bearing fields at rest (PROTOCOL.md §6), under per-version keys.
+"""Sealing the secret-bearing fields at rest (docs/protocol.md §6), under per-version keys.
 
 ``k_i``, ``s_i`` and ``unlock_tag_i`` are stored as ``nonce (12) ‖ ChaCha20-Poly1305(version
 key, nonce, value, AD)`` with a random nonce and ``AD = H("pakr/v1/node-seal"; tenant,

@@ -4,7 +4,7 @@ All database writes run on one dedicated thread that owns the writing connection
 at once on the caller's thread, over a read-only connection of their own). Writes queue up
 as *jobs* (a function of the connection); the thread takes every job waiting, runs each in
 its own SAVEPOINT inside one transaction, and COMMITs once: one fsync for all the requests
-that arrived while the previous commit was on disk (group commit, NOTES-crypto.md). Each
+that arrived while the previous commit was on disk (group commit). Each
 caller's future is resolved only after that COMMIT returned, so no reply — and in
 particular no OPRF evaluation — leaves the node before its guess is durable. A job that
 fails rolls back to its savepoint and fails alone.
@@ -202,7 +202,7 @@ class _DbThread:
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
         # Erased shares (lockout, replaced versions, deletes) are overwritten with zeros in the
-        # database file, not merely unlinked from the b-tree (PROTOCOL.md §4 lockout).
+        # database file, not merely unlinked from the b-tree (docs/protocol.md §4 lockout).
         conn.execute("PRAGMA secure_delete = ON")
         return conn
 

@@ -4,7 +4,7 @@
 isort:skip_file
 pakr wire protocol, version 2: the share-server (node) service.
 
-PROTOCOL.md §3-6. Every request starts with a RequestHeader. Fixed-size cryptographic values
+docs/protocol.md §3-6. Every request starts with a RequestHeader. Fixed-size cryptographic values
 travel as `bytes` and are validated by the receiver (length, canonical encoding, non-identity)
 before anything else happens. Errors are gRPC statuses with an ErrorDetail in the trailing
 metadata key `pakr-error-bin`.

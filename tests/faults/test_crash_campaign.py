@@ -1,5 +1,5 @@
 """Fault campaign: kill -9 a node at every crash point of register, change password, recover
-and delete, restart it, and check the invariants (PROTOCOL.md §8 properties 4 and 6).
+and delete, restart it, and check the invariants (docs/protocol.md §8 properties 4 and 6).
 
 Crash points are the node's own (``PAKR_CRASH_AT=<rpc>.<before_commit|after_commit>``, the
 node SIGKILLs itself with the store transaction not yet run / just committed). For every

@@ -1,4 +1,4 @@
-"""ResetGuesses on a real node (PROTOCOL.md §4a): only a fresh nonce this node issued for the
+"""ResetGuesses on a real node (docs/protocol.md §4a): only a fresh nonce this node issued for the
 user, once, with a proof under this node's unlock tag for the version it holds, resets the
 count. Every refusal is typed and leaves the data tables byte-identical (no count reset).
 """

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server for tests and benchmarks (NOTES-ops.md).
+"""A throwaway PostgreSQL server for tests and benchmarks.
 
 ``initdb`` + ``pg_ctl`` in a fresh temporary directory, listening only on a unix socket in that
 directory, on a free port number (it names the socket). When we run as root (CI, sessions)

@@ -1,4 +1,4 @@
-"""Property 1 (PROTOCOL.md §8): fewer than t nodes — their databases, data keys and traffic
+"""Property 1 (docs/protocol.md §8): fewer than t nodes — their databases, data keys and traffic
 together — learn nothing about the secret and cannot test a password guess offline.
 
 The checks are concrete and fail if the property breaks:

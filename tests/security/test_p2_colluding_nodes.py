@@ -1,4 +1,4 @@
-"""Property 2 (PROTOCOL.md §8): t colluding nodes still need one Argon2id evaluation per
+"""Property 2 (docs/protocol.md §8): t colluding nodes still need one Argon2id evaluation per
 password guess, and a locked-out version cannot be attacked at all.
 
 t nodes together know k and s, so they *can* test guesses offline (the control in

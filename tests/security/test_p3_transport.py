@@ -1,4 +1,4 @@
-"""Property 3 (PROTOCOL.md §8): a network attacker learns nothing; TLS is on by default and node
+"""Property 3 (docs/security.md): a network attacker learns nothing; TLS is on by default and node
 certificates are pinned by the signed manifest; plaintext exists only in dev.
 
 Against a live 2-of-3 cluster: a recording TCP relay between the SDK and every node shows

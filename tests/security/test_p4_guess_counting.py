@@ -1,4 +1,4 @@
-"""Property 4 (PROTOCOL.md §8): each honest node spends at most ``max_guesses`` per version
+"""Property 4 (docs/protocol.md §8): each honest node spends at most ``max_guesses`` per version
 between successes, under concurrency, retries and crashes; no request sequence (new pending
 versions, replayed commits or Recover3 messages) resets a count without the password.
 

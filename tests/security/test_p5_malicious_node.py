@@ -1,4 +1,4 @@
-"""Property 5 (PROTOCOL.md §8): a malicious node can make recovery fail — detected and named —
+"""Property 5 (docs/protocol.md §8): a malicious node can make recovery fail — detected and named —
 but never make the client accept a wrong secret, roll it back to a replaced version, weaken
 Argon2, replay the client's token to another node, or learn the password.
 

@@ -1,4 +1,4 @@
-"""Property 6 (PROTOCOL.md §8): no single crash, at any point of Register/Recover/Delete,
+"""Property 6 (docs/protocol.md §8): no single crash, at any point of Register/Recover/Delete,
 loses a committed secret.
 
 The crash-point campaign (kill -9 at before/after commit of Register2, Register3, Recover2,

@@ -1,4 +1,4 @@
-"""Property 7 (PROTOCOL.md §8): without a valid token for that user and that node, nobody can
+"""Property 7 (docs/protocol.md §8): without a valid token for that user and that node, nobody can
 register, spend guesses, delete, or read the audit log.
 
 The per-RPC matrix (every RPC x missing, garbage, expired, other user, other tenant, other

@@ -1,4 +1,4 @@
-"""The error hierarchy and PROTOCOL.md §7's "most actionable" ordering, implemented once."""
+"""The error hierarchy and docs/protocol.md §7's "most actionable" ordering, implemented once."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from pakr.proto import errors as e
 
-# PROTOCOL.md §7: InvalidPassword < NotRegistered < InvalidAuth < RateLimited <
+# docs/protocol.md §7: InvalidPassword < NotRegistered < InvalidAuth < RateLimited <
 # UpgradeRequired < ProtocolError < ClusterUnavailable (Conflict sits before ProtocolError:
 # it is retryable by the SDK itself).
 ORDERED: list[e.PakrError] = [

@@ -1,6 +1,6 @@
 """Which nodes a recovery asks, when Recover1 is settled, and lazy evaluation checks.
 
-The client asks t nodes for evaluations (PROTOCOL.md §4 as implemented; docs/protocol.md
+The client asks t nodes for evaluations (docs/protocol.md §4 as implemented; docs/protocol.md
 "Where this differs"): ``choose_version`` orders them, ``settled`` lets it start Argon2id at
 the t-th agreeing Recover1 answer, and ``finish_recover2`` verifies signatures and DLEQ proofs
 only when the combined evaluation does not match the commitment.

@@ -1,4 +1,4 @@
-"""Access tokens: every claim rule of PROTOCOL.md §2 refuses with InvalidAuth."""
+"""Access tokens: every claim rule of docs/protocol.md §2 refuses with InvalidAuth."""
 
 from __future__ import annotations
 
