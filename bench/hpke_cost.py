@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
+
+from steps import measure  # bench/ is the script's own directory: one timing helper
 
 from pakr.proto import kdf, wire
 from pakr.proto.hpke import HpkePrivateKey
@@ -39,17 +38,6 @@ from pakr.proto.sealed import (
     open_recover3_reply,
     seal_recover3_reply,
 )
-
-
-def measure(fn: Callable[[], Any], rounds: int) -> float:
-    """Median seconds per call over ``rounds`` calls (after one warm-up)."""
-    fn()
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def main() -> None:
