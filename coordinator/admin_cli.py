@@ -869,12 +869,13 @@ def _probe(args: argparse.Namespace) -> int:
 
 def _coordinator_channel(address: str, cert: Path | None) -> grpc.Channel:
     from pakr.coordinator.health import pinned_channel
+    from pakr.proto.channel import CONTROL_MESSAGE_BYTES
 
     try:
         pem = cert.read_bytes() if cert is not None else None
     except OSError as exc:
         raise ConfigError(f"cannot read --cert {cert}: {exc.strerror}") from None
-    return pinned_channel(address, pem)
+    return pinned_channel(address, pem, max_message_bytes=CONTROL_MESSAGE_BYTES)
 
 
 def _coordinator_call(args: argparse.Namespace, rpc: str, request: Any) -> Any:

@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from pakr.node import tomlfields as fields
-from pakr.node.config import is_loopback, split_host_port
 from pakr.node.tls import write_certificate
 from pakr.proto.errors import ConfigError
 from pakr.proto.files import write_private_file
+from pakr.proto.hostport import is_loopback, split_host_port
 
 DEFAULT_CANARY_USER = "pakr-canary"
 CONFIG_NAME = "coordinator.toml"

@@ -36,6 +36,7 @@ from pakr.coordinator.config import create_coordinator_dir
 from pakr.coordinator.health import probe
 from pakr.coordinator.manifest_tools import manifest_nodes, new_cluster_id
 from pakr.coordinator.processes import (
+    KILL_WAIT,
     STOP_TIMEOUT,
     Supervised,
     child_env,
@@ -45,10 +46,12 @@ from pakr.coordinator.processes import (
     pid_from_file,
     port_is_free,
     stop_by_pid_files,
+    stop_processes,
 )
 from pakr.node.config import RateLimits
 from pakr.node.config import load_config as load_node_config
 from pakr.proto.errors import ConfigError, PakrError
+from pakr.proto.hostport import split_host_port
 from pakr.proto.kdf import DEV_ARGON2, Argon2Params
 from pakr.proto.manifest import (
     Manifest,
@@ -590,8 +593,8 @@ class LocalCluster:
         for i, node in sorted(self._nodes.items()):
             if self._procs[i].pid() is not None:
                 continue
-            host, _, port = node.address.rpartition(":")
-            if not port_is_free(host.strip("[]"), int(port)):
+            host, port = split_host_port(node.address, f"node {i} address")
+            if not port_is_free(host, port):
                 raise ClusterStartError(
                     f"port {port} of node {i} ({node.address}) is taken by another program:"
                     f" stop it, or create a new cluster in a fresh --dir (optionally with"
@@ -635,14 +638,10 @@ class LocalCluster:
         With ``wait`` (and a terminating signal) returns once the process is gone.
         """
         proc = self._procs[self.node(index).index]
-        if not proc.signal(signal):
-            return False
-        if wait and signal in (SIGKILL, SIGTERM, SIGINT):
-            timeout = STOP_TIMEOUT if signal != SIGKILL else 5.0
-            if not proc.wait(timeout) and signal != SIGKILL:
-                proc.signal(SIGKILL)
-                proc.wait(5.0)
-        return True
+        if not wait or signal not in (SIGKILL, SIGTERM, SIGINT):
+            return proc.signal(signal)
+        timeout = STOP_TIMEOUT if signal != SIGKILL else KILL_WAIT
+        return stop_processes([proc], timeout, signal) == 1
 
     def wait_exit(self, index: int, timeout: float = 10.0) -> int | None:
         """Wait for node ``index`` to exit by itself (e.g. a crash point); its exit code.
@@ -742,12 +741,9 @@ class LocalCluster:
 
     def stop_coordinator(self, signal: int = SIGTERM) -> bool:
         """Stop (or, with SIGKILL, crash) the coordinator; False if it was not running."""
-        if self._coordinator is None or not self._coordinator.signal(signal):
+        if self._coordinator is None:
             return False
-        if not self._coordinator.wait(STOP_TIMEOUT):
-            self._coordinator.signal(SIGKILL)
-            self._coordinator.wait(5.0)
-        return True
+        return stop_processes([self._coordinator], STOP_TIMEOUT, signal) == 1
 
     def stop(
         self,
@@ -765,12 +761,7 @@ class LocalCluster:
         procs = [proc for i, proc in self._procs.items() if i in wanted]
         if self._coordinator is not None and coordinator:
             procs.append(self._coordinator)
-        signalled = [p for p in procs if p.signal(SIGTERM)]
-        deadline = time.monotonic() + timeout
-        for proc in signalled:
-            if not proc.wait(max(0.0, deadline - time.monotonic())):
-                proc.signal(SIGKILL)
-                proc.wait(5.0)
+        stop_processes(procs, timeout)
 
     def __enter__(self) -> LocalCluster:
         return self.start()

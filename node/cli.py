@@ -30,10 +30,8 @@ from pakr.node.config import (
     HpkeKeyFiles,
     NodeConfig,
     RateLimits,
-    is_loopback,
     load_config,
     resolve_storage_url,
-    split_host_port,
 )
 from pakr.node.crash import CrashPoints
 from pakr.node.hpke_keys import generate_key_files
@@ -46,6 +44,7 @@ from pakr.node.tls import write_certificate
 from pakr.proto.errors import ConfigError, PakrError
 from pakr.proto.exitcodes import ExitCode, exit_code_for
 from pakr.proto.files import private_directory, write_private_file
+from pakr.proto.hostport import is_loopback, split_host_port
 
 CONFIG_NAME = "node.toml"
 PRIVATE_UMASK = 0o077  # everything a node writes: files 0600, directories 0700

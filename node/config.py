@@ -55,7 +55,6 @@ Layout (every table but ``[node]`` is optional)::
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -66,6 +65,7 @@ from typing import Any
 from pakr.node import tomlfields as fields
 from pakr.proto.errors import ConfigError
 from pakr.proto.files import write_private_file
+from pakr.proto.hostport import is_loopback, split_host_port
 
 DATA_KEY_LEN = 32
 CONFIG_HEADER = "pakr share-server configuration (pakr.node.config documents every key)"
@@ -224,28 +224,6 @@ class NodeConfig:
 
 
 # ------------------------------------------------------------------------------ parsing
-
-
-def split_host_port(value: str, key: str) -> tuple[str, int]:
-    """``host:port`` (``[v6]:port`` too) → (host, port); ``ConfigError`` naming ``key``."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ConfigError(f"{key} must be HOST:PORT, got {value!r}")
-    port = int(port_text)
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"{key}: port must be 0..65535, got {port}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, port
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def resolve_storage_url(url: str, base: Path) -> str:

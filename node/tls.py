@@ -17,16 +17,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pakr.proto.files import write_private_file
+from pakr.proto.hostport import WILDCARD_HOSTS
 
 VALIDITY_DAYS = 3650
-UNSPECIFIED_HOSTS = {"0.0.0.0", "::", ""}
 
 
 def _san_entries(hosts: list[str]) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = []
     seen: set[str] = set()
     for host in ["127.0.0.1", "::1", "localhost", *hosts]:
-        if host in seen or host in UNSPECIFIED_HOSTS:
+        if host in seen or host in WILDCARD_HOSTS:
             continue
         seen.add(host)
         try:

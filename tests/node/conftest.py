@@ -30,6 +30,7 @@ from pakr.node.hpke_keys import generate_key_files, read_public_key
 from pakr.node.server import NodeServer
 from pakr.node.tls import write_certificate
 from pakr.proto import wire
+from pakr.proto.channel import refusal_from_trailers
 from pakr.proto.errors import NodeRefusal
 from pakr.proto.files import write_private_file
 from pakr.proto.hpke import HpkePublicKey
@@ -237,8 +238,7 @@ def shared_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNod
 
 def refusal_of(error: grpc.RpcError) -> NodeRefusal:
     """The typed refusal in the ``pakr-error-bin`` trailer (fails the test if absent)."""
-    trailers = error.trailing_metadata() or ()  # type: ignore[attr-defined]
-    for key, value in trailers:
-        if key == wire.ERROR_METADATA_KEY:
-            return wire.error_detail_from_bytes(value)
+    refusal = refusal_from_trailers(error)
+    if refusal is not None:
+        return refusal
     raise AssertionError(f"no error detail on status {error.code()}")  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ import grpc
 
 from pakr.node.config import RateLimits, load_config, resolve_storage_url
 from pakr.proto import wire
+from pakr.proto.channel import refusal_from_trailers
 from pakr.proto.errors import NodeRefusal
 from pakr.proto.hpke import HpkePublicKey
 from pakr.proto.messages import NodeRef, Recover2, Recover2Reply, Recover3, Recover3Reply, UserRef
@@ -195,9 +196,9 @@ class NodeClient:
                 request, metadata=self._metadata(user), timeout=30
             )
         except grpc.aio.AioRpcError as exc:
-            for key, value in exc.trailing_metadata() or ():
-                if key == wire.ERROR_METADATA_KEY:
-                    raise wire.error_detail_from_bytes(bytes(value)) from None
+            refusal = refusal_from_trailers(exc)
+            if refusal is not None:
+                raise refusal from None
             raise
 
     def _header(self, user: UserRef) -> pb.RequestHeader:
