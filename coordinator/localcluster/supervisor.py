@@ -21,6 +21,8 @@ from pathlib import Path
 
 import psutil
 
+from pakr.proto.files import open_private_log
+
 CRASH_ENV = ("PAKR_CRASH_AT", "PAKR_CRASH_AFTER")
 STOP_TIMEOUT = 15.0
 KILL_WAIT = 5.0  # how long a SIGKILLed process may take to be gone
@@ -159,8 +161,7 @@ class Supervised:
     def start(self, argv: list[str], cwd: Path, env: Mapping[str, str] | None) -> int:
         """Spawn ``argv`` in its own session (a terminal's Ctrl-C reaches only the supervisor),
         output appended to the log, pid recorded; returns the pid."""
-        # 0600: a node's log is the node's (it names users and peers).
-        fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = open_private_log(self.log)
         with os.fdopen(fd, "ab") as log:
             log.write(f"--- pakr: starting {self.name} at {time.ctime()} ---\n".encode())
             log.flush()
