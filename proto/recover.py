@@ -65,6 +65,7 @@ class VersionChoice:
     suspects: tuple[NodeRef, ...] = ()  # reported the version with other Argon2 parameters
     max_guesses: int = 0  # the version's own guess limit, as most holders report it (0: none)
     cannot_serve: tuple[NodeRef, ...] = ()  # answered: locked, no guesses, or without it
+    moved_on: tuple[NodeRef, ...] = ()  # of those, hold a newer version: no lockout evidence
     guesses: tuple[tuple[NodeRef, int], ...] = ()  # usable nodes' Recover1 guesses remaining
 
 
@@ -93,6 +94,18 @@ def cannot_serve(status: UserStatus, version: bytes, epoch: int) -> bool:
         if info is not None and (info.version, info.epoch) == (version, epoch) and info.usable:
             return False
     return True
+
+
+def holds_newer(status: UserStatus, epoch: int) -> bool:
+    """Whether a node's answer holds a version newer than ``epoch`` (committed or pending).
+
+    Such a node cannot serve the older version, but not because it is locked: the user's
+    registration moved on there (another device's password change, a fill, a re-register),
+    so it is never evidence for ``LockedOut`` ("the secret is erased"), only for a conflict.
+    """
+    return any(
+        info is not None and info.epoch > epoch for info in (status.committed, status.pending)
+    )
 
 
 def lockout_is_certain(unable: int, *, threshold: int, node_count: int) -> bool:
@@ -206,8 +219,9 @@ def choose_version(
     )
     usable = tuple(node for node, _ in ranked)
     unable = tuple(node for node, status in answers.items() if cannot_serve(status, *candidate))
+    moved_on = tuple(node for node in unable if holds_newer(answers[node], epoch))
     if len(usable) < t:
-        if lockout_is_certain(len(unable), threshold=t, node_count=node_count):
+        if lockout_is_certain(len(unable) - len(moved_on), threshold=t, node_count=node_count):
             raise LockedOut()
         reasons = {node.name: why for node, why in failures.items()}
         reasons.update({node.name: "cannot serve the version" for node in unable})
@@ -225,6 +239,7 @@ def choose_version(
         suspects=suspects,
         max_guesses=limits.most_common(1)[0][0] if limits else 0,
         cannot_serve=unable,
+        moved_on=moved_on,
         guesses=ranked,
     )
 

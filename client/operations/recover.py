@@ -290,13 +290,17 @@ class _Session:
         """The error when no spare node is left: ``LockedOut`` if that is certain, else a
         failure's kind if it is more actionable than a protocol error, else the nodes set
         aside, else the cluster unavailable."""
+        choice = self.attempt.choice
         refused = {
             node
             for node, error in self.failures.items()
             if isinstance(error, NodeRefusal)
-            and error.kind in (ErrorKind.LOCKED, ErrorKind.NO_GUESSES, ErrorKind.NOT_REGISTERED)
+            and error.kind in (ErrorKind.LOCKED, ErrorKind.NO_GUESSES)
         }
-        unable = refused | set(self.attempt.choice.cannot_serve)
+        # A node refusing the version as not held (NOT_REGISTERED) at Recover2 lost it since
+        # Recover1 or never answered it: a concurrent registration replaced it (a Conflict,
+        # via ``_replaced``), never evidence that the secret is erased.
+        unable = (refused | set(choice.cannot_serve)) - set(choice.moved_on)
         if lockout_is_certain(
             len(unable), threshold=self.ctx.threshold, node_count=self.ctx.node_count
         ):
