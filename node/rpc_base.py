@@ -33,11 +33,11 @@ from pakr.node.ratelimit import RateLimiter
 from pakr.node.refusal_log import RefusalLog
 from pakr.node.store.base import Store, StoreError
 from pakr.proto import wire
+from pakr.proto.counting import node_recover2
 from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
 from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.messages import NodeRef, Recover2, Recover2Reply, UserRef
 from pakr.proto.records import UserRecord, VersionRecord
-from pakr.proto.recover import node_recover2
 from pakr.proto.tokens import LEEWAY_SECONDS, Claims
 from pakr.proto.v1 import node_pb2 as pb
 

@@ -8,9 +8,9 @@ import os
 
 from pakr.node.rpc_base import Context, RpcBase
 from pakr.proto import wire
+from pakr.proto.counting import Recover3Outcome
 from pakr.proto.errors import ErrorKind, NodeRefusal
 from pakr.proto.lengths import NONCE_LEN
-from pakr.proto.recover import Recover3Outcome
 from pakr.proto.reset import issue_nonce, open_nonce
 from pakr.proto.v1 import node_pb2 as pb
 
