@@ -14,9 +14,13 @@ from pakr.coordinator.localcluster.cluster import (
     DEFAULT_THRESHOLD,
     LocalCluster,
 )
-from pakr.coordinator.localcluster.readiness import ClusterStartError
 from pakr.coordinator.localcluster.state import LocalNode
-from pakr.coordinator.localcluster.supervisor import free_ports, pid_from_file, stop_by_pid_files
+from pakr.coordinator.localcluster.supervisor import (
+    ClusterStartError,
+    free_ports,
+    pid_from_file,
+    stop_by_pid_files,
+)
 
 __all__ = [
     "COORDINATOR_SERVICE",

@@ -10,7 +10,6 @@ nodes elsewhere (the soak test puts each in its own network namespace).
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from signal import SIGINT, SIGKILL, SIGTERM
@@ -19,7 +18,7 @@ from types import TracebackType
 from pakr.coordinator.health import NODE_SERVICE
 from pakr.coordinator.localcluster import provision
 from pakr.coordinator.localcluster.layout import ClusterLayout
-from pakr.coordinator.localcluster.readiness import ClusterStartError, Target, wait_serving
+from pakr.coordinator.localcluster.readiness import Target, wait_serving
 from pakr.coordinator.localcluster.state import (
     ClusterState,
     LocalNode,
@@ -30,16 +29,16 @@ from pakr.coordinator.localcluster.state import (
 from pakr.coordinator.localcluster.supervisor import (
     KILL_WAIT,
     STOP_TIMEOUT,
+    ClusterStartError,
     Supervised,
+    check_ports_free,
     log_tail,
     pakr_command,
-    port_is_free,
     stop_processes,
 )
 from pakr.coordinator.manifest_tools import new_cluster_id
 from pakr.node.config import RateLimits
 from pakr.proto.errors import ConfigError
-from pakr.proto.hostport import split_host_port
 from pakr.proto.kdf import DEV_ARGON2, Argon2Params
 from pakr.proto.manifest import Manifest, OperatorKey, check_shape, load_manifest
 from pakr.proto.tokens import TenantKey
@@ -255,19 +254,11 @@ class LocalCluster:
         """
         if self.layout.state_path.exists():
             return self._create()
-        existed = self.dir.exists()
-        before = set(self.dir.iterdir()) if existed else set()
+        before = provision.snapshot(self.dir)
         try:
             return self._create()
         except BaseException:
-            if not existed:
-                shutil.rmtree(self.dir, ignore_errors=True)
-            else:
-                for path in set(self.dir.iterdir()) - before:
-                    if path.is_dir() and not path.is_symlink():
-                        shutil.rmtree(path, ignore_errors=True)
-                    else:
-                        path.unlink(missing_ok=True)
+            provision.remove_created(self.dir, before)
             self.state.cluster_id, self.state.node_map = None, {}
             self.state.coordinator_address = self.state.coordinator_metrics = None
             self._procs, self._coordinator = {}, None
@@ -343,7 +334,10 @@ class LocalCluster:
         self.started_here = []
         self.coordinator_started_here = False
         try:
-            self._check_ports_free()
+            check_ports_free(
+                (f"node {i}", n.address, self._procs[i])
+                for i, n in sorted(self.state.node_map.items())
+            )
             for i in sorted(self.state.node_map):
                 if self._start_node_process(i, None):
                     self.started_here.append(i)
@@ -357,19 +351,6 @@ class LocalCluster:
             self.stop(only=self.started_here, coordinator=self.coordinator_started_here)
             raise
         return self
-
-    def _check_ports_free(self) -> None:
-        """Refuse, naming the port, when another program holds a stopped node's port."""
-        for i, node in sorted(self.state.node_map.items()):
-            if self._procs[i].pid() is not None:
-                continue
-            host, port = split_host_port(node.address, f"node {i} address")
-            if not port_is_free(host, port):
-                raise ClusterStartError(
-                    f"port {port} of node {i} ({node.address}) is taken by another program:"
-                    f" stop it, or create a new cluster in a fresh --dir (optionally with"
-                    f" --base-port)"
-                )
 
     def _start_node_process(self, index: int, env: Mapping[str, str] | None) -> bool:
         node = self.node(index)

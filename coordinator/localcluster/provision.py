@@ -8,6 +8,7 @@ keys, the signed manifest, the coordinator's config and certificate) is written 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Sequence
@@ -15,9 +16,9 @@ from pathlib import Path
 
 from pakr.coordinator.config import create_coordinator_dir
 from pakr.coordinator.localcluster.layout import CANARY_TENANT, ClusterLayout
-from pakr.coordinator.localcluster.readiness import ClusterStartError
 from pakr.coordinator.localcluster.state import ClusterState, LocalNode
 from pakr.coordinator.localcluster.supervisor import (
+    ClusterStartError,
     child_env,
     free_ports,
     pakr_command,
@@ -186,3 +187,20 @@ def create_coordinator(layout: ClusterLayout, state: ClusterState) -> None:
         metrics_listen=state.coordinator_metrics,
         root=layout.dir,
     )
+
+
+def snapshot(directory: Path) -> set[Path] | None:
+    """What ``directory`` holds before a first creation (``None``: it does not exist)."""
+    return set(directory.iterdir()) if directory.exists() else None
+
+
+def remove_created(directory: Path, before: set[Path] | None) -> None:
+    """Undo a failed first creation: remove what it added (the directory too if it made it)."""
+    if before is None:
+        shutil.rmtree(directory, ignore_errors=True)
+        return
+    for path in set(directory.iterdir()) - before:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)

@@ -15,17 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pakr.coordinator.health import probe
-from pakr.coordinator.localcluster.supervisor import Supervised, log_tail
-from pakr.proto.errors import PakrError
+from pakr.coordinator.localcluster.supervisor import ClusterStartError, Supervised, log_tail
 
 # What `pakr node serve` prints when its port is taken (pakr.node.server).
 PORT_IN_USE_MARKER = "the port is in use"
 POLL_SECONDS = 0.1
 PROBE_TIMEOUT = 1.0
-
-
-class ClusterStartError(PakrError):
-    """A node or the coordinator did not come up; the message quotes its log."""
 
 
 @dataclass(frozen=True, slots=True)
