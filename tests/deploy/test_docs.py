@@ -79,3 +79,19 @@ def test_documented_commands_parse(page: Path) -> None:
 
 def test_quickstart_has_commands() -> None:
     assert len(_shell_commands(ROOT / "docs" / "quickstart.md")) >= 10
+
+
+def test_exit_codes_are_listed_once_and_match_the_source() -> None:
+    """operator.md's table is the docs' one list of exit codes, equal to what ``--help``
+    prints (``EXIT_CODES_HELP``, from the same enum); no other page repeats the list."""
+    from pakr.proto.exitcodes import EXIT_CODES_HELP, ExitCode
+
+    text = (ROOT / "docs" / "operator.md").read_text()
+    section = text.split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| (\d+) \| ([^|]+?) \|", section, flags=re.MULTILINE))
+    helped = dict(re.findall(r"(\d+) ([^,.]+(?:\([^)]*\))?)", EXIT_CODES_HELP.split(": ", 1)[1]))
+    assert {int(code) for code in rows} == {int(code) for code in ExitCode}
+    assert rows == helped
+    for page in (ROOT / "docs").glob("*.md"):
+        if page.name != "operator.md":
+            assert "3 invalid password" not in page.read_text(), f"{page.name} repeats the list"

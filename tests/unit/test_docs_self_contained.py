@@ -58,8 +58,9 @@ def _text(path: str) -> str | None:
 
 
 def forbidden_references(text: str) -> list[str]:
-    """The names of files outside the repository that ``text`` mentions."""
-    return [name for name in FORBIDDEN if name.lower() in text.lower()]
+    """The names of files outside the repository that ``text`` mentions (case matters:
+    ``docs/protocol.md`` is the repository's own page)."""
+    return [name for name in FORBIDDEN if name in text]
 
 
 def markdown_links(text: str) -> list[str]:
@@ -93,6 +94,7 @@ def test_the_checks_catch_what_they_are_for() -> None:
     """The helpers find what they must (so a clean run below means something)."""
     sample = "see " + FORBIDDEN[0] + " §3 and the " + FORBIDDEN[1] + " file"
     assert forbidden_references(sample) == [FORBIDDEN[0], FORBIDDEN[1]]
+    assert forbidden_references("see docs/protocol.md §3") == []
     files = frozenset({"docs/protocol.md", "proto/kdf.py", "README.md"})
     page = "[a](protocol.md) [b](../proto/kdf.py#L3) [c](../../x.md) [d](gone.md) `[e](f.md)`"
     problems = [link_problem("docs/x.md", t, files) for t in markdown_links(page)]
