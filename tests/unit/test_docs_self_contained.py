@@ -129,3 +129,28 @@ def test_markdown_links_stay_inside_the_repository() -> None:
             if problem is not None:
                 broken.append(f"{page}: {problem}")
     assert not broken, "broken relative links:\n" + "\n".join(broken)
+
+
+def test_section_citations_resolve() -> None:
+    """Every "docs/protocol.md §N" (or "protocol.md §4a") in a tracked file names a section
+    the specification has, so the code's pointers into it stay true."""
+    spec = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    sections = set(re.findall(r"^## (\d+)\. ", spec, flags=re.MULTILINE))
+    sections |= set(re.findall(r"^### §(\d+[a-z])\b", spec, flags=re.MULTILINE))
+    assert {"1", "4", "8", "4a", "4b"} <= sections
+    cited = re.compile(r"protocol\.md,? (?:§\d+[a-z]?(?:[-/, ]+§?\d+[a-z]?)*)")
+    missing = []
+    count = 0
+    for path in tracked():
+        text = _text(path)
+        if text is None:
+            continue
+        for citation in cited.findall(text):
+            count += 1
+            for number in re.findall(r"\d+[a-z]?", citation.split(" ", 1)[1]):
+                if number not in sections:
+                    missing.append(f"{path}: {citation!r} (no §{number})")
+    assert count >= 20, "the citation pattern no longer finds the code's citations"
+    assert not missing, "citations of sections docs/protocol.md does not have:\n" + "\n".join(
+        missing
+    )
