@@ -95,3 +95,24 @@ def test_exit_codes_are_listed_once_and_match_the_source() -> None:
     for page in (ROOT / "docs").glob("*.md"):
         if page.name != "operator.md":
             assert "3 invalid password" not in page.read_text(), f"{page.name} repeats the list"
+
+
+def test_dotted_names_in_the_docs_exist() -> None:
+    """Every `pakr.module.name` a page names resolves (modules move: the docs follow)."""
+    found = 0
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for name in sorted(set(re.findall(r"`(pakr(?:\.[A-Za-z_]\w*)+)", page.read_text()))):
+            if name.startswith("pakr.v1."):
+                continue  # a protobuf package, not a Python one
+            found += 1
+            parts = name.split(".")
+            for cut in range(len(parts), 0, -1):
+                try:
+                    obj: object = importlib.import_module(".".join(parts[:cut]))
+                except ImportError:
+                    continue
+                break
+            for attr in parts[cut:]:
+                assert hasattr(obj, attr), f"{page.name} names {name}, which does not exist"
+                obj = getattr(obj, attr)
+    assert found >= 10
