@@ -1,6 +1,7 @@
 """The short chaos soak of ``make test`` (issue 14): the same harness as ``make soak``.
 
-``PAKR_SOAK_SECONDS`` sets the chaos time per store (default 60, as issue 14 asks of the short form).
+``PAKR_SOAK_SECONDS`` sets the chaos time per store (default 60, as issue 14 asks of the short
+form).
 The figures are printed, so a failing run shows its operations, kills and violations.
 """
 
