@@ -79,3 +79,40 @@ def test_documented_commands_parse(page: Path) -> None:
 
 def test_quickstart_has_commands() -> None:
     assert len(_shell_commands(ROOT / "docs" / "quickstart.md")) >= 10
+
+
+def test_exit_codes_are_listed_once_and_match_the_source() -> None:
+    """operator.md's table is the docs' one list of exit codes, equal to what ``--help``
+    prints (``EXIT_CODES_HELP``, from the same enum); no other page repeats the list."""
+    from pakr.proto.exitcodes import EXIT_CODES_HELP, ExitCode
+
+    text = (ROOT / "docs" / "operator.md").read_text()
+    section = text.split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| (\d+) \| ([^|]+?) \|", section, flags=re.MULTILINE))
+    helped = dict(re.findall(r"(\d+) ([^,.]+(?:\([^)]*\))?)", EXIT_CODES_HELP.split(": ", 1)[1]))
+    assert {int(code) for code in rows} == {int(code) for code in ExitCode}
+    assert rows == helped
+    for page in (ROOT / "docs").glob("*.md"):
+        if page.name != "operator.md":
+            assert "3 invalid password" not in page.read_text(), f"{page.name} repeats the list"
+
+
+def test_dotted_names_in_the_docs_exist() -> None:
+    """Every `pakr.module.name` a page names resolves (modules move: the docs follow)."""
+    found = 0
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for name in sorted(set(re.findall(r"`(pakr(?:\.[A-Za-z_]\w*)+)", page.read_text()))):
+            if name.startswith("pakr.v1."):
+                continue  # a protobuf package, not a Python one
+            found += 1
+            parts = name.split(".")
+            for cut in range(len(parts), 0, -1):
+                try:
+                    obj: object = importlib.import_module(".".join(parts[:cut]))
+                except ImportError:
+                    continue
+                break
+            for attr in parts[cut:]:
+                assert hasattr(obj, attr), f"{page.name} names {name}, which does not exist"
+                obj = getattr(obj, attr)
+    assert found >= 10
