@@ -116,3 +116,22 @@ def test_dotted_names_in_the_docs_exist() -> None:
                 assert hasattr(obj, attr), f"{page.name} names {name}, which does not exist"
                 obj = getattr(obj, attr)
     assert found >= 10
+
+
+def test_every_rpc_field_is_in_the_specs_wire_table() -> None:
+    """docs/protocol.md §6 has a row per RPC of node.proto naming every field of its request
+    and reply, so a field added to the wire without a line in the spec fails here."""
+    proto = (ROOT / "proto" / "pakr" / "v1" / "node.proto").read_text()
+    spec = (ROOT / "docs" / "protocol.md").read_text()
+    messages = dict(re.findall(r"^message (\w+) \{([^}]*)\}", proto, flags=re.MULTILINE))
+    rpcs = re.findall(r"rpc (\w+)\((\w+)\) returns \((\w+)\)", proto)
+    assert len(rpcs) >= 10
+    for rpc, request, reply in rpcs:
+        rows = re.findall(rf"^\| {rpc} \|.*$", spec, flags=re.MULTILINE)
+        assert len(rows) == 1, f"no row for {rpc} in the spec's wire table"
+        for message in (request, reply):
+            for field in re.findall(
+                r"^\s+(?:repeated )?\w+ (\w+) = \d+;", messages[message], flags=re.MULTILINE
+            ):
+                if field != "header":
+                    assert f"`{field}`" in rows[0], f"{rpc}: {message}.{field} not in the spec"
