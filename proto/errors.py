@@ -207,7 +207,8 @@ class NodeRefusal(PakrError):
         super().__init__(message)
 
 
-# Most actionable first (docs/protocol.md §7); this tuple is the order, stated once.
+# Most actionable first: InvalidPassword < NotRegistered < InvalidAuth < RateLimited <
+# UpgradeRequired < Conflict < ProtocolError < ClusterUnavailable (docs/protocol.md §7).
 _ORDER: tuple[type[PakrError], ...] = (
     InvalidPassword,
     NotRegistered,
