@@ -16,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pakr.async_client import AsyncClient
+from pakr._async_client import AsyncClient
+from pakr._tokens import DevTokenProvider
+from pakr.errors import NodeUnreachable
 from pakr.proto.delete import node_delete
 from pakr.proto.errors import ErrorKind, InvalidAuth, NodeRefusal
 from pakr.proto.hpke import HpkePrivateKey
@@ -45,8 +47,6 @@ from pakr.proto.recover import (
 )
 from pakr.proto.register import node_register2, node_register3
 from pakr.proto.tokens import TenantKey, verify_token
-from pakr.tokens import DevTokenProvider
-from pakr.transport import NodeUnreachable
 
 TENANT = "acme"
 

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 import pakr
+from pakr._transport import NodeTransport
 from pakr.coordinator.localcluster import LocalCluster
 from pakr.proto.group import Element
 from pakr.proto.manifest import Manifest, ManifestNode
 from pakr.proto.messages import Recover2, Recover2Reply, UserRef, UserStatus
-from pakr.transport import NodeTransport
 
 ClusterFactory = Callable[..., LocalCluster]  # module_local_cluster (tests/conftest.py)
 

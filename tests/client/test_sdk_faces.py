@@ -88,11 +88,11 @@ def test_closed_sync_client_refuses_calls() -> None:
 def test_importing_node_or_proto_does_not_load_the_sdk() -> None:
     code = (
         "import sys, pakr.proto.recover, pakr.node\n"
-        "loaded = [m for m in sys.modules if m in ('pakr.async_client', 'pakr.sync_client',"
-        " 'pakr.transport', 'grpc')]\n"
+        "loaded = [m for m in sys.modules if m in ('pakr._async_client', 'pakr._sync_client',"
+        " 'pakr._transport', 'grpc')]\n"
         "assert not loaded, loaded\n"
         "import pakr\n"
-        "assert pakr.Client.__module__ == 'pakr.sync_client'\n"
+        "assert pakr.Client.__module__ == 'pakr._sync_client'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

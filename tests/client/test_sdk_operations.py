@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from pakr._tokens import DevTokenProvider
 from pakr.proto.errors import (
     ClusterUnavailable,
     CommitIncomplete,
@@ -30,7 +31,6 @@ from pakr.proto.group import Element
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import Recover2Reply, UserStatus
 from pakr.proto.tokens import TenantKey
-from pakr.tokens import DevTokenProvider
 from tests.client.sdk_fakes import TENANT, FakeCluster
 
 SECRET = bytes(range(32))
@@ -497,7 +497,7 @@ class MovedCluster:
         self.transports = {**self.old._by_id, **self.new._by_id}
 
     def client(self) -> Any:
-        from pakr.async_client import AsyncClient
+        from pakr._async_client import AsyncClient
 
         return AsyncClient(
             self.new.manifest,
@@ -537,7 +537,7 @@ async def test_a_deleted_user_is_not_resurrected_from_a_previous_configuration()
 
 
 async def test_endless_conflicts_give_up_after_a_bounded_number_of_rounds() -> None:
-    from pakr.operations.register import MAX_CONFLICT_RETRIES
+    from pakr._operations.register import MAX_CONFLICT_RETRIES
     from pakr.proto.errors import Conflict
 
     cluster = FakeCluster(3, 2)

@@ -212,8 +212,8 @@ def test_fill_never_writes_back_a_password_changed_meanwhile(
     """Device A recovers and is paused before its fill (or inside it, after the fill's own
     Register1 found nothing newer); device B changes the password; A resumes: the new
     password works, the old fails, A's fill aborted."""
-    from pakr.operations import recover as recover_op
-    from pakr.operations import register as register_op
+    from pakr._operations import recover as recover_op
+    from pakr._operations import register as register_op
     from tests.security.sec_live import async_client_for
 
     user = f"interleave-{pause}"

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import pytest
 
 import pakr
+from pakr._transport import GrpcTransport
 from pakr.coordinator.localcluster import LocalCluster
 from pakr.proto import kdf
 from pakr.proto.errors import ErrorKind, NodeRefusal
@@ -41,7 +42,6 @@ from pakr.proto.recover import (
 )
 from pakr.proto.register import new_version, prepare_registration
 from pakr.proto.tokens import TenantKey, issue_token
-from pakr.transport import GrpcTransport
 from tests.conftest import ClusterFactory
 from tests.node.node_helpers import ANY_REPLY_KEY
 from tests.security.sec_live import async_client_for, client_for, guess_counts

@@ -39,11 +39,11 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 import pakr
+from pakr._transport import GrpcTransport, fetch_pinned_certificate
 from pakr.coordinator.health import probe
 from pakr.coordinator.localcluster import COORDINATOR_SERVICE, LocalCluster
 from pakr.coordinator.service import NodeProber
 from pakr.proto.messages import UserRef
-from pakr.transport import GrpcTransport, fetch_pinned_certificate
 from tests.conftest import ClusterFactory
 from tests.security.hello_tap import HelloTap
 from tests.security.tls_hello import (

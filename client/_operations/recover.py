@@ -15,7 +15,7 @@ attempt id and blinded element are a free replay at a node that counted it. Node
 replies fail verification are named in a warning (logger ``pakr``) when enough honest nodes
 remain to recover anyway, and in a ``ProtocolError`` otherwise; a reply that does not decode,
 does not combine or does not verify is set aside and replaced by a spare node's in the same
-attempt, and this client asks that node last afterwards (:mod:`pakr.distrust`). ``LockedOut``
+attempt, and this client asks that node last afterwards (:mod:`pakr._distrust`). ``LockedOut``
 only when it is certain (:func:`~pakr.proto.recover.lockout_is_certain`), counting every
 Recover1 answer that arrives before the deadline. After a success, nodes holding the version
 only as pending get a Register3 to roll them forward.
@@ -28,11 +28,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pakr.cluster import ClusterContext, NodeStep
-from pakr.fanout import StepResult
-from pakr.operations.heal import fill as heal_fill
-from pakr.operations.heal import reset_counts
-from pakr.passwords import stretch
+from pakr._cluster import ClusterContext, NodeStep
+from pakr._fanout import StepResult
+from pakr._operations.heal import fill as heal_fill
+from pakr._operations.heal import reset_counts
+from pakr._passwords import stretch
+from pakr._refusals import reason, step_failure
+from pakr._transport import NodeTransport
 from pakr.proto.errors import (
     ClusterUnavailable,
     Conflict,
@@ -40,6 +42,7 @@ from pakr.proto.errors import (
     LockedOut,
     MalformedMessage,
     NodeRefusal,
+    NodeUnreachable,
     NotRegistered,
     PakrError,
     ProtocolError,
@@ -69,8 +72,6 @@ from pakr.proto.recover import (
     verify_recover3_reply,
 )
 from pakr.proto.reset import reset_requests, reset_targets
-from pakr.refusals import reason, step_failure
-from pakr.transport import NodeTransport, NodeUnreachable
 
 log = logging.getLogger("pakr")
 

@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from pakr.cluster import ClusterContext
-from pakr.fanout import is_transient
-from pakr.passwords import stretch
+from pakr._cluster import ClusterContext
+from pakr._fanout import is_transient
+from pakr._passwords import stretch
+from pakr._transport import NodeTransport
 from pakr.proto.errors import (
     AlreadyRegistered,
     CommitIncomplete,
@@ -45,7 +46,6 @@ from pakr.proto.register import (
     prepare_registration,
     registration_epoch,
 )
-from pakr.transport import NodeTransport
 
 log = logging.getLogger("pakr")
 

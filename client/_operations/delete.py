@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 
-from pakr.cluster import ClusterContext
-from pakr.operations.register import MAX_CONFLICT_RETRIES, read_states
+from pakr._cluster import ClusterContext
+from pakr._operations.register import MAX_CONFLICT_RETRIES, read_states
+from pakr._transport import NodeTransport
 from pakr.proto.delete import delete_epoch
 from pakr.proto.errors import Conflict, NotRegistered
 from pakr.proto.messages import Delete, UserRef
-from pakr.transport import NodeTransport
 
 log = logging.getLogger("pakr")
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from pakr.cluster import ClusterContext
-from pakr.operations.recover import read_states
+from pakr._cluster import ClusterContext
+from pakr._operations.recover import read_states
+from pakr._refusals import reason, step_failure
 from pakr.proto.errors import InvalidPassword, LockedOut, NotRegistered, PakrError
 from pakr.proto.messages import NodeRef, UserRef, UserStatus
 from pakr.proto.recover import choose_version
-from pakr.refusals import reason, step_failure
 
 
 @dataclass(frozen=True, slots=True)

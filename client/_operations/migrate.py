@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from pakr.cluster import ClusterContext
-from pakr.operations import register as registration
-from pakr.operations.recover import read_states, recover, recover_outcome
+from pakr._cluster import ClusterContext
+from pakr._operations import register as registration
+from pakr._operations.recover import read_states, recover, recover_outcome
 from pakr.proto.errors import NotRegistered, PakrError
 from pakr.proto.messages import NodeRef, UserRef, UserStatus
 

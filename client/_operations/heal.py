@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from pakr.cluster import ClusterContext
-from pakr.operations import register as registration
+from pakr._cluster import ClusterContext
+from pakr._operations import register as registration
+from pakr._refusals import reason
+from pakr._transport import NodeTransport
 from pakr.proto.errors import PakrError
 from pakr.proto.heal import fill_wanted, newer_seen
 from pakr.proto.messages import NodeRef, ResetGuesses, UserRef, UserStatus
 from pakr.proto.recover import VersionChoice
-from pakr.refusals import reason
-from pakr.transport import NodeTransport
 
 log = logging.getLogger("pakr")
 

@@ -1,0 +1,1 @@
+"""In-process fake pakr clusters for applications' tests (placeholder, filled below)."""
