@@ -28,10 +28,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pakr._cluster import ClusterContext, NodeStep
+from pakr._cluster import ClusterContext
 from pakr._fanout import StepResult
 from pakr._operations.heal import fill as heal_fill
 from pakr._operations.heal import reset_counts
+from pakr._operations.states import state_rpc
 from pakr._passwords import stretch
 from pakr._refusals import reason, step_failure
 from pakr._transport import NodeTransport
@@ -74,25 +75,6 @@ from pakr.proto.recover import (
 from pakr.proto.reset import reset_requests, reset_targets
 
 log = logging.getLogger("pakr")
-
-
-async def read_states(
-    ctx: ClusterContext, user: UserRef, *, wait_all: bool = False
-) -> tuple[dict[NodeRef, UserStatus], dict[NodeRef, PakrError]]:
-    """Recover1 at every node: the answers and the per-node failures."""
-    result = await ctx.step(
-        "recover1", user, ctx.nodes, _recover1(user), need=ctx.threshold, wait_all=wait_all
-    )
-    return result.replies, result.errors
-
-
-def _recover1(user: UserRef) -> NodeStep[UserStatus]:
-    """The Recover1 RPC for ``user`` at one node."""
-
-    async def rpc(transport: NodeTransport, token: str, timeout: float) -> UserStatus:
-        return await transport.recover1(user, token, timeout=timeout)
-
-    return rpc
 
 
 def decide(ctx: ClusterContext, user: UserRef, answers: StepResult[UserStatus]) -> VersionChoice:
@@ -148,7 +130,7 @@ async def recover_outcome(
     share are reset alongside Recover3 (§4a), pending holders rolled forward, and (with
     ``fill``) missing copies filled by one compare-and-swap re-registration (§4b)."""
     t = ctx.threshold
-    flight = ctx.start("recover1", user, ctx.nodes, _recover1(user))
+    flight = ctx.start("recover1", user, ctx.nodes, state_rpc("recover1", user))
     try:
         with ctx.phase("recover1"):
             await flight.gather(
