@@ -75,9 +75,13 @@ def test_every_pin_is_exact_and_hashed() -> None:
 
 
 def test_lock_pins_every_runtime_dependency_of_pyproject() -> None:
-    """Each ``[project].dependencies`` entry, with its extras, is pinned at a version it allows."""
+    """Each ``[project].dependencies`` entry and each of the servers' ``node`` extra, with its
+    own extras, is pinned at a version it allows."""
     missing, outside = [], []
-    for text in PYPROJECT["project"]["dependencies"]:
+    server = (
+        PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["node"]
+    )
+    for text in server:
         requirement = Requirement(text)
         if not _needed(requirement):
             continue
@@ -123,7 +127,7 @@ def test_lock_is_closed_where_this_environment_can_tell() -> None:
 def test_lock_holds_nothing_but_runtime_dependencies() -> None:
     """Dev tools (pytest, ruff, ...) never reach a server through the lock."""
     dev = {canonicalize_name(Requirement(r).name) for r in
-           PYPROJECT["project"]["optional-dependencies"]["dev"]}  # fmt: skip
+           PYPROJECT["project"]["optional-dependencies"]["dev"]} - {"pakr"}  # fmt: skip
     assert dev.isdisjoint(RUNTIME), dev & set(RUNTIME)
     assert "pakr" not in RUNTIME  # the wheel is installed on top, with --no-deps
 
