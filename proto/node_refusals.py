@@ -42,3 +42,8 @@ def stale_attempt() -> NodeRefusal:
         "no open Recover2 attempt with this id (used, replaced or never made);"
         " start a new recovery",
     )
+
+
+def nonce_used() -> NodeRefusal:
+    """ResetGuesses named a nonce this node already spent."""
+    return NodeRefusal(ErrorKind.STALE_ATTEMPT, "reset nonce already used")
