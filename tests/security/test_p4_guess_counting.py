@@ -42,11 +42,10 @@ from pakr.proto.recover import (
 )
 from pakr.proto.register import new_version, prepare_registration
 from pakr.proto.tokens import TenantKey, issue_token
-from tests.conftest import ClusterFactory
 from tests.node.node_helpers import ANY_REPLY_KEY
 from tests.security.sec_live import async_client_for, client_for, guess_counts
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.cluster(nodes=3, threshold=2)]
 
 # ------------------------------------------------------------------------ the guess bound
 
@@ -98,11 +97,6 @@ def test_guess_bound_matches_the_documented_formula(n: int, t: int, f: int, m: i
 
 
 # ------------------------------------------------------------------------ live cluster
-
-
-@pytest.fixture(scope="module")
-def cluster(module_local_cluster: ClusterFactory) -> LocalCluster:
-    return module_local_cluster(nodes=3, threshold=2)
 
 
 def test_concurrent_wrong_guesses_never_exceed_the_limit(cluster: LocalCluster) -> None:

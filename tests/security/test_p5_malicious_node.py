@@ -32,7 +32,6 @@ from pakr.proto.kdf import Argon2Params
 from pakr.proto.manifest import Manifest, ManifestNode
 from pakr.proto.messages import UserRef
 from pakr.proto.tokens import TenantKey, verify_token
-from tests.conftest import ClusterFactory
 from tests.security.sec_malicious_node import MaliciousNode
 
 pytestmark = pytest.mark.timeout(180)
@@ -40,11 +39,6 @@ pytestmark = pytest.mark.timeout(180)
 SECRET = bytes(range(48))
 EVIL = 5
 DEADLINE = 2.0
-
-
-@pytest.fixture(scope="module")
-def cluster(module_local_cluster: ClusterFactory) -> LocalCluster:
-    return module_local_cluster(nodes=5, threshold=3)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import base64
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -31,10 +31,9 @@ from pakr.proto.messages import PROTOCOL_VERSION
 from pakr.proto.tokens import TenantKey, issue_token
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc as pb_grpc
-from tests.conftest import ClusterFactory
 from tests.security.sec_live import client_for, db_dump, guess_counts
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.cluster(nodes=3, threshold=2)]
 
 
 def _b64(data: bytes) -> str:
@@ -102,12 +101,10 @@ def bad_providers(cluster: LocalCluster) -> dict[str, Provider]:
     }
 
 
-@pytest.fixture(scope="module")
-def cluster(module_local_cluster: ClusterFactory) -> Iterator[LocalCluster]:
-    cluster = module_local_cluster(nodes=3, threshold=2)
+@pytest.fixture(scope="module", autouse=True)
+def victim(cluster: LocalCluster) -> None:
     with client_for(cluster) as c:
         c.register("victim", "right", b"victim's secret")
-    yield cluster
 
 
 PROVIDER_NAMES = [
