@@ -259,7 +259,7 @@ def test_fill_never_writes_back_a_password_changed_meanwhile(
 def test_replication_report_names_what_heal_has_not_reached(fresh_cluster: LocalCluster) -> None:
     """``pakr replication``: node 5 missed a re-registration, so it is behind for that user
     (and a user registered with node 5 down is missing there); a login heals its user only."""
-    from tests.fresh_cluster.cluster_helpers import run_admin
+    from tests.cluster.cluster_helpers import run_admin
 
     _missed_reregistration(fresh_cluster, "stale")
     with client_for(fresh_cluster) as client:
