@@ -17,10 +17,10 @@ from pakr._operations import register as registration
 from pakr._operations.states import read_states
 from pakr._refusals import reason
 from pakr._transport import NodeTransport
+from pakr.proto.choice import VersionChoice
 from pakr.proto.errors import PakrError
 from pakr.proto.heal import fill_wanted, newer_seen
 from pakr.proto.messages import NodeRef, ResetGuesses, UserRef, UserStatus
-from pakr.proto.recover import VersionChoice
 
 log = logging.getLogger("pakr")
 

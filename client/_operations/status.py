@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pakr._cluster import ClusterContext
 from pakr._operations.states import read_states
 from pakr._refusals import reason, step_failure
+from pakr.proto.choice import choose_version
 from pakr.proto.errors import InvalidPassword, LockedOut, NotRegistered, PakrError
 from pakr.proto.messages import NodeRef, UserRef, UserStatus
-from pakr.proto.recover import choose_version
 
 
 @dataclass(frozen=True, slots=True)

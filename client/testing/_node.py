@@ -16,6 +16,14 @@ from collections.abc import Callable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from pakr.proto.counting import (
+    Admission,
+    Recover3Outcome,
+    admit_recover2,
+    count_guess,
+    node_recover2,
+    node_recover3,
+)
 from pakr.proto.delete import node_delete
 from pakr.proto.errors import ErrorKind, InvalidAuth, NodeRefusal
 from pakr.proto.messages import (
@@ -40,14 +48,6 @@ from pakr.proto.node_refusals import (
     stale_attempt,
 )
 from pakr.proto.records import UserRecord, VersionRecord
-from pakr.proto.recover import (
-    Admission,
-    Recover3Outcome,
-    admit_recover2,
-    count_guess,
-    node_recover2,
-    node_recover3,
-)
 from pakr.proto.register import check_register2, node_register2, node_register3
 from pakr.proto.reset import check_reset, issue_nonce, node_reset, nonce_claim_key, open_nonce
 from pakr.proto.tokens import SCOPE_USER, Claims, check_claims, verify_token
