@@ -32,7 +32,7 @@ from signal import SIGINT, SIGKILL, SIGTERM
 from types import TracebackType
 from typing import Any
 
-from pakr.coordinator.config import render_config
+from pakr.coordinator.config import create_coordinator_dir
 from pakr.coordinator.health import probe
 from pakr.coordinator.manifest_tools import manifest_nodes, new_cluster_id
 from pakr.coordinator.processes import (
@@ -46,8 +46,8 @@ from pakr.coordinator.processes import (
     port_is_free,
     stop_by_pid_files,
 )
+from pakr.node.config import RateLimits
 from pakr.node.config import load_config as load_node_config
-from pakr.node.tls import write_certificate
 from pakr.proto.errors import ConfigError, PakrError
 from pakr.proto.kdf import DEV_ARGON2, Argon2Params
 from pakr.proto.manifest import (
@@ -134,6 +134,7 @@ class LocalCluster:
         *,
         host: str = "127.0.0.1",
         startup_timeout: float = 60.0,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         check_shape(
             nodes, threshold, dev=dev, register_threshold=register_threshold, subject="cluster "
@@ -151,6 +152,7 @@ class LocalCluster:
         self.with_coordinator = with_coordinator
         self.host = host
         self.startup_timeout = startup_timeout
+        self.rate_limits = rate_limits  # for nodes created from now on (default: the node's)
         self._nodes: dict[int, LocalNode] = {}
         self._procs: dict[int, Supervised] = {}
         self._coordinator: Supervised | None = None
@@ -449,6 +451,7 @@ class LocalCluster:
             "--metrics-listen",
             f"{self.host}:{metrics_port}",
             *(arg for key in keys for arg in ("--tenant", f"{key.kid}={key.public_key_text}")),
+            *self._rate_limit_args(),
         )
         done = subprocess.run(
             argv, capture_output=True, text=True, env=child_env(), timeout=60, check=False
@@ -473,6 +476,15 @@ class LocalCluster:
             raise ClusterStartError(
                 f"`pakr node init` for node {index} printed no JSON line: {done.stdout[-500:]!r}"
             ) from None
+
+    def _rate_limit_args(self) -> list[str]:
+        limits = self.rate_limits
+        if limits is None:
+            return []
+        return [
+            *("--user-rate", str(limits.user_rate), "--user-burst", str(limits.user_burst)),
+            *("--peer-rate", str(limits.peer_rate), "--peer-burst", str(limits.peer_burst)),
+        ]
 
     def _node_from_config(self, path: Path) -> LocalNode:
         config = load_node_config(path)
@@ -522,26 +534,15 @@ class LocalCluster:
             port, metrics = self.base_port, self.base_port + 100
         else:
             port, metrics = free_ports(2, self.host)
-        tls = self.coordinator_dir / "tls"
-        tls.mkdir(parents=True, exist_ok=True)
-        write_certificate(
-            self.coordinator_cert_path,
-            tls / "coordinator.key",
-            common_name="pakr coordinator",
-            hosts=[self.host],
-        )
         self._coordinator_address = f"{self.host}:{port}"
         self._coordinator_metrics = f"{self.host}:{metrics}"
-        self.coordinator_config_path.write_text(
-            render_config(
-                listen=self._coordinator_address,
-                manifest="../" + self.manifest_path.name,
-                tls_cert="tls/coordinator.crt",
-                tls_key="tls/coordinator.key",
-                canary_key="../tenants/" + self.canary_key_path.name,
-                metrics_listen=self._coordinator_metrics,
-            ),
-            encoding="utf-8",
+        create_coordinator_dir(
+            self.coordinator_dir,
+            listen=self._coordinator_address,
+            manifest=self.manifest_path,
+            canary_key=self.canary_key_path,
+            metrics_listen=self._coordinator_metrics,
+            root=self.dir,
         )
         self._coordinator = self._coordinator_process()
 

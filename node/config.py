@@ -65,8 +65,10 @@ from typing import Any
 
 from pakr.node import tomlfields as fields
 from pakr.proto.errors import ConfigError
+from pakr.proto.files import write_private_file
 
 DATA_KEY_LEN = 32
+CONFIG_HEADER = "pakr share-server configuration (pakr.node.config documents every key)"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -161,6 +163,64 @@ class NodeConfig:
     @property
     def node_id_hex(self) -> str:
         return self.node_id.hex()
+
+    def to_toml(self, root: Path | None = None) -> dict[str, Any]:
+        """The document :func:`parse_config` reads back as this config (at ``self.path``).
+
+        Paths inside ``root`` (default: the config's directory) are written relative to the
+        config file, so the directory can be moved whole; others stay absolute.
+        """
+        base = self.path.parent
+
+        def rel(path: Path) -> str:
+            return fields.path_text(path, base, root)
+
+        storage = self.storage_url
+        if storage.startswith("sqlite:///"):
+            storage = "sqlite:///" + rel(sqlite_path(storage))
+        doc: dict[str, Any] = {
+            "node": {
+                "id": self.node_id_hex,
+                "index": self.index,
+                "listen": self.listen,
+                "insecure": self.insecure,
+                "log_level": self.log_level,
+                "crypto_thread": self.crypto_thread,
+            }
+        }
+        tls = {k: rel(v) for k, v in (("cert", self.tls_cert), ("key", self.tls_key)) if v}
+        if tls:
+            doc["tls"] = tls
+        doc["storage"] = {"url": storage}
+        if self.hpke is not None:
+            doc["hpke"] = {
+                "private_key_file": rel(self.hpke.private_key_file),
+                "public_key_file": rel(self.hpke.public_key_file),
+            }
+        source = self.data_key
+        doc["data_key"] = {"file": rel(source.file)} if source.file else {"env": source.env}
+        doc["keys"] = {
+            "dir": rel(self.keys_dir),
+            "roll_hours": self.key_roll_seconds / 3600.0,
+            "retention_days": self.key_retention_seconds / 86400.0,
+        }
+        doc["sweeper"] = {"interval_seconds": self.sweep_seconds}
+        doc["tenants"] = dict(sorted(self.tenants.items()))
+        doc["rate_limit"] = {
+            "user_rate": self.rate_limits.user_rate,
+            "user_burst": self.rate_limits.user_burst,
+            "peer_rate": self.rate_limits.peer_rate,
+            "peer_burst": self.rate_limits.peer_burst,
+        }
+        if self.metrics_listen is not None:
+            doc["metrics"] = {"listen": self.metrics_listen}
+        doc["audit"] = {"retention_days": self.audit_retention_days}
+        return doc
+
+    def save(self, root: Path | None = None) -> None:
+        """Write this config to ``self.path`` (0600, atomically); see :meth:`to_toml`."""
+        text = fields.dumps(self.to_toml(root), CONFIG_HEADER)
+        write_private_file(self.path, text.encode("utf-8"))
 
 
 # ------------------------------------------------------------------------------ parsing

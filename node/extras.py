@@ -20,6 +20,8 @@ SERVER_MODULES = {
     "psycopg": "psycopg",
     "psycopg_pool": "psycopg-pool",
     "prometheus_client": "prometheus-client",
+    "tomli_w": "tomli-w",
+    "psutil": "psutil",
 }
 
 EXIT_MISSING = 2  # pakr.proto.exitcodes.ExitCode.USAGE: a configuration problem

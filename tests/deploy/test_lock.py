@@ -75,13 +75,11 @@ def test_every_pin_is_exact_and_hashed() -> None:
 
 
 def test_lock_pins_every_runtime_dependency_of_pyproject() -> None:
-    """Each ``[project].dependencies`` entry and each of the servers' ``node`` extra, with its
-    own extras, is pinned at a version it allows."""
+    """Each ``[project].dependencies`` entry and each of the server extra (``node``), with
+    their extras, is pinned at a version it allows."""
     missing, outside = [], []
-    server = (
-        PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["node"]
-    )
-    for text in server:
+    project = PYPROJECT["project"]
+    for text in [*project["dependencies"], *project["optional-dependencies"]["node"]]:
         requirement = Requirement(text)
         if not _needed(requirement):
             continue
@@ -127,7 +125,7 @@ def test_lock_is_closed_where_this_environment_can_tell() -> None:
 def test_lock_holds_nothing_but_runtime_dependencies() -> None:
     """Dev tools (pytest, ruff, ...) never reach a server through the lock."""
     dev = {canonicalize_name(Requirement(r).name) for r in
-           PYPROJECT["project"]["optional-dependencies"]["dev"]} - {"pakr"}  # fmt: skip
+           PYPROJECT["project"]["optional-dependencies"]["dev"]}  # fmt: skip
     assert dev.isdisjoint(RUNTIME), dev & set(RUNTIME)
     assert "pakr" not in RUNTIME  # the wheel is installed on top, with --no-deps
 
