@@ -1,8 +1,10 @@
 """The one exception hierarchy of pakr, rooted in :class:`PakrError`.
 
 Every layer (protocol core, node, SDK, coordinator) raises these, so an application catches
-``pakr.PakrError`` and nothing else. Messages say what happened and what to do about it; they
-never carry a password, a secret, a share or a token.
+``pakr.PakrError`` and nothing else; :class:`TransientError` and :class:`PermanentError`
+say whether the same call may succeed later (the SDK's public list and tree:
+``pakr.errors``). Messages say what happened and what to do about it; they never carry a
+password, a secret, a share or a token.
 
 The SDK-facing errors are those of docs/protocol.md §7. When several nodes fail differently the SDK
 reports the *most actionable* one; that ordering lives in :func:`most_actionable`, once.
@@ -222,7 +224,8 @@ class NodeUnreachable(TransientError):
 class NodeRefusal(PakrError):
     """A node-side refusal with a typed :class:`ErrorKind`, turned into a gRPC status.
 
-    Raised by the pure node steps (``pakr.proto.node_steps``) and by the node's servicer.
+    Raised by the pure node steps (their texts in :mod:`pakr.proto.node_refusals`) and by the
+    node's servicer.
     Also what the SDK transport produces from a node's error detail before classifying it.
     """
 
