@@ -19,8 +19,9 @@ import pytest
 
 from pakr.proto import wire
 from pakr.proto.errors import ErrorKind, NodeRefusal
+from pakr.proto.group import Element, Scalar
 from pakr.proto.manifest import ManifestNode
-from pakr.proto.messages import REQUEST_ID_LEN, UserRef
+from pakr.proto.messages import REQUEST_ID_LEN, Recover2, UserRef
 from pakr.proto.tokens import TenantKey, issue_token
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc
@@ -151,9 +152,21 @@ CASES = {
         lambda n: pb.Recover1Request(header=header(version=1)),
         lambda n: n.token(),
     ),
-    "not registered": (
+    "incomplete Recover3": (
         "Recover3",
         lambda n: pb.Recover3Request(header=header(), version=os.urandom(16)),
+        lambda n: n.token(),
+    ),
+    "not registered": (
+        "Recover2",
+        lambda n: wire.recover2_to_pb(
+            header(),
+            Recover2(
+                version=os.urandom(16),
+                attempt_id=os.urandom(16),
+                blinded_element=Element.base_mult(Scalar.random()),
+            ),
+        ),
         lambda n: n.token(),
     ),
     "undecodable body": ("Recover2", lambda n: Raw(b"\xff\xff\xff"), lambda n: n.token()),
@@ -170,6 +183,19 @@ CASES = {
 }
 
 
+KINDS = {
+    "garbage token": ErrorKind.INVALID_AUTH,
+    "another user's token": ErrorKind.INVALID_AUTH,
+    "wrong scope": ErrorKind.INVALID_AUTH,
+    "old protocol version": ErrorKind.UPGRADE_REQUIRED,
+    "incomplete Recover3": ErrorKind.INVALID_REQUEST,
+    "not registered": ErrorKind.NOT_REGISTERED,
+    "undecodable body": ErrorKind.INVALID_REQUEST,
+    "oversize body": ErrorKind.INVALID_REQUEST,
+    "bad audit limit": ErrorKind.INVALID_REQUEST,
+}
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_same_typed_refusal_on_both_listeners(node: WebNode, case: str) -> None:
     method, make_request, make_token = CASES[case]
@@ -177,7 +203,7 @@ def test_the_same_typed_refusal_on_both_listeners(node: WebNode, case: str) -> N
     over_grpc = grpc_refusal(node, method, request, token)
     over_connect = web_refusal(node.web(), method, request, token)
     over_grpc_web = web_refusal(node.web(grpc_web=True), method, request, token)
-    assert over_grpc.kind is not ErrorKind.INTERNAL
+    assert over_grpc.kind is KINDS[case]
     assert same_refusal(over_connect) == same_refusal(over_grpc) == same_refusal(over_grpc_web)
 
 
