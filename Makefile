@@ -12,7 +12,7 @@ SOAK_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,docs,examples]' --config-settings editable_mode=strict
+	$(BIN)/python -m pip install --quiet -e '.[node,dev,docs,examples]' --config-settings editable_mode=strict
 	touch $(STAMP)
 
 venv: $(STAMP)
