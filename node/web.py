@@ -112,8 +112,9 @@ class WebContext:
         return peer_of(self._ctx.client_address)
 
     def auth_context(self) -> Mapping[str, Sequence[bytes]]:
-        # The ASGI server does not report the TLS group; the metric says which listener.
-        return {"ssl_negotiated_key_exchange_group": [b"web-tls"]} if self._tls else {}
+        # The browser's TLS ends at the proxy in front (or, with web TLS, in the ASGI server,
+        # which does not report the group): the metric names the listener instead.
+        return {"ssl_negotiated_key_exchange_group": [b"web-tls" if self._tls else b"web"]}
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return tuple(self._ctx.request_headers.allitems())

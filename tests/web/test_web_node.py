@@ -59,7 +59,7 @@ class WebNode:
         return node_pb2_grpc.NodeStub(channel)
 
     def web(self, *, grpc_web: bool = False, origin: str | None = APP) -> WebTransport:
-        node = ManifestNode(self.node_id, 1, self.proc.address, web_origin=self.origin)
+        node = ManifestNode(self.node_id, 1, f"127.0.0.1:{self.web_port}", web_origin=self.origin)
         return WebTransport(node, grpc_web=grpc_web, origin=origin)
 
 
@@ -417,3 +417,44 @@ def test_a_tls_web_listener(tmp_path: Path) -> None:
             http.post("/pakr.v1.Node/Recover1", content=body)
     finally:
         secure.proc.stop()
+
+
+def test_web_calls_count_in_the_same_metrics(tmp_path: Path) -> None:
+    """One servicer: a web call is counted by method and outcome exactly like a gRPC call,
+    with the key-exchange label naming the web listener."""
+    from tests.node.conftest import start_node
+
+    running = start_node(
+        tmp_path / "inproc", web=f'listen = "127.0.0.1:0"\nallowed_origins = ["{APP}"]'
+    )
+    try:
+        assert running.server.web is not None
+        metrics = running.server.metrics.registry
+
+        def count(outcome: str) -> float:
+            labels = {"method": "Recover1", "outcome": outcome}
+            return metrics.get_sample_value("pakr_node_requests_total", labels) or 0.0
+
+        node = WebNode(
+            proc=None,  # type: ignore[arg-type]
+            key=running.key,
+            cert=running.cert,
+            node_id=running.config.node_id,
+            web_port=running.server.web.port,
+        )
+        request = pb.Recover1Request(header=header())
+        web_refusal(node.web(), "Recover1", request, "x.y.z")
+
+        async def ok() -> None:
+            transport = node.web()
+            try:
+                await transport.call("Recover1", request, pb.Recover1Response, node.token(), 5.0)
+            finally:
+                await transport.close()
+
+        asyncio.run(ok())
+        assert count("ok") == 1 and count("invalid_auth") == 1
+        web = metrics.get_sample_value("pakr_node_tls_key_exchange_total", {"group": "web"})
+        assert web == 2
+    finally:
+        running.stop()
