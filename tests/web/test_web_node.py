@@ -458,3 +458,28 @@ def test_web_calls_count_in_the_same_metrics(tmp_path: Path) -> None:
         assert web == 2
     finally:
         running.stop()
+
+
+def test_a_trickled_request_is_cut_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that sends headers and then withholds the body loses the connection slot
+    after the per-request limit (here shortened): Connect's "canceled" (HTTP 499), or an
+    empty 408 when nothing had started to answer."""
+    from pakr.node import web as web_module
+    from tests.node.conftest import start_node
+
+    monkeypatch.setattr(web_module, "CALL_SECONDS", 0.5)
+    running = start_node(
+        tmp_path / "slow", web=f'listen = "127.0.0.1:0"\nallowed_origins = ["{APP}"]'
+    )
+    try:
+        assert running.server.web is not None
+        with socket.create_connection(("127.0.0.1", running.server.web.port), timeout=10) as conn:
+            conn.sendall(
+                b"POST /pakr.v1.Node/Recover1 HTTP/1.1\r\nhost: x\r\n"
+                b"content-type: application/proto\r\ncontent-length: 100\r\n\r\nab"
+            )
+            answer = conn.recv(4096)
+        assert answer.startswith((b"HTTP/1.1 408", b"HTTP/1.1 499")), answer
+        assert b"access-control" not in answer.lower()
+    finally:
+        running.stop()
