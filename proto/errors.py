@@ -208,7 +208,7 @@ class NodeRefusal(PakrError):
 
 
 # Most actionable first: InvalidPassword < NotRegistered < InvalidAuth < RateLimited <
-# UpgradeRequired < ProtocolError < ClusterUnavailable (docs/protocol.md §7).
+# UpgradeRequired < Conflict < ProtocolError < ClusterUnavailable (docs/protocol.md §7).
 _ORDER: tuple[type[PakrError], ...] = (
     InvalidPassword,
     NotRegistered,

@@ -11,7 +11,6 @@ with mode 0600; their ``repr`` never shows the private key.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
@@ -25,6 +24,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from pakr.proto import base64url
 from pakr.proto.errors import ConfigError, InvalidAuth
 from pakr.proto.files import create_private_file
 
@@ -40,13 +40,8 @@ _KEY_PREFIX = "ed25519:"
 _KEY_FILE_FORMAT = "pakr-key/1"
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64url(text: str) -> bytes:
-    padded = text + "=" * (-len(text) % 4)
-    return base64.urlsafe_b64decode(padded.encode("ascii"))
+_b64url = base64url.encode
+_unb64url = base64url.decode
 
 
 def public_key_text(key: Ed25519PublicKey) -> str:
