@@ -34,7 +34,7 @@ test: $(STAMP) lint docs
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -x -m "not slow and not postgres"
+	$(BIN)/pytest -q -x -m "not postgres"
 
 proto: $(STAMP)
 	$(BIN)/python tools/genproto.py

@@ -32,6 +32,7 @@ Relative paths resolve against the config file's directory.
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,6 @@ from typing import Any
 from pakr.node import tomlfields as fields
 from pakr.node.tls import write_certificate
 from pakr.proto.errors import ConfigError
-from pakr.proto.files import write_private_file
 from pakr.proto.hostport import is_loopback, split_host_port
 
 DEFAULT_CANARY_USER = "pakr-canary"
@@ -78,10 +78,7 @@ class CoordinatorConfig:
         Paths inside ``root`` (default: the config's directory) are written relative to the
         config file, so that directory can be moved whole; others stay absolute.
         """
-        base = self.path.parent
-
-        def rel(path: Path) -> str:
-            return fields.path_text(path, base, root)
+        rel = functools.partial(fields.path_text, base=self.path.parent, root=root)
 
         main: dict[str, Any] = {"listen": self.listen, "manifest": rel(self.manifest)}
         main["insecure"] = self.insecure
@@ -102,8 +99,7 @@ class CoordinatorConfig:
 
     def save(self, root: Path | None = None) -> None:
         """Write this config to ``self.path`` (0600, atomically); see :meth:`to_toml`."""
-        text = fields.dumps(self.to_toml(root), CONFIG_HEADER)
-        write_private_file(self.path, text.encode("utf-8"))
+        fields.save(self.path, self.to_toml(root), CONFIG_HEADER)
 
 
 def _seconds(table: Mapping[str, Any], key: str, prefix: str, default: float) -> float:

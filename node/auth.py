@@ -114,8 +114,8 @@ def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
 
 class VerifiedTokens:
     """Tokens whose signature already verified, so a token reused for many calls (Recover1/2
-    are not single-use) costs one Ed25519 verification, not one per call (~0.4 ms with
-    PyJWT). Only the time checks are repeated per call. Bounded; cleared when full."""
+    are not single-use) costs one Ed25519 verification, not one per call. Only the time
+    checks are repeated per call. Bounded; cleared when full."""
 
     def __init__(self, max_entries: int = 4096) -> None:  # tokens are <= 1 KB each
         self._claims: dict[str, Claims] = {}

@@ -9,33 +9,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from pakr.node import logs
-from pakr.node.config import load_config
+from pakr.node.commands import config_command, open_config
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    os.umask(0o077)  # the backup file and anything beside it: 0600
     # Imported here: the backup module loads psycopg, which `pakr node serve` on SQLite
     # should not pay for in memory.
     from pakr.node.backup import backup_node
 
-    config = load_config(args.config)
-    logs.configure(config.log_level)
+    config = open_config(args)  # umask 077: the backup file and anything beside it are 0600
     summary = backup_node(config, Path(args.out))
     print(json.dumps({"backup": str(Path(args.out).resolve()), **summary.to_json()}), flush=True)
     return 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    os.umask(0o077)  # the backup file and anything beside it: 0600
     from pakr.node.backup import restore_node
 
-    config = load_config(args.config)
-    logs.configure(config.log_level)
+    config = open_config(args)
     summary = restore_node(config, Path(args.in_file))
     print(json.dumps({"restored": str(Path(args.in_file).resolve()), **summary.to_json()}))
     return 0
@@ -43,26 +37,25 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def add_commands(node_subparsers: Any) -> None:
     """Add ``backup`` and ``restore`` under ``pakr node``."""
-    backup = node_subparsers.add_parser(
+    backup = config_command(
+        node_subparsers,
         "backup",
+        cmd_backup,
         help="write the node's users (shares still sealed) to a JSON-lines file",
         description="Copy every user of this node, shares still sealed under its data key, to"
         " a new file. The data key is not in the backup: keep it apart.",
-        epilog="example:\n  pakr node backup --config nodes/node1/node.toml --out node1.backup",
+        example="--out node1.backup",
     )
-    backup.add_argument("--config", required=True, help="path to node.toml")
     backup.add_argument("--out", required=True, metavar="FILE", help="backup file to create")
-    backup.set_defaults(func=cmd_backup)
-
-    restore = node_subparsers.add_parser(
+    restore = config_command(
+        node_subparsers,
         "restore",
+        cmd_restore,
         help="load a backup of this node into its empty database",
         description="Load a backup made by `pakr node backup` of this same node (same node id"
         " and data key) into its empty database.",
-        epilog="example:\n  pakr node restore --config nodes/node1/node.toml --in node1.backup",
+        example="--in node1.backup",
     )
-    restore.add_argument("--config", required=True, help="path to node.toml")
     restore.add_argument(
         "--in", required=True, dest="in_file", metavar="FILE", help="backup file to read"
     )
-    restore.set_defaults(func=cmd_restore)

@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pakr.node import logs
 from pakr.node.auth import load_tenant_keys
+from pakr.node.commands import PRIVATE_UMASK, config_command, open_config
 from pakr.node.config import (
     LOG_LEVELS,
     DataKeySource,
@@ -47,7 +47,6 @@ from pakr.proto.files import private_directory, write_private_file
 from pakr.proto.hostport import is_loopback, split_host_port
 
 CONFIG_NAME = "node.toml"
-PRIVATE_UMASK = 0o077  # everything a node writes: files 0600, directories 0700
 
 
 def _parse_tenants(values: Sequence[str]) -> dict[str, str]:
@@ -163,9 +162,7 @@ def _rotation_crash() -> Callable[[str], None]:
 
 
 def cmd_rotate_keys(args: argparse.Namespace) -> int:
-    os.umask(PRIVATE_UMASK)
-    config = load_config(args.config)
-    logs.configure(config.log_level)
+    config = open_config(args)
     now = time.time() if args.now is None else args.now
     report = asyncio.run(rotate_node(config, now))
     print(json.dumps(report.to_json()), flush=True)
@@ -173,9 +170,7 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    os.umask(PRIVATE_UMASK)
-    config = load_config(args.config)
-    logs.configure(config.log_level)
+    config = open_config(args)
 
     def ready(node: NodeServer) -> None:
         info: dict[str, Any] = {
@@ -210,9 +205,7 @@ def cmd_hpke_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    os.umask(PRIVATE_UMASK)
-    config = load_config(args.config)
-    logs.configure(config.log_level)
+    config = open_config(args)
     version = asyncio.run(_migrate(config))
     print(json.dumps({"schema_version": version}), flush=True)
     return 0
@@ -294,50 +287,43 @@ def add_commands(subparsers: Any) -> None:
     init.add_argument("--force", action="store_true", help="overwrite an existing node directory")
     init.set_defaults(func=cmd_init)
 
-    serve = sub.add_parser(
+    config_command(
+        sub,
         "serve",
+        cmd_serve,
         help="serve until SIGTERM/SIGINT",
         description="Run the node in the foreground. Prints one JSON line once it listens;"
         " SIGTERM/SIGINT drains the calls in flight, then exits.",
-        epilog="example:\n  pakr node serve --config nodes/node1/node.toml",
     )
-    serve.add_argument("--config", required=True, help="path to node.toml")
-    serve.set_defaults(func=cmd_serve)
-
-    keygen = sub.add_parser(
+    keygen = config_command(
+        sub,
         "hpke-keygen",
+        cmd_hpke_keygen,
         help="create (or with --force rotate) the node's HPKE key pair",
         description="Write hpke.key (0600) and hpke.pub. After a rotation restart the node and"
         " publish a manifest with a higher serial listing the new public key.",
-        epilog="example:\n  pakr node hpke-keygen --config nodes/node1/node.toml",
     )
-    keygen.add_argument("--config", required=True, help="path to node.toml")
     keygen.add_argument("--force", action="store_true", help="replace an existing key (rotate)")
-    keygen.set_defaults(func=cmd_hpke_keygen)
-
-    migrate = sub.add_parser(
+    config_command(
+        sub,
         "migrate",
+        cmd_migrate,
         help="create or upgrade the node's database schema",
         description="Bring the node's database to this version's schema (idempotent). Run it"
         " before `serve` after an upgrade when several replicas share one database.",
-        epilog="example:\n  pakr node migrate --config nodes/node1/node.toml",
     )
-    migrate.add_argument("--config", required=True, help="path to node.toml")
-    migrate.set_defaults(func=cmd_migrate)
-
-    rotate_keys = sub.add_parser(
+    rotate_keys = config_command(
+        sub,
         "rotate-keys",
+        cmd_rotate_keys,
         help="roll the key generation if due; re-wrap and destroy generations past retention",
         description="Run one key-rotation pass now (the node's sweeper runs one every pass):"
         " start a new key generation when the current one is due, re-wrap what the old ones"
         " seal, and destroy generations past their retention.",
-        epilog="example:\n  pakr node rotate-keys --config nodes/node1/node.toml",
     )
-    rotate_keys.add_argument("--config", required=True, help="path to node.toml")
     rotate_keys.add_argument(
         "--now", type=float, help=argparse.SUPPRESS
     )  # a unix time to rotate as of (tests and drills of the schedule)
-    rotate_keys.set_defaults(func=cmd_rotate_keys)
 
     from pakr.node import backup_cli  # backup/restore live with the backup format
 

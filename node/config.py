@@ -59,6 +59,7 @@ Layout (every table but ``[node]`` is optional)::
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 from collections.abc import Mapping
@@ -69,7 +70,6 @@ from typing import Any
 from pakr.node import tomlfields as fields
 from pakr.node.webconfig import WebConfig, parse_web
 from pakr.proto.errors import ConfigError
-from pakr.proto.files import write_private_file
 from pakr.proto.hostport import is_loopback, split_host_port
 
 DATA_KEY_LEN = 32
@@ -176,10 +176,7 @@ class NodeConfig:
         Paths inside ``root`` (default: the config's directory) are written relative to the
         config file, so the directory can be moved whole; others stay absolute.
         """
-        base = self.path.parent
-
-        def rel(path: Path) -> str:
-            return fields.path_text(path, base, root)
+        rel = functools.partial(fields.path_text, base=self.path.parent, root=root)
 
         storage = self.storage_url
         if storage.startswith("sqlite:///"):
@@ -227,8 +224,7 @@ class NodeConfig:
 
     def save(self, root: Path | None = None) -> None:
         """Write this config to ``self.path`` (0600, atomically); see :meth:`to_toml`."""
-        text = fields.dumps(self.to_toml(root), CONFIG_HEADER)
-        write_private_file(self.path, text.encode("utf-8"))
+        fields.save(self.path, self.to_toml(root), CONFIG_HEADER)
 
 
 # ------------------------------------------------------------------------------ parsing

@@ -47,7 +47,6 @@ class Sweeper:
         self.metrics = metrics
         self.clock = clock
         self.interval = interval
-        self.passes = 0
         self._crash = crash
         self._task: asyncio.Task[None] | None = None
 
@@ -66,7 +65,6 @@ class Sweeper:
             report = await rotate(self.store, self.keys, self.policy, now, crash=self._crash)
         if report.destroyed:
             self.metrics.erasures.labels("key_generation").inc(len(report.destroyed))
-        self.passes += 1
         return swept, report
 
     def start(self) -> None:

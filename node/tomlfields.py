@@ -18,6 +18,7 @@ from typing import Any
 import tomli_w
 
 from pakr.proto.errors import ConfigError
+from pakr.proto.files import write_private_file
 
 
 def table(doc: Mapping[str, Any], name: str, *, required: bool = False) -> Mapping[str, Any]:
@@ -100,3 +101,8 @@ def path_text(path: Path, base: Path, root: Path | None = None) -> str:
 def dumps(doc: Mapping[str, Any], header: str) -> str:
     """The TOML text of ``doc``, after ``header`` as a comment line."""
     return f"# {header}\n" + tomli_w.dumps(doc)
+
+
+def save(path: Path, doc: Mapping[str, Any], header: str) -> None:
+    """Write ``doc`` as TOML to ``path``: owner-only (0600), atomically."""
+    write_private_file(path, dumps(doc, header).encode("utf-8"))

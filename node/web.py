@@ -43,7 +43,8 @@ from protobuf.wkt import Any as AnyPb
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pakr.node.servicer import Context, NodeServicer, tolerant_parser
+from pakr.node.rpc_base import Context
+from pakr.node.servicer import NodeServicer, tolerant_parser
 from pakr.node.webconfig import DEV_ORIGIN_PATTERN, WebConfig
 from pakr.proto import wire
 from pakr.proto.errors import ConfigError

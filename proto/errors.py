@@ -207,8 +207,7 @@ class NodeRefusal(PakrError):
         super().__init__(message)
 
 
-# Most actionable first: InvalidPassword < NotRegistered < InvalidAuth < RateLimited <
-# UpgradeRequired < Conflict < ProtocolError < ClusterUnavailable (docs/protocol.md §7).
+# Most actionable first (docs/protocol.md §7); this tuple is the order, stated once.
 _ORDER: tuple[type[PakrError], ...] = (
     InvalidPassword,
     NotRegistered,

@@ -13,7 +13,6 @@ a MAC key shorter than 32 bytes or bad Argon2 arguments are programming errors (
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -314,8 +313,3 @@ def reset_proof(unlock_tag: bytes, version: bytes, nonce: bytes) -> bytes:
     node's tag for ``version`` over a nonce the node issued, so the guess count can be reset
     at a node that did not release its share (no replay: the nonce is single-use)."""
     return mac(unlock_tag, LABEL_RESET_PROOF, _fixed("version", version, VERSION_LEN), nonce)
-
-
-def equal(a: bytes, b: bytes) -> bool:
-    """Constant-time comparison of two derived values (tags, commitments, proofs)."""
-    return hmac.compare_digest(a, b)

@@ -238,7 +238,7 @@ def generate_proof(
     M = _weighted_sum(weights, C)  # noqa: N806 - RFC names
     Z = M * k  # noqa: N806
     nonce = Scalar.random() if r is None else r
-    # A is the generator in every pakr proof: the fixed-base multiplication is ~3x cheaper.
+    # A is the generator in every pakr proof: the fixed-base multiplication is cheaper.
     t2 = Element.base_mult(nonce) if Element.generator() == A else A * nonce
     t3 = M * nonce
     c = _challenge(B, M, Z, t2, t3, mode)

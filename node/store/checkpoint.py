@@ -30,7 +30,6 @@ class Checkpointer:
         self._path = path
         self._wanted = threading.Event()
         self._stop = False
-        self.completed = 0
         self.busy = 0  # checkpoints that a reader kept from finishing
         self._thread = threading.Thread(target=self._run, name="pakr-checkpoint", daemon=True)
         self._thread.start()
@@ -77,7 +76,6 @@ class Checkpointer:
         else:
             detail = "a reader holds an older snapshot"
         if not busy:
-            self.completed += 1
             if attempt:
                 log.info("WAL checkpoint after an erase finished (retry %d)", attempt)
             return True

@@ -78,7 +78,7 @@ def test_finding2_one_false_locked_and_two_late_honest_nodes(five: Liars) -> Non
 def test_finding2_lockout_only_when_certain(five: Liars) -> None:
     """Three "locked" answers of five (> n - t) is certain: ``LockedOut``, exit code 8; two
     "locked" answers plus an unreachable node is not: ``ClusterUnavailable``."""
-    from pakr.coordinator.cli import EXIT_LOCKED_OUT, exit_code_for
+    from pakr.coordinator.cli import ExitCode, exit_code_for
 
     user = _register(five)
     locked = Lie(
@@ -96,7 +96,7 @@ def test_finding2_lockout_only_when_certain(five: Liars) -> None:
     with five.client() as c, pytest.raises(pakr.LockedOut) as info:
         c.recover(user, PASSWORD)
     assert info.value.guesses_remaining == 0 and isinstance(info.value, pakr.InvalidPassword)
-    assert exit_code_for(info.value) == EXIT_LOCKED_OUT
+    assert exit_code_for(info.value) == ExitCode.LOCKED_OUT
     five.honest()
 
 

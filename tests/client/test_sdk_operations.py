@@ -555,7 +555,7 @@ async def test_status_of_a_locked_out_user_says_so_consistently() -> None:
     """Issue 17 item 2: a locked-out user is reported as locked out, on the whole and per
     node, never "registered, 0 left" beside nodes that all say "no version"; the CLI text
     and recovery agree (LockedOut)."""
-    from pakr.coordinator.user_cli import _status_text
+    from pakr.coordinator.cli.user import _status_text
     from pakr.proto.errors import LockedOut
 
     cluster = FakeCluster(3, 2)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pakr.coordinator import user_cli
-from pakr.coordinator.cli import build_parser, main
+from pakr.coordinator.cli import build_parser, main, session
+from pakr.coordinator.cli import user as user_cli
 from pakr.proto.errors import ConfigError, InvalidAuth
 from pakr.proto.tokens import TenantKey, verify_token
 
@@ -62,7 +62,7 @@ def test_secret_from_stdin_then_passwords(monkeypatch: pytest.MonkeyPatch) -> No
     base = dict(secret_file=None, secret_hex=None, generate=None, secret_stdin=True)
     lines = ["0aff", "pw", "pw"]
     assert user_cli._read_secret(_args(**base), lines) == (b"\n\xff", False)
-    passwords = user_cli._Passwords(_args(password_stdin=True), lines)
+    passwords = session.Passwords(_args(password_stdin=True), lines)
     assert passwords.ask("New password: ", confirm=True) == "pw"
     with pytest.raises(ConfigError, match="not valid hex"):
         user_cli._read_secret(_args(**base), ["zz"])
@@ -76,7 +76,7 @@ def _args(**kwargs: object) -> argparse.Namespace:
 
 def test_passwords_from_stdin_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO("old pw\nnew pw\n"))
-    passwords = user_cli._Passwords(_args(password_stdin=True))
+    passwords = session.Passwords(_args(password_stdin=True))
     assert passwords.ask("a") == "old pw"
     assert passwords.ask("b", confirm=True) == "new pw"
     with pytest.raises(ConfigError, match="not enough lines"):
@@ -86,14 +86,14 @@ def test_passwords_from_stdin_lines(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_prompt_needs_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     with pytest.raises(ConfigError, match="--password-stdin"):
-        user_cli._Passwords(_args(password_stdin=False))
+        session.Passwords(_args(password_stdin=False))
 
 
 def test_prompted_passwords_must_match(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdin", FakeTTY())
     answers = iter(["one", "two", "same", "same"])
     monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
-    passwords = user_cli._Passwords(_args(password_stdin=False))
+    passwords = session.Passwords(_args(password_stdin=False))
     with pytest.raises(ConfigError, match="differ"):
         passwords.ask("New password: ", confirm=True)
     assert passwords.ask("New password: ", confirm=True) == "same"
@@ -124,7 +124,7 @@ async def test_token_cmd_provider(tmp_path: Path) -> None:
         "print(issue_token(TenantKey.load(sys.argv[1]), user_id=os.environ['PAKR_USER_ID'],"
         " audience=sys.argv[2]))\n"
     )
-    provider = user_cli.CommandTokenProvider(
+    provider = session.CommandTokenProvider(
         f"{sys.executable} {script} {key_path} {{audience}}", "acme"
     )
     audience = "ab" * 16
@@ -134,21 +134,21 @@ async def test_token_cmd_provider(tmp_path: Path) -> None:
     failing = tmp_path / "fail.py"
     failing.write_text("import sys\nprint('nope', file=sys.stderr)\nsys.exit(3)\n")
     with pytest.raises(InvalidAuth, match="exited with 3: nope"):
-        await user_cli.CommandTokenProvider(f"{sys.executable} {failing}", "acme")("a", audience)
+        await session.CommandTokenProvider(f"{sys.executable} {failing}", "acme")("a", audience)
     with pytest.raises(InvalidAuth, match="could not run"):
-        await user_cli.CommandTokenProvider("/nonexistent/cmd", "acme")("a", audience)
+        await session.CommandTokenProvider("/nonexistent/cmd", "acme")("a", audience)
     with pytest.raises(ConfigError):
-        user_cli.CommandTokenProvider("", "acme")
+        session.CommandTokenProvider("", "acme")
 
 
 def test_progress_spins_only_on_a_terminal() -> None:
     tty = FakeTTY()
-    with user_cli.Progress("recovering", stream=tty) as progress:
+    with session.Progress("recovering", stream=tty) as progress:
         progress.phase("argon2", 0.03)
         time.sleep(0.35)
     assert "recovering: argon2 done (30 ms)" in tty.getvalue()
     piped = io.StringIO()
-    with user_cli.Progress("recovering", stream=piped):
+    with session.Progress("recovering", stream=piped):
         time.sleep(0.15)
     assert piped.getvalue() == ""
 
@@ -168,7 +168,7 @@ def test_token_issue_for_one_node(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_operator_pin_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pakr.coordinator import pins
+    from pakr.coordinator.cli import pins
     from pakr.proto.manifest import INSECURE_UNPINNED, OperatorKey
 
     monkeypatch.setenv("PAKR_STATE_DIR", str(tmp_path / "state"))

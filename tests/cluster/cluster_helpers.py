@@ -13,8 +13,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from pakr.coordinator import admin_cli
-from pakr.coordinator.cli import exit_code_for
+from pakr.coordinator.cli import cluster, coordinator, exit_code_for, keys, replication
 from pakr.node.config import DataKeySource, HpkeKeyFiles, NodeConfig, resolve_storage_url
 from pakr.node.hpke_keys import generate_key_files
 from pakr.node.tls import write_certificate
@@ -59,7 +58,9 @@ def write_node_dir(root: Path, index: int, port: int) -> Path:
 def run_admin(*argv: str) -> tuple[int, str, str]:
     """Run an operator command in-process (exit code, stdout, stderr), as ``pakr`` would."""
     parser = argparse.ArgumentParser(prog="pakr")
-    admin_cli.add_commands(parser.add_subparsers(dest="command"))
+    commands = parser.add_subparsers(dest="command")
+    for group in (keys, cluster, coordinator, replication):  # the operator commands
+        group.add_commands(commands)
     args = parser.parse_args(list(argv))
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

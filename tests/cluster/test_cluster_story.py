@@ -361,7 +361,7 @@ def _zombie(pid: int) -> bool:
 
 def _free_base_port() -> int:
     """A base port P with P+1..P+5 and P+101..P+105 free right now."""
-    from pakr.coordinator.processes import port_is_free
+    from pakr.coordinator.localcluster.supervisor import port_is_free
 
     for base in range(20000, 60000, 997):
         if all(port_is_free("127.0.0.1", base + i) for i in (*range(1, 6), *range(101, 106))):

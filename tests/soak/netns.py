@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pakr.coordinator.localcluster import LocalCluster, LocalNode
-from pakr.coordinator.processes import pakr_command
+from pakr.coordinator.localcluster.supervisor import pakr_command
 from pakr.proto.tokens import TenantKey
 
 

@@ -14,8 +14,9 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from pakr.coordinator.output import emit
-from pakr.coordinator.user_cli import EXAMPLE_FLAGS, _command, _token_setup, client_for
+from pakr.coordinator.cli.arguments import EXAMPLE_FLAGS, user_command
+from pakr.coordinator.cli.output import emit
+from pakr.coordinator.cli.session import client_for, token_setup
 from pakr.proto.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ MAX_ALL_PAGES = 1000  # --all stops here (1,000 pages of up to 1,000 events)
 
 def add_commands(subparsers: Any) -> None:
     """Add ``pakr audit``."""
-    audit = _command(
+    audit = user_command(
         subparsers,
         "audit",
         "show the audit log: registrations, guesses spent, lockouts, deletions, refusals",
@@ -55,7 +56,7 @@ def _audit(args: argparse.Namespace) -> int:
         raise ConfigError("--limit must be 1..1000")
     events: list[AuditEvent] = []
     unreachable: dict[str, str] = {}
-    _, provider = _token_setup(args, "audit")
+    _, provider = token_setup(args, "audit")
     with client_for(args, "reading the audit log", scope="audit") as (client, _):
         cursor = args.cursor
         for _ in range(MAX_ALL_PAGES):

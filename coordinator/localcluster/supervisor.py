@@ -21,10 +21,18 @@ from pathlib import Path
 
 import psutil
 
+from pakr.proto.errors import PakrError
+from pakr.proto.files import open_private_log
+from pakr.proto.hostport import split_host_port
+
 CRASH_ENV = ("PAKR_CRASH_AT", "PAKR_CRASH_AFTER")
 STOP_TIMEOUT = 15.0
 KILL_WAIT = 5.0  # how long a SIGKILLed process may take to be gone
 LOG_TAIL_LINES = 20
+
+
+class ClusterStartError(PakrError):
+    """A node or the coordinator did not come up; the message quotes its log."""
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -159,8 +167,7 @@ class Supervised:
     def start(self, argv: list[str], cwd: Path, env: Mapping[str, str] | None) -> int:
         """Spawn ``argv`` in its own session (a terminal's Ctrl-C reaches only the supervisor),
         output appended to the log, pid recorded; returns the pid."""
-        # 0600: a node's log is the node's (it names users and peers).
-        fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = open_private_log(self.log)
         with os.fdopen(fd, "ab") as log:
             log.write(f"--- pakr: starting {self.name} at {time.ctime()} ---\n".encode())
             log.flush()
@@ -233,3 +240,17 @@ def stop_processes(
             proc.signal(signals.SIGKILL)
             proc.wait(KILL_WAIT)
     return len(signalled)
+
+
+def check_ports_free(nodes: Iterable[tuple[str, str, Supervised]]) -> None:
+    """Refuse, naming the port, when another program holds a stopped process's port
+    (``nodes``: name, listen address, process)."""
+    for name, address, proc in nodes:
+        if proc.pid() is not None:
+            continue
+        host, port = split_host_port(address, f"{name} address")
+        if not port_is_free(host, port):
+            raise ClusterStartError(
+                f"port {port} of {name} ({address}) is taken by another program: stop it, or"
+                " create a new cluster in a fresh --dir (optionally with --base-port)"
+            )

@@ -3,7 +3,7 @@
 Each command is a thin shell over the SDK (``pakr.Client``); errors propagate as
 ``PakrError`` and ``pakr.coordinator.cli`` maps them to the exit codes of
 :mod:`pakr.proto.exitcodes`. ``--manifest``, the token source and ``--tenant`` may also come
-from the environment or a profile (:mod:`pakr.coordinator.settings`).
+from the environment or a profile (:mod:`pakr.coordinator.cli.settings`).
 
 Passwords are never taken as arguments (they would land in shell history and ``ps``): they
 are prompted for on the terminal (twice when setting one) or read from standard input with
@@ -21,48 +21,28 @@ The SDK is imported inside the handlers, so other commands (``pakr node serve``)
 from __future__ import annotations
 
 import argparse
-import getpass
-import itertools
 import json
-import os
 import secrets
-import shlex
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
-from pakr.coordinator.output import emit
-from pakr.coordinator.pins import add_pin_arguments, resolve_pin, serial_state_path
-from pakr.proto.errors import ConfigError, InvalidAuth
-from pakr.proto.exitcodes import ExitCode
+from pakr.coordinator.cli.arguments import user_command
+from pakr.coordinator.cli.exitcodes import ExitCode
+from pakr.coordinator.cli.output import emit
+from pakr.coordinator.cli.session import Passwords, client_for
+from pakr.proto.errors import ConfigError
 from pakr.proto.files import create_private_file
 from pakr.proto.messages import DEFAULT_MAX_GUESSES, MAX_GUESSES_LIMIT
 from pakr.proto.seal import MAX_SECRET_LEN
 
 if TYPE_CHECKING:
     from pakr.operations.status import NodeStatus, StatusReport
-    from pakr.sync_client import Client
-
-TOKEN_CMD_TIMEOUT = 10.0
-TOKENS_EPILOG = (
-    "Tokens: --token-key FILE mints them from a tenant key (development only). --token-cmd CMD"
-    " runs CMD once per node token (split like a shell line, no shell); {user}, {audience} and"
-    " {scope} in it become the user id, the node id (hex) and the token scope, also given as"
-    " PAKR_USER_ID, PAKR_AUDIENCE, PAKR_SCOPE and PAKR_TENANT in its environment; it must"
-    " print the token and exit 0 within 10 s. --manifest, --token-key, --token-cmd and"
-    " --tenant default to PAKR_MANIFEST,"
-    " PAKR_TOKEN_KEY, PAKR_TOKEN_CMD and PAKR_TENANT, then to the profile named by --profile"
-    " or PAKR_PROFILE (a table in ~/.config/pakr/profiles.toml, or $PAKR_CONFIG)."
-)
-EXAMPLE_FLAGS = "--manifest cluster/manifest.json --token-key cluster/tenants/dev.key"
 
 
 def add_commands(subparsers: Any) -> None:
     """Register the user commands on the top-level ``pakr`` parser."""
-    register = _command(
+    register = user_command(
         subparsers,
         "register",
         "store a secret under a password (refuses a registered user without --replace)",
@@ -104,7 +84,7 @@ def add_commands(subparsers: Any) -> None:
     )
     register.set_defaults(func=_register)
 
-    recover = _command(
+    recover = user_command(
         subparsers,
         "recover",
         "recover a secret with its password (spends a guess if wrong)",
@@ -119,7 +99,7 @@ def add_commands(subparsers: Any) -> None:
     out.add_argument("--hex", action="store_true", help="print the secret in hex")
     recover.set_defaults(func=_recover)
 
-    change = _command(
+    change = user_command(
         subparsers,
         "change-password",
         "replace a user's password (needs the old one)",
@@ -133,7 +113,7 @@ def add_commands(subparsers: Any) -> None:
     )
     change.set_defaults(func=_change_password)
 
-    delete = _command(
+    delete = user_command(
         subparsers,
         "delete",
         "delete a user's secret on every node",
@@ -144,7 +124,7 @@ def add_commands(subparsers: Any) -> None:
     )
     delete.set_defaults(func=_delete)
 
-    status = _command(
+    status = user_command(
         subparsers,
         "status",
         "show whether a user is registered and the guesses left per node",
@@ -186,241 +166,6 @@ def add_commands(subparsers: Any) -> None:
     issue.set_defaults(func=_token_issue)
 
 
-def _command(
-    subparsers: Any,
-    name: str,
-    help_text: str,
-    description: str,
-    example: str,
-    *,
-    password: bool = True,
-    user_required: bool = True,
-) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        name,
-        help=help_text,
-        description=description,
-        epilog=f"{TOKENS_EPILOG}\n\nexample:\n  pakr {name} {EXAMPLE_FLAGS} {example}",
-    )
-    parser.add_argument(
-        "--manifest",
-        type=Path,
-        metavar="M",
-        help="the cluster's signed manifest file (default: $PAKR_MANIFEST or the profile's)",
-    )
-    if user_required:
-        parser.add_argument("--user", required=True, metavar="U", help="user id (1..128 bytes)")
-    add_pin_arguments(parser)
-    parser.add_argument(
-        "--tenant",
-        help="tenant name (default: $PAKR_TENANT, else the --token-key's tenant)",
-    )
-    tokens = parser.add_mutually_exclusive_group()
-    tokens.add_argument(
-        "--token-key",
-        type=Path,
-        metavar="FILE",
-        help="tenant key file that mints tokens locally, development only"
-        " (default: $PAKR_TOKEN_KEY or the profile's)",
-    )
-    tokens.add_argument(
-        "--token-cmd",
-        metavar="CMD",
-        help="command printing a token; {user} and {audience} are substituted, and "
-        "PAKR_USER_ID, PAKR_AUDIENCE, PAKR_TENANT are set in its environment"
-        " (default: $PAKR_TOKEN_CMD or the profile's)",
-    )
-    parser.add_argument(
-        "--deadline",
-        type=float,
-        default=5.0,
-        metavar="SECONDS",
-        help="time limit of each protocol step, in seconds (default: 5)",
-    )
-    if password:
-        parser.add_argument(
-            "--password-stdin",
-            action="store_true",
-            help="read the password (one per line) from stdin instead of prompting",
-        )
-    parser.set_defaults(required_settings=("manifest", "token"))
-    return parser
-
-
-# -- tokens -----------------------------------------------------------------------------------
-
-
-class CommandTokenProvider:
-    """Runs ``--token-cmd`` for each token (async, so nodes are still asked in parallel)."""
-
-    def __init__(self, command: str, tenant: str, scope: str = "user") -> None:
-        try:
-            self._argv = shlex.split(command)
-        except ValueError as exc:
-            raise ConfigError(f"--token-cmd is not a valid command line: {exc}") from None
-        if not self._argv:
-            raise ConfigError("--token-cmd is empty")
-        self._tenant = tenant
-        self._scope = scope
-
-    async def __call__(self, user_id: str, audience: str) -> str:
-        import asyncio
-
-        argv = [
-            a.replace("{user}", user_id)
-            .replace("{audience}", audience)
-            .replace("{scope}", self._scope)
-            for a in self._argv
-        ]
-        env = dict(os.environ, PAKR_USER_ID=user_id, PAKR_AUDIENCE=audience)
-        env["PAKR_TENANT"] = self._tenant
-        env["PAKR_SCOPE"] = self._scope
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-            )
-        except OSError as exc:
-            raise InvalidAuth(f"--token-cmd could not run: {exc.strerror}") from None
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), TOKEN_CMD_TIMEOUT)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise InvalidAuth(f"--token-cmd took longer than {TOKEN_CMD_TIMEOUT:g} s") from None
-        if proc.returncode != 0:
-            first = err.decode("utf-8", "replace").strip().splitlines()[:1]
-            raise InvalidAuth(
-                f"--token-cmd exited with {proc.returncode}" + (f": {first[0]}" if first else "")
-            )
-        token = out.decode("ascii", "replace").strip()
-        if not token:
-            raise InvalidAuth("--token-cmd printed no token")
-        return token
-
-
-def _token_setup(args: argparse.Namespace, scope: str = "user") -> tuple[str, Any]:
-    from pakr.tokens import dev_token_provider
-
-    if args.token_key is not None:
-        provider = dev_token_provider(args.token_key).with_scope(scope)
-        tenant = args.tenant or provider.tenant
-        if tenant != provider.tenant:
-            raise ConfigError(
-                f"--tenant {tenant!r} does not match the --token-key's tenant {provider.tenant!r}"
-            )
-        return tenant, provider
-    if not args.tenant:
-        raise ConfigError("--tenant is required with --token-cmd")
-    return args.tenant, CommandTokenProvider(args.token_cmd, args.tenant, scope)
-
-
-# -- progress -----------------------------------------------------------------------------------
-
-
-class Progress:
-    """A one-line spinner on stderr while the SDK works; silent unless stderr is a TTY."""
-
-    FRAMES = "|/-\\"
-
-    def __init__(self, label: str, stream: TextIO | None = None) -> None:
-        self._stream = stream or sys.stderr
-        self._label = label
-        self._phase = ""
-        self._enabled = self._stream.isatty()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def phase(self, name: str, seconds: float) -> None:
-        """SDK phase observer: show the last finished phase."""
-        self._phase = f"{name} done ({seconds * 1000:.0f} ms)"
-
-    def _spin(self) -> None:
-        for frame in itertools.cycle(self.FRAMES):
-            if self._stop.wait(0.1):
-                break
-            text = f"\r{frame} {self._label}" + (f": {self._phase}" if self._phase else "")
-            self._stream.write(text[:79].ljust(79))
-            self._stream.flush()
-
-    def __enter__(self) -> Progress:
-        if self._enabled:
-            self._thread = threading.Thread(target=self._spin, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._stream.write("\r" + " " * 79 + "\r")
-            self._stream.flush()
-
-
-@contextmanager
-def client_for(
-    args: argparse.Namespace, label: str, scope: str = "user"
-) -> Iterator[tuple[Client, Progress]]:
-    """A ``pakr.Client`` for the command's flags, with a spinner while it works."""
-    from pakr.sync_client import Client
-
-    tenant, provider = _token_setup(args, scope)
-    progress = Progress(label)
-    client = Client.from_manifest(
-        args.manifest,
-        tenant=tenant,
-        token_provider=provider,
-        operator_key=resolve_pin(args),
-        min_serial=args.min_serial,
-        serial_state=serial_state_path(),
-        deadline=args.deadline,
-        on_phase=progress.phase,
-    )
-    try:
-        with progress:
-            yield client, progress
-    finally:
-        client.close()
-
-
-# -- passwords ----------------------------------------------------------------------------------
-
-
-class _Passwords:
-    """Where passwords come from: stdin lines or terminal prompts."""
-
-    def __init__(self, args: argparse.Namespace, lines: list[str] | None = None) -> None:
-        self._stdin = bool(getattr(args, "password_stdin", False))
-        self._lines: list[str] | None = lines
-        if not self._stdin and not sys.stdin.isatty():
-            raise ConfigError(
-                "no terminal to ask for the password on: use --password-stdin to read it"
-                " from standard input"
-            )
-
-    def _next_line(self) -> str:
-        if self._lines is None:
-            self._lines = sys.stdin.read().splitlines()
-        if not self._lines:
-            raise ConfigError("--password-stdin: not enough lines on standard input")
-        return self._lines.pop(0)
-
-    def ask(self, prompt: str, *, confirm: bool = False) -> str:
-        """The next password (prompted twice with ``confirm``); never empty."""
-        if self._stdin:
-            password = self._next_line()
-        else:
-            password = getpass.getpass(prompt)
-            if confirm and getpass.getpass("Repeat it: ") != password:
-                raise ConfigError("the two passwords differ; nothing was changed")
-        if not password:
-            raise ConfigError("the password must not be empty")
-        return password
-
-
 # -- handlers -----------------------------------------------------------------------------------
 
 
@@ -428,7 +173,7 @@ def _read_secret(
     args: argparse.Namespace, stdin_lines: list[str] | None = None
 ) -> tuple[bytes, bool]:
     """The secret and whether it was generated; ``--secret-stdin`` pops its line off
-    ``stdin_lines`` (so the password lines that follow stay for ``_Passwords``)."""
+    ``stdin_lines`` (so the password lines that follow stay for ``Passwords``)."""
     if getattr(args, "secret_hex", None) is not None:
         raise ConfigError(
             "--secret-hex is refused: a command line is readable by every local user (ps);"
@@ -456,7 +201,7 @@ def _register(args: argparse.Namespace) -> int:
     secret, generated = _read_secret(args, lines)
     if len(secret) > MAX_SECRET_LEN:
         raise ConfigError(f"the secret is {len(secret)} bytes; at most {MAX_SECRET_LEN}")
-    password = _Passwords(args, lines).ask("New password: ", confirm=True)
+    password = Passwords(args, lines).ask("New password: ", confirm=True)
     with client_for(args, "registering") as (client, _):
         result = client.register(
             args.user,
@@ -494,7 +239,7 @@ def _write_new_file(path: Path, data: bytes) -> None:
 
 
 def _recover(args: argparse.Namespace) -> int:
-    password = _Passwords(args).ask("Password: ")
+    password = Passwords(args).ask("Password: ")
     with client_for(args, "recovering") as (client, _):
         secret = client.recover(args.user, password)
     if args.out is not None:
@@ -512,7 +257,7 @@ def _recover(args: argparse.Namespace) -> int:
 
 
 def _change_password(args: argparse.Namespace) -> int:
-    passwords = _Passwords(args)
+    passwords = Passwords(args)
     old = passwords.ask("Current password: ")
     new = passwords.ask("New password: ", confirm=True)
     with client_for(args, "changing the password") as (client, _):

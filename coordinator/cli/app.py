@@ -21,27 +21,19 @@ from collections.abc import Iterator, Sequence
 from importlib import import_module
 from typing import Any, NoReturn
 
+from pakr.coordinator.cli.exitcodes import EXIT_CODES_HELP, ExitCode, exit_code_for
 from pakr.proto.errors import ClusterUnavailable, PakrError
-from pakr.proto.exitcodes import EXIT_CODES_HELP, ExitCode, exit_code_for
-
-__all__ = ["EXIT_CODES_HELP", "ExitCode", "build_parser", "exit_code_for", "main"]
-
-EXIT_OK = ExitCode.OK
-EXIT_USAGE = ExitCode.USAGE
-EXIT_INVALID_PASSWORD = ExitCode.INVALID_PASSWORD
-EXIT_NOT_REGISTERED = ExitCode.NOT_REGISTERED
-EXIT_UNAVAILABLE = ExitCode.UNAVAILABLE
-EXIT_AUTH = ExitCode.AUTH
-EXIT_PROTOCOL = ExitCode.PROTOCOL
-EXIT_LOCKED_OUT = ExitCode.LOCKED_OUT
 
 # Modules contributing commands, in --help order. A module that fails to import is a bug,
 # not an optional feature: let the ImportError surface.
 COMMAND_MODULES = (
-    "pakr.coordinator.user_cli",  # register, recover, change-password, delete, status, token
-    "pakr.coordinator.audit_cli",  # audit
-    "pakr.coordinator.admin_cli",  # manifest, tenant, coordinator, cluster, demo
-    "pakr.node.cli",  # node init/serve/info/migrate/backup/restore
+    "pakr.coordinator.cli.user",  # register, recover, change-password, delete, status, token
+    "pakr.coordinator.cli.audit",  # audit
+    "pakr.coordinator.cli.keys",  # tenant, manifest, tls
+    "pakr.coordinator.cli.cluster",  # cluster, demo
+    "pakr.coordinator.cli.coordinator",  # coordinator, probe
+    "pakr.coordinator.cli.replication",  # replication
+    "pakr.node.cli",  # node init/serve/hpke-keygen/migrate/rotate-keys/backup/restore
 )
 
 
@@ -168,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         import_module(name).add_commands(sub)
-    from pakr.coordinator.completion import add_command as add_completion
+    from pakr.coordinator.cli.completion import add_command as add_completion
 
     add_completion(sub, parser)
     _decorate(parser)
@@ -215,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if func is None:
             parser.print_help(sys.stderr)
             return ExitCode.USAGE
-        from pakr.coordinator.settings import apply_settings
+        from pakr.coordinator.cli.settings import apply_settings
 
         apply_settings(args)
         return int(func(args) or 0)

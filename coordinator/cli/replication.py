@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pakr.coordinator.pins import add_pin_arguments, resolve_pin
+from pakr.coordinator.cli.pins import add_pin_arguments, resolve_pin
 from pakr.proto.errors import PakrError
 from pakr.proto.manifest import Manifest, load_manifest
 from pakr.proto.messages import UserStatus
@@ -147,7 +147,7 @@ async def collect(manifest: Manifest, key: TenantKey) -> Report:
     return report
 
 
-def add_command(subparsers: Any) -> None:
+def add_commands(subparsers: Any) -> None:
     """Register ``pakr replication`` on the top-level parser."""
     command = subparsers.add_parser(
         "replication",
