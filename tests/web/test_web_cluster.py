@@ -13,6 +13,7 @@ import pytest
 
 import pakr
 from pakr.coordinator.localcluster import LocalCluster
+from pakr.node.config import RateLimits
 from tests.conftest import ClusterFactory
 from tests.web.web_transport import web_transport_factory
 
@@ -30,7 +31,10 @@ def _client(cluster: LocalCluster, **kwargs: object) -> pakr.Client:
 
 @pytest.fixture(scope="module")
 def cluster(module_local_cluster: ClusterFactory) -> LocalCluster:
-    return module_local_cluster(nodes=3, threshold=2)
+    # One user makes some 40 calls per node here within a second or two: above the default
+    # per-user burst (20), which tests/web/test_web_node.py exercises on both listeners.
+    relaxed = RateLimits(user_rate=50.0, user_burst=200, peer_rate=500.0, peer_burst=1000)
+    return module_local_cluster(nodes=3, threshold=2, rate_limits=relaxed)
 
 
 def test_the_manifest_lists_each_nodes_web_origin(cluster: LocalCluster) -> None:
