@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
-from pakr.node.auth import SCOPE_AUDIT, SCOPE_USER, Authenticator
+from pakr.node.auth import Authenticator
 from pakr.node.crash import CrashPoints
 from pakr.node.metrics import NodeMetrics
 from pakr.node.ratelimit import RateLimiter
@@ -38,7 +38,7 @@ from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
 from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.messages import NodeRef, Recover2, Recover2Reply, UserRef
 from pakr.proto.records import UserRecord, VersionRecord
-from pakr.proto.tokens import LEEWAY_SECONDS, Claims
+from pakr.proto.tokens import LEEWAY_SECONDS, SCOPE_AUDIT, SCOPE_USER, Claims
 from pakr.proto.v1 import node_pb2 as pb
 
 log = logging.getLogger("pakr.node.rpc")

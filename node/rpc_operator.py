@@ -4,10 +4,10 @@ ListVersions (version metadata for the under-replication report; no share is rea
 
 from __future__ import annotations
 
-from pakr.node.auth import SCOPE_AUDIT
 from pakr.node.rpc_base import MAX_AUDIT_LIMIT, Context, RpcBase
 from pakr.proto import wire
 from pakr.proto.errors import MalformedMessage
+from pakr.proto.tokens import SCOPE_AUDIT
 from pakr.proto.v1 import node_pb2 as pb
 
 

@@ -9,8 +9,8 @@ import os
 from pakr.node.rpc_base import Context, RpcBase
 from pakr.proto import wire
 from pakr.proto.counting import Recover3Outcome
-from pakr.proto.errors import ErrorKind, NodeRefusal
 from pakr.proto.lengths import NONCE_LEN
+from pakr.proto.node_refusals import bad_unlock_tag, stale_attempt
 from pakr.proto.reset import issue_nonce, open_nonce
 from pakr.proto.v1 import node_pb2 as pb
 
@@ -71,16 +71,8 @@ class RecoveryRpcs(RpcBase):
                     result.reply, user=user, node_id=self.node.node_id, request=message
                 )
             if result.outcome is Recover3Outcome.MISMATCH:
-                raise NodeRefusal(
-                    ErrorKind.BAD_UNLOCK_TAG,
-                    "unlock proof does not match; the guess stays counted",
-                    guesses_remaining=result.record.guesses_remaining,
-                )
-            raise NodeRefusal(
-                ErrorKind.STALE_ATTEMPT,
-                "no open Recover2 attempt with this id (used, replaced or never made);"
-                " start a new recovery",
-            )
+                raise bad_unlock_tag(result.record.guesses_remaining)
+            raise stale_attempt()
 
         return await self._handle("Recover3", context, body)
 

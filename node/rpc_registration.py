@@ -5,10 +5,10 @@ token, durably, only once the request decoded and validated.
 
 from __future__ import annotations
 
-from pakr.node.auth import DELETE_FRESHNESS_SECONDS
 from pakr.node.rpc_base import Context, RpcBase
 from pakr.proto import wire
 from pakr.proto.register import check_register2
+from pakr.proto.tokens import DELETE_FRESHNESS_SECONDS
 from pakr.proto.v1 import node_pb2 as pb
 
 

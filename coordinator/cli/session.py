@@ -22,7 +22,7 @@ from pakr.coordinator.cli.pins import resolve_pin, serial_state_path
 from pakr.proto.errors import ConfigError, InvalidAuth
 
 if TYPE_CHECKING:
-    from pakr.sync_client import Client
+    from pakr import Client
 
 TOKEN_CMD_TIMEOUT = 10.0
 
@@ -83,7 +83,7 @@ class CommandTokenProvider:
 
 
 def token_setup(args: argparse.Namespace, scope: str = "user") -> tuple[str, Any]:
-    from pakr.tokens import dev_token_provider
+    from pakr import dev_token_provider
 
     if args.token_key is not None:
         provider = dev_token_provider(args.token_key).with_scope(scope)
@@ -145,7 +145,7 @@ def client_for(
     args: argparse.Namespace, label: str, scope: str = "user"
 ) -> Iterator[tuple[Client, Progress]]:
     """A ``pakr.Client`` for the command's flags, with a spinner while it works."""
-    from pakr.sync_client import Client
+    from pakr import Client
 
     tenant, provider = token_setup(args, scope)
     progress = Progress(label)

@@ -37,7 +37,7 @@ from pakr.proto.messages import DEFAULT_MAX_GUESSES, MAX_GUESSES_LIMIT
 from pakr.proto.seal import MAX_SECRET_LEN
 
 if TYPE_CHECKING:
-    from pakr.operations.status import NodeStatus, StatusReport
+    from pakr import NodeStatus, StatusReport
 
 
 def add_commands(subparsers: Any) -> None:
