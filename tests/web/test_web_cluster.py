@@ -14,7 +14,6 @@ import pytest
 import pakr
 from pakr.coordinator.localcluster import LocalCluster
 from pakr.node.config import RateLimits
-from tests.conftest import ClusterFactory
 from tests.web.web_transport import web_transport_factory
 
 
@@ -29,12 +28,13 @@ def _client(cluster: LocalCluster, **kwargs: object) -> pakr.Client:
     )
 
 
-@pytest.fixture(scope="module")
-def cluster(module_local_cluster: ClusterFactory) -> LocalCluster:
-    # One user makes some 40 calls per node here within a second or two: above the default
-    # per-user burst (20), which tests/web/test_web_node.py exercises on both listeners.
-    relaxed = RateLimits(user_rate=50.0, user_burst=200, peer_rate=500.0, peer_burst=1000)
-    return module_local_cluster(nodes=3, threshold=2, rate_limits=relaxed)
+# One user makes some 40 calls per node here within a second or two: above the default
+# per-user burst (20), which tests/web/test_web_node.py exercises on both listeners.
+pytestmark = pytest.mark.cluster(
+    nodes=3,
+    threshold=2,
+    rate_limits=RateLimits(user_rate=50.0, user_burst=200, peer_rate=500.0, peer_burst=1000),
+)
 
 
 def test_the_manifest_lists_each_nodes_web_origin(cluster: LocalCluster) -> None:

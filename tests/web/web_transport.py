@@ -1,4 +1,4 @@
-"""The Python SDK's :class:`~pakr.transport.NodeTransport` over a node's web listener.
+"""The Python SDK's :class:`~pakr.NodeTransport` over a node's web listener.
 
 It speaks the Connect protocol (or gRPC-Web) with httpx exactly as a browser's connect-web
 transport does, to the ``web_origin`` the manifest lists, so the SDK's real protocol core
@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from pakr import NodeTransport
+from pakr.errors import NodeUnreachable
 from pakr.proto import wire
 from pakr.proto.errors import MalformedMessage, NodeRefusal
 from pakr.proto.manifest import Manifest, ManifestNode
@@ -36,7 +38,6 @@ from pakr.proto.messages import (
     UserStatus,
 )
 from pakr.proto.v1 import node_pb2 as pb
-from pakr.transport import NodeTransport, NodeUnreachable
 
 SERVICE = "pakr.v1.Node"
 
