@@ -277,6 +277,8 @@ class LocalCluster:
             self.state.cluster_id = new_cluster_id("local")
         missing = [i for i in range(1, self.n + 1) if i not in self.state.node_map]
         ports = self._ports(missing)
+        taken = [port for pair in ports.values() for port in pair]
+        web_ports = provision.allocate_web_ports(self.state, missing, taken)
         for i in missing:
             existing_config = self.layout.node_dir(i) / "node.toml"
             if existing_config.exists():
@@ -284,6 +286,7 @@ class LocalCluster:
                 node = provision.node_from_config(existing_config)
             else:
                 node = self._init_node(i, *ports[i], keys)
+                provision.add_web_listener(node, web_ports[i])
             self.state.node_map[i] = node
             self._procs[i] = self._process_for(node)
             self._save_state()

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from pakr.coordinator.config import create_coordinator_dir
@@ -27,7 +28,9 @@ from pakr.coordinator.localcluster.supervisor import (
 from pakr.coordinator.manifest_tools import manifest_nodes, new_cluster_id
 from pakr.node.config import RateLimits
 from pakr.node.config import load_config as load_node_config
+from pakr.node.webconfig import local_dev_web
 from pakr.proto.errors import ConfigError
+from pakr.proto.hostport import is_loopback, split_host_port
 from pakr.proto.manifest import OperatorKey, load_manifest, new_manifest, sign_manifest
 from pakr.proto.manifest import write_manifest as write_manifest_file
 from pakr.proto.tokens import TenantKey
@@ -64,6 +67,35 @@ def allocate_ports(state: ClusterState, indices: Sequence[int]) -> dict[int, tup
         return ports
     found = free_ports(2 * len(indices), state.host)
     return {i: (found[2 * k], found[2 * k + 1]) for k, i in enumerate(indices)}
+
+
+def allocate_web_ports(
+    state: ClusterState, indices: Sequence[int], taken: Sequence[int] = ()
+) -> dict[int, int]:
+    """Each new node's web listener port: ``base_port + 200 + i`` (refused when taken), else
+    a port free right now and not among ``taken`` (the gRPC and metrics ports just chosen)."""
+    if state.base_port is not None:
+        ports = {i: state.base_port + 200 + i for i in indices}
+        for i, port in ports.items():
+            if port > 65535 or not port_is_free(state.host, port):
+                raise ConfigError(
+                    f"port {port} (node {i}'s web listener) is in use or out of range: pick"
+                    " another --base-port, or omit it to use free ports"
+                )
+        return ports
+    found = [p for p in free_ports(len(indices) + len(taken), state.host) if p not in taken]
+    return dict(zip(indices, found, strict=False))
+
+
+def add_web_listener(node: LocalNode, port: int) -> None:
+    """Turn on the node's browser listener (docs/operator.md): plaintext on the node's
+    loopback host, any local dev server's page allowed; the manifest then lists it as the
+    node's web_origin. Nodes on other hosts (network namespaces) keep theirs off."""
+    host, _ = split_host_port(node.address, "node address")
+    if not is_loopback(host):
+        return
+    config = load_node_config(node.config)
+    replace(config, web=local_dev_web(host, port)).save()
 
 
 def rate_limit_args(limits: RateLimits | None) -> list[str]:

@@ -65,8 +65,10 @@ def write_node_dir(
     crypto_thread: bool = False,
     storage: str = "sqlite:///node.db",
     sweep_seconds: float | None = None,
+    web: str | None = None,
 ) -> Path:
-    """A node directory like ``pakr node init`` writes, with test rate limits."""
+    """A node directory like ``pakr node init`` writes, with test rate limits; ``web``: the
+    body of a ``[web]`` table to add."""
     node_id = node_id or os.urandom(16)
     directory.mkdir(parents=True, exist_ok=True)
     write_certificate(directory / "tls/node.crt", directory / "tls/node.key", "test", [])
@@ -91,6 +93,9 @@ def write_node_dir(
         sweep_seconds=15.0 if sweep_seconds is None else sweep_seconds,
         hpke=HpkeKeyFiles(directory / "hpke.key", directory / "hpke.pub"),
     ).save()
+    if web is not None:
+        with path.open("a", encoding="utf-8") as config:
+            config.write(f"\n[web]\n{web}\n")
     return path
 
 
