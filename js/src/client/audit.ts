@@ -7,7 +7,7 @@
  * does not answer is named in `unreachable` and its rows are picked up by a later page.
  */
 import { ConfigError } from "../core/errors.js";
-import { nodeName, type AuditRow } from "../core/messages.js";
+import { type AuditRow } from "../core/messages.js";
 import type { ClusterContext } from "./cluster.js";
 import { reason } from "./refusals.js";
 import { TokenCache, type TokenProvider } from "./tokens.js";
@@ -87,7 +87,7 @@ export async function readAudit(
   for (const [node, rows] of result.replies) {
     for (const row of rows as readonly AuditRow[]) {
       merged.push({
-        node: nodeName(node),
+        node: node.name,
         nodeIndex: node.index,
         id: Number(row.id),
         time: row.time,
@@ -106,6 +106,6 @@ export async function readAudit(
   }
   const more = merged.length > limit || [...result.replies.values()].some((rows) => rows.length === limit);
   const unreachable: Record<string, string> = {};
-  for (const [node, err] of result.errors) unreachable[nodeName(node)] = reason(err);
+  for (const [node, err] of result.errors) unreachable[node.name] = reason(err);
   return { events: page, cursor: formatCursor(positions), more, unreachable };
 }

@@ -8,7 +8,7 @@
  */
 import { ConfigError } from "../core/errors.js";
 import type { Manifest, ManifestNode, OperatorPin } from "../core/manifest.js";
-import { DEFAULT_MAX_GUESSES, type NodeRef } from "../core/messages.js";
+import { DEFAULT_MAX_GUESSES, nodeRef, type NodeRef } from "../core/messages.js";
 import { SYSTEM, type Randomness } from "../core/randomness.js";
 import { checkTenantName } from "../core/tokens.js";
 import { toHex } from "../core/bytes.js";
@@ -106,14 +106,9 @@ export class Client {
     checkTenantName(options.tenant);
     const factory = options.transportFactory ?? platform.transportFactory;
     if (factory === null) throw new ConfigError("no transport for this platform: pass transportFactory");
-    // One NodeRef object per node id: every map of the operations is keyed by it.
     const ref = (node: ManifestNode): NodeRef => {
-      const key = toHex(node.nodeId);
-      let found = this.refs.get(key);
-      if (found === undefined) {
-        found = { nodeId: node.nodeId, index: node.index };
-        this.refs.set(key, found);
-      }
+      const found = nodeRef(node.nodeId, node.index);
+      this.refs.set(toHex(node.nodeId), found);
       return found;
     };
     const transports = new Map<NodeRef, NodeTransport>();

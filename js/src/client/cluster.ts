@@ -9,7 +9,7 @@
 import { ErrorKind, InvalidAuth, NodeRefusal, PakrError } from "../core/errors.js";
 import { toHex } from "../core/bytes.js";
 import type { Argon2Params } from "../core/kdf.js";
-import { nodeName, type NodeRef, type UserRef } from "../core/messages.js";
+import { type NodeRef, type UserRef } from "../core/messages.js";
 import type { Randomness } from "../core/randomness.js";
 import { Distrust } from "./distrust.js";
 import { InFlight, NO_RETRY, RetryPolicy, StepResult, fanOut, hedged, type NodeCall } from "./fanout.js";
@@ -107,7 +107,7 @@ export class ClusterContext implements ClusterFields {
       if (error instanceof PakrError) throw error;
       // The application's provider failed: report, don't crash.
       const kind = error instanceof Error ? error.name : typeof error;
-      throw new InvalidAuth(`the token provider failed for ${nodeName(node)}: ${kind}`);
+      throw new InvalidAuth(`the token provider failed for ${node.name}: ${kind}`);
     }
     this.tokens.put(user.userId, audience, token);
     return token;
@@ -162,7 +162,7 @@ export class ClusterContext implements ClusterFields {
     return async (node, timeout, signal) => {
       const token = await this.token(user, node, freshToken);
       const transport = this.transports.get(node);
-      if (transport === undefined) throw new Error(`no transport for ${nodeName(node)}`);
+      if (transport === undefined) throw new Error(`no transport for ${node.name}`);
       try {
         return await rpc(transport, token, { timeout, signal });
       } catch (error) {

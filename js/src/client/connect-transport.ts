@@ -13,7 +13,6 @@ import { ErrorKind, MalformedMessage, NodeRefusal, NodeUnreachable, PakrError } 
 import type { HpkePublicKey } from "../core/hpke.js";
 import {
   REQUEST_ID_LEN,
-  nodeName,
   type AuditRow,
   type Delete,
   type NodeRef,
@@ -90,7 +89,7 @@ export class ConnectNodeTransport implements NodeTransport {
   ) {}
 
   toString(): string {
-    return `ConnectNodeTransport(${nodeName(this.node)}, ${this.where})`;
+    return `ConnectNodeTransport(${this.node.name}, ${this.where})`;
   }
 
   private async getClient(): Promise<Client<typeof Node>> {
@@ -145,7 +144,7 @@ export class ConnectNodeTransport implements NodeTransport {
   async register2(user: UserRef, token: string, request: Register2, options: CallOptions): Promise<void> {
     if (this.hpkePublicKey === null) {
       throw new ConfigError(
-        `the manifest lists no HPKE key for ${nodeName(this.node)}: only nodes of the current` +
+        `the manifest lists no HPKE key for ${this.node.name}: only nodes of the current` +
           " configuration take registrations",
       );
     }

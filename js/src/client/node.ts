@@ -16,6 +16,7 @@ import { toHex } from "../core/bytes.js";
 import { ConfigError, NodeUnreachable } from "../core/errors.js";
 import type { Manifest, ManifestNode } from "../core/manifest.js";
 import { MAX_MESSAGE_BYTES } from "../core/wire.js";
+import { nodeRef } from "../core/messages.js";
 import { ConnectNodeTransport } from "./connect-transport.js";
 import { formatSerials, parseSerials, type SerialState } from "./trust.js";
 import type { NodeTransport } from "./transport.js";
@@ -97,7 +98,7 @@ export function grpcTransport(node: ManifestNode, manifest: Manifest): NodeTrans
     });
   };
   const transport = new ConnectNodeTransport(
-    { nodeId: node.nodeId, index: node.index },
+    nodeRef(node.nodeId, node.index),
     make,
     node.hpkePublicKey,
     node.address,

@@ -21,7 +21,7 @@ import {
   mostActionable,
   NodeUnreachable,
 } from "../core/errors.js";
-import { nodeName, type NodeRef } from "../core/messages.js";
+import { type NodeRef } from "../core/messages.js";
 
 // What a person can do about an unreachable node, by the words transports and the OS use
 // for it (first match wins; the full text stays in `ClusterUnavailable.details`).
@@ -70,7 +70,7 @@ export function detail(error: PakrError): string {
 /** The SDK error one node's failure stands for; `null` if it only means "no answer". */
 export function classify(node: NodeRef, error: PakrError): PakrError | null {
   if (error instanceof NodeUnreachable) return null;
-  const name = nodeName(node);
+  const name = node.name;
   if (error instanceof MalformedMessage) {
     return new ProtocolError([name], `malformed reply: ${error.message}`);
   }
@@ -121,8 +121,8 @@ export function stepFailure(
   const details: Record<string, string> = {};
   const candidates: PakrError[] = [];
   for (const [node, err] of errors) {
-    reasons[nodeName(node)] = reason(err);
-    details[nodeName(node)] = detail(err);
+    reasons[node.name] = reason(err);
+    details[node.name] = detail(err);
     const mapped = classify(node, err);
     if (mapped !== null) candidates.push(mapped);
   }

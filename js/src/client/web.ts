@@ -11,6 +11,7 @@
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { ConfigError } from "../core/errors.js";
 import type { Manifest, ManifestNode } from "../core/manifest.js";
+import { nodeRef } from "../core/messages.js";
 import { ConnectNodeTransport } from "./connect-transport.js";
 import type { NodeTransport } from "./transport.js";
 
@@ -32,7 +33,7 @@ export function webTransportFactory(
       protocol === "grpc-web"
         ? createGrpcWebTransport({ baseUrl: origin, useBinaryFormat: true })
         : createConnectTransport({ baseUrl: origin, useBinaryFormat: true });
-    return new ConnectNodeTransport({ nodeId: node.nodeId, index: node.index }, make, node.hpkePublicKey, origin);
+    return new ConnectNodeTransport(nodeRef(node.nodeId, node.index), make, node.hpkePublicKey, origin);
   };
 }
 

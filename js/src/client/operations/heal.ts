@@ -9,7 +9,7 @@
  */
 import { PakrError } from "../../core/errors.js";
 import { fillWanted, newerSeen } from "../../core/heal.js";
-import { nodeName, type NodeRef, type ResetGuesses, type UserRef, type UserStatus } from "../../core/messages.js";
+import { type NodeRef, type ResetGuesses, type UserRef, type UserStatus } from "../../core/messages.js";
 import type { VersionChoice } from "../../core/recover.js";
 import type { ClusterContext } from "../cluster.js";
 import { reason } from "../refusals.js";
@@ -38,7 +38,7 @@ export async function resetCounts(
     return 0;
   }
   for (const [node, err] of result.errors) {
-    ctx.log.info(`recover: ${nodeName(node)} did not reset its guess count: ${reason(err)}`);
+    ctx.log.info(`recover: ${node.name} did not reset its guess count: ${reason(err)}`);
   }
   return result.replies.size;
 }

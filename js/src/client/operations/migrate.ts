@@ -9,14 +9,14 @@
  * current nodes means the user is known there: a deleted secret cannot come back.
  */
 import { NotRegistered, PakrError } from "../../core/errors.js";
-import { isEmptyStatus, type NodeRef, type UserRef, type UserStatus } from "../../core/messages.js";
+import { isEmpty, type NodeRef, type UserRef, type UserStatus } from "../../core/messages.js";
 import type { ClusterContext } from "../cluster.js";
 import { readStates, recover, recoverOutcome } from "./recover.js";
 import { register } from "./register.js";
 
 /** Whether the current nodes show no trace of the user (so an old cluster may hold it). */
 export function unknownToCluster(ctx: ClusterContext, answers: ReadonlyMap<NodeRef, UserStatus>): boolean {
-  if ([...answers.values()].some((status) => !isEmptyStatus(status))) return false;
+  if ([...answers.values()].some((status) => !isEmpty(status))) return false;
   return answers.size > ctx.nodeCount - ctx.threshold;
 }
 

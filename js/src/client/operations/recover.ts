@@ -29,7 +29,6 @@ import {
   ProtocolError,
 } from "../../core/errors.js";
 import {
-  nodeName,
   type NodeRef,
   type Recover2Reply,
   type Recover3Reply,
@@ -188,7 +187,7 @@ export async function recoverOutcome(
   const choice = earlyAnswer ? refine(ctx, user, early, flight.result) : early;
   const answers = new Map(flight.result.replies);
   for (const node of choice.suspects) {
-    ctx.log.warn(`recover: ignored ${nodeName(node)}: it reports other Argon2id parameters than the other nodes`);
+    ctx.log.warn(`recover: ignored ${node.name}: it reports other Argon2id parameters than the other nodes`);
   }
   const attempt = startRecover2(user, choice, accessKey, seed, ctx.rng);
   const session = new Session(ctx, user, attempt, hedgeAfter);
@@ -308,7 +307,7 @@ class Session {
     }
     const error = replaced(stepFailure(step, this.failures, have, this.ctx.threshold));
     if (this.setAside.size > 0 && error instanceof ClusterUnavailable) {
-      const why = [...this.setAside].map(([n, w]) => `${nodeName(n)}: ${w}`).join("; ");
+      const why = [...this.setAside].map(([n, w]) => `${n.name}: ${w}`).join("; ");
       return new TooFewValid(this.setAside, why, { missing: this.ctx.threshold - have });
     }
     return error;
@@ -316,7 +315,7 @@ class Session {
 
   private warnSetAside(): void {
     for (const [node, why] of this.setAside) {
-      this.ctx.log.warn(`recover: ignored ${nodeName(node)}'s evaluation: ${why}`);
+      this.ctx.log.warn(`recover: ignored ${node.name}'s evaluation: ${why}`);
     }
   }
 
@@ -395,7 +394,7 @@ class Session {
         if (why !== null) forged.set(node, why);
       }
       if (shares.size >= t && forged.size === 0) {
-        throw new ProtocolError([...shares.keys()].map(nodeName), "the nodes' shares do not open the secret");
+        throw new ProtocolError([...shares.keys()].map((n) => n.name), "the nodes' shares do not open the secret");
       }
       for (const [node, why] of forged) {
         bad.set(node, why);
@@ -404,8 +403,8 @@ class Session {
       this.ctx.distrust.remember(forged.keys());
       if (!this.respare()) {
         if (bad.size > 0) {
-          const why = [...bad].map(([n, w]) => `${nodeName(n)}: ${w}`).join("; ");
-          throw new ProtocolError([...bad.keys()].map(nodeName), why);
+          const why = [...bad].map(([n, w]) => `${n.name}: ${w}`).join("; ");
+          throw new ProtocolError([...bad.keys()].map((n) => n.name), why);
         }
         throw replaced(stepFailure("recover3", silent, shares.size, t));
       }
@@ -459,10 +458,10 @@ function warnRelease(
       if (why !== null) named.set(node, why);
     }
   }
-  for (const [node, why] of named) ctx.log.warn(`recover: ignored ${nodeName(node)}'s share: ${why}`);
+  for (const [node, why] of named) ctx.log.warn(`recover: ignored ${node.name}'s share: ${why}`);
   if (silent.size > 0) {
     ctx.log.warn(
-      `recover: ${[...silent.keys()].map(nodeName).join(", ")} did not release a share; recovered with the others`,
+      `recover: ${[...silent.keys()].map((n) => n.name).join(", ")} did not release a share; recovered with the others`,
     );
   }
 }
@@ -479,6 +478,6 @@ export async function rollForward(ctx: ClusterContext, user: UserRef, choice: Ve
     { need: choice.pendingNodes.length, waitAll: true, freshToken: true },
   );
   for (const [node, err] of result.errors) {
-    ctx.log.warn(`recover: could not roll ${nodeName(node)} forward: ${reason(err)}`);
+    ctx.log.warn(`recover: could not roll ${node.name} forward: ${reason(err)}`);
   }
 }

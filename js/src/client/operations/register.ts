@@ -23,7 +23,6 @@ import {
 } from "../../core/errors.js";
 import {
   DEFAULT_MAX_GUESSES,
-  nodeName,
   type NodeRef,
   type Register2,
   type UserRef,
@@ -98,7 +97,7 @@ export async function commit(
   if (committed.size < need) {
     const why = [...errors]
       .sort(([a], [b]) => a.index - b.index)
-      .map(([n, e]) => `${nodeName(n)}: ${e.message}`)
+      .map(([n, e]) => `${n.name}: ${e.message}`)
       .join("; ");
     throw new CommitIncomplete(
       `only ${committed.size} of the ${need} needed nodes committed the new registration` +

@@ -6,7 +6,7 @@
  */
 import { toHex } from "../../core/bytes.js";
 import { InvalidPassword, LockedOut, NotRegistered, PakrError } from "../../core/errors.js";
-import { nodeName, type NodeRef, type UserRef, type UserStatus } from "../../core/messages.js";
+import { type NodeRef, type UserRef, type UserStatus } from "../../core/messages.js";
 import { chooseVersion } from "../../core/recover.js";
 import type { ClusterContext } from "../cluster.js";
 import { reason, stepFailure } from "../refusals.js";
@@ -108,7 +108,7 @@ export async function status(ctx: ClusterContext, user: UserRef): Promise<Status
     if (version !== null && guesses !== null && !locked) counts.push(guesses);
     const err = errors.get(node);
     nodes.push({
-      name: nodeName(node),
+      name: node.name,
       nodeId: toHex(node.nodeId),
       index: node.index,
       reachable: answer !== undefined,
@@ -116,7 +116,7 @@ export async function status(ctx: ClusterContext, user: UserRef): Promise<Status
       guessesRemaining: guesses,
       locked,
       pending: answer !== undefined && answer.pending != null && !sameBytes(answer.pending.version, version),
-      deleted: answer !== undefined && answer.tombstoneEpoch > 0,
+      deleted: answer !== undefined && answer.tombstoneEpoch > 0n,
       error: err !== undefined ? reason(err) : null,
     });
   }
