@@ -8,6 +8,7 @@
  * development and tests only (a browser app must never hold a tenant key).
  */
 import { InvalidAuth } from "../core/errors.js";
+import { DEFAULT_TTL_SECONDS, issueToken, type SigningKey } from "../core/tokens.js";
 
 /** `(userId, audienceNodeIdHex) -> token`, sync or async. */
 export type TokenProvider = (userId: string, audience: string) => string | Promise<string>;
@@ -93,4 +94,29 @@ export class TokenCache {
   toString(): string {
     return `TokenCache(${this.entries.size} entries)`;
   }
+}
+
+/**
+ * A token provider that mints tokens locally with a tenant's key (development and tests only:
+ * an application never ships a tenant key to its clients; its backend mints tokens after its
+ * own login). `scope` is "user" (the user's own operations) or "audit" (`Client.audit`).
+ */
+export interface DevTokenProvider extends TokenProvider {
+  readonly tenant: string;
+  withScope(scope: string): DevTokenProvider;
+}
+
+export function devTokenProvider(
+  key: SigningKey,
+  options: { ttl?: number; scope?: string } = {},
+): DevTokenProvider {
+  const ttl = options.ttl ?? DEFAULT_TTL_SECONDS;
+  const scope = options.scope ?? "user";
+  const provider = (userId: string, audience: string): string =>
+    issueToken(key, { userId, audience, ttl, scope });
+  return Object.assign(provider, {
+    tenant: key.name,
+    withScope: (other: string) => devTokenProvider(key, { ttl, scope: other }),
+    toString: () => `DevTokenProvider(kid=${key.kid})`,
+  });
 }

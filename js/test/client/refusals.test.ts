@@ -9,10 +9,11 @@ import {
   NodeRefusal,
   NodeUnreachable,
   NotRegistered,
+  PakrError,
   ProtocolError,
   RateLimited,
 } from "../../src/core/errors.js";
-import { nodeRef } from "../../src/core/messages.js";
+import { nodeRef, type NodeRef } from "../../src/core/messages.js";
 import { classify, reason, stepFailure } from "../../src/client/refusals.js";
 
 const n1 = nodeRef(new Uint8Array(16).fill(1), 1);
@@ -39,7 +40,7 @@ describe("refusals", () => {
   });
 
   it("names every failed node in ClusterUnavailable when nothing is more actionable", () => {
-    const errors = new Map([
+    const errors = new Map<NodeRef, PakrError>([
       [n1, new NodeUnreachable("connection refused")],
       [n2, new NodeRefusal(ErrorKind.LOCKED, "locked")],
     ]);

@@ -39,6 +39,7 @@ import {
   PasswordMismatch,
   TooFewValid,
   admitSpares,
+  attemptRequest,
   chooseVersion,
   finishRecover2,
   finishRecover3,
@@ -189,7 +190,7 @@ export async function recoverOutcome(
   for (const node of choice.suspects) {
     ctx.log.warn(`recover: ignored ${node.name}: it reports other Argon2id parameters than the other nodes`);
   }
-  const attempt = startRecover2(user, choice, accessKey, seed, ctx.rng);
+  const attempt = await startRecover2(user, choice, accessKey, seed, ctx.rng);
   const session = new Session(ctx, user, attempt, hedgeAfter);
   const unlocked = await session.evaluate();
   const targets = resetTargets(answers, {
@@ -241,7 +242,7 @@ class Session {
 
   /** Recover2 at the next `need` spare nodes (more for failures and stragglers). */
   async ask(need: number): Promise<Map<NodeRef, Recover2Reply>> {
-    const request = this.attempt.request;
+    const request = attemptRequest(this.attempt);
     const user = this.user;
     const step = await this.ctx.hedgedStep(
       "recover2",
@@ -409,7 +410,7 @@ class Session {
         throw replaced(stepFailure("recover3", silent, shares.size, t));
       }
       const spare = await this.ask(t - shares.size);
-      const [admitted, aside] = admitSpares(unlocked, groupReply, spare);
+      const { unlocked: admitted, setAside: aside } = admitSpares(unlocked, groupReply, spare);
       unlocked = admitted;
       for (const [node, why] of aside) bad.set(node, why);
       this.ctx.distrust.remember(aside.keys());
