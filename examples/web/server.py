@@ -5,7 +5,7 @@ Serves ``dist/`` (the bundled page), ``/manifest.json`` (the cluster's signed ma
 tenant key: a real app does this only after its own login, for the user who logged in) and
 ``/users/<id>`` (each account's public key and a message encrypted to it; no secret ever).
 
-    python examples/web/server.py --cluster DIR [--port 8080]
+    python examples/web/server.py --cluster DIR [--port 8080] [--dist DIR]
 
 ``DIR`` is a ``pakr cluster up --dir`` directory. The page's origin differs from every node's
 web origin, as in production: the nodes' CORS rules decide whether it may call them.
@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 MAX_BODY = 64 * 1024
 
 
-def make_handler(cluster: LocalCluster) -> type[SimpleHTTPRequestHandler]:
+def make_handler(cluster: LocalCluster, dist: Path) -> type[SimpleHTTPRequestHandler]:
     manifest = cluster.manifest_path.read_bytes()
     tokens = pakr.dev_token_provider(cluster.tenant_key_path)
     accounts: dict[str, dict[str, str]] = {}
@@ -37,7 +37,7 @@ def make_handler(cluster: LocalCluster) -> type[SimpleHTTPRequestHandler]:
 
     class Handler(SimpleHTTPRequestHandler):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(HERE / "dist"), **kwargs)
+            super().__init__(*args, directory=str(dist), **kwargs)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass  # tokens travel in query strings and bodies: keep them out of logs
@@ -88,9 +88,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cluster", required=True, help="a pakr cluster up --dir directory")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--dist", default=str(HERE / "dist"), help="the bundled page")
     args = parser.parse_args()
     cluster = LocalCluster.open(args.cluster)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(cluster))
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(cluster, Path(args.dist)))
     print(f"http://127.0.0.1:{server.server_address[1]}/", flush=True)
     server.serve_forever()
 

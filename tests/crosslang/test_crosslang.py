@@ -41,14 +41,14 @@ def pair(module_local_cluster: ClusterFactory) -> Iterator[Pair]:
     cluster = module_local_cluster(nodes=5, threshold=3)
     request = {
         "manifest": str(cluster.manifest_path),
-        "operator_key": cluster.operator_public_key,
+        "operator_key": cluster.operator_public_key(),
         "tenant": cluster.tenant,
         "tenant_key": str(cluster.tenant_key_path),
         "deadline": 5,
     }
     with pakr.Client.from_manifest(
         cluster.manifest_path,
-        operator_key=cluster.operator_public_key,
+        operator_key=cluster.operator_public_key(),
         tenant=cluster.tenant,
         token_provider=pakr.dev_token_provider(cluster.tenant_key_path),
     ) as client:
