@@ -1,8 +1,9 @@
 // Bundle examples/web (plain TypeScript) with esbuild: dist/app.js + dist/index.html.
-//   node scripts/build-web.mjs --operator-key ed25519:... [--outdir DIR] [--metafile FILE]
+//   node scripts/build-web.mjs --operator-key ed25519:... [--outdir DIR] [--metafile FILE] [--entry FILE]
 // The operator key is pinned into the bundle, as a production app would ship it.
 import { build } from "esbuild";
-import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -14,6 +15,7 @@ const { values } = parseArgs({
     "operator-key": { type: "string" },
     outdir: { type: "string", default: join(web, "dist") },
     metafile: { type: "string" },
+    entry: { type: "string", default: join(web, "app.ts") },
   },
 });
 if (!values["operator-key"]?.startsWith("ed25519:")) {
@@ -22,7 +24,7 @@ if (!values["operator-key"]?.startsWith("ed25519:")) {
 }
 mkdirSync(values.outdir, { recursive: true });
 const result = await build({
-  entryPoints: [join(web, "app.ts")],
+  entryPoints: [resolve(values.entry)],
   bundle: true,
   format: "esm",
   platform: "browser",
@@ -37,5 +39,8 @@ const result = await build({
   logLevel: "warning",
 });
 copyFileSync(join(web, "index.html"), join(values.outdir, "index.html"));
+// Bundle size for the record: minified, and minified + gzip (bench/web_recover.py reports it).
+const bytes = readFileSync(join(values.outdir, "app.js"));
+writeFileSync(join(values.outdir, "size.json"), JSON.stringify({ minified: bytes.length, gzip: gzipSync(bytes).length }));
 if (values.metafile) writeFileSync(values.metafile, JSON.stringify(result.metafile));
 console.log(join(values.outdir, "index.html"));

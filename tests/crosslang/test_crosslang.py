@@ -83,7 +83,7 @@ def test_password_changed_in_one_used_in_the_other(pair: Pair) -> None:
     pair.python.change_password("changer", "second password", "third password")
     assert pair.ts("recover", "changer", password="third password")["secret_hex"] == secret.hex()
     wrong = pair.ts("recover", "changer", password="second password")
-    assert wrong["error"]["name"] == "PasswordMismatch" or wrong["error"]["name"] == "InvalidPassword"
+    assert wrong["error"]["name"] in ("PasswordMismatch", "InvalidPassword")
 
 
 def test_wrong_guesses_and_lockout_reported_alike(pair: Pair) -> None:
@@ -94,7 +94,6 @@ def test_wrong_guesses_and_lockout_reported_alike(pair: Pair) -> None:
         if turn % 2 == 0:
             answer = pair.ts("recover", "guesser", password=f"wrong {turn}")
             error = answer["error"]
-            assert issubclass(getattr(pakr, "InvalidPassword"), pakr.PakrError)
             seen.append(("ts", int(error["guesses_remaining"])))
         else:
             with pytest.raises(pakr.InvalidPassword) as caught:
