@@ -81,6 +81,9 @@ def browser_runs(
         server.wait(timeout=10)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     size = json.loads((dist / "size.json").read_text())
+    names = sorted({name for run in result["breakdown"] for name in run})
+    phases = {n: statistics.median(run.get(n, 0.0) for run in result["breakdown"]) for n in names}
+    print("  chromium phases (median s): " + json.dumps(phases), file=sys.stderr)
     return result["totals"], result["argon2"], size
 
 
@@ -114,8 +117,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"recover, Argon2id {DEFAULT_ARGON2.memory_kib // 1024} MiB t={DEFAULT_ARGON2.iterations},"
-          f" medians of {args.runs}:")  # fmt: skip
+    cost = f"{DEFAULT_ARGON2.memory_kib // 1024} MiB t={DEFAULT_ARGON2.iterations}"
+    print(f"recover, Argon2id {cost}, medians of {args.runs}:")
     print(f"  Python SDK (gRPC)            {report['python_recover_s'] * 1000:8.1f} ms"
           f"  (Argon2id {report['python_argon2_s'] * 1000:.1f} ms)")  # fmt: skip
     print(f"  TS SDK in Chromium (web)     {report['chromium_recover_s'] * 1000:8.1f} ms"

@@ -20,6 +20,7 @@ async function run(userId: string, password: string, runs: number): Promise<obje
   });
   const totals: number[] = [];
   const argon2: number[] = [];
+  const breakdown: Record<string, number>[] = [];
   try {
     for (let i = 0; i < runs; i++) {
       for (const key of Object.keys(phases)) delete phases[key];
@@ -27,11 +28,12 @@ async function run(userId: string, password: string, runs: number): Promise<obje
       await client.recover(userId, password);
       totals.push((performance.now() - started) / 1000);
       argon2.push(phases["argon2"] ?? 0);
+      breakdown.push({ ...phases });
     }
   } finally {
     await client.close();
   }
-  return { totals, argon2 };
+  return { totals, argon2, breakdown };
 }
 
 (window as unknown as { pakrBench: typeof run }).pakrBench = run;
