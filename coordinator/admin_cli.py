@@ -72,7 +72,7 @@ def add_commands(subparsers: Any) -> None:
         "--base-port",
         type=int,
         metavar="P",
-        help="node i listens on port P+i, metrics on P+100+i (default: free ports)",
+        help="node i listens on port P+i, metrics on P+100+i, web on P+200+i (default: free ports)",
     )
     demo.set_defaults(func=_demo)
 
@@ -357,8 +357,8 @@ def _add_cluster(subparsers: Any) -> None:
         "--base-port",
         type=int,
         metavar="P",
-        help="node i listens on port P+i and serves metrics on P+100+i (default: free ports;"
-        " only for a new --dir)",
+        help="node i listens on port P+i, serves metrics on P+100+i and browsers on"
+        " http://127.0.0.1:P+200+i (default: free ports; only for a new --dir)",
     )
     up.add_argument("--tenant", default="dev", help="tenant whose key is created")
     up.add_argument("--coordinator", action="store_true", help="also run a coordinator")
@@ -455,6 +455,7 @@ def _cluster_info(cluster: LocalCluster) -> dict[str, Any]:
         "threshold": manifest.threshold,
         "nodes": {str(n.index): n.address for n in cluster.nodes},
         "metrics": {str(n.index): n.metrics_address for n in cluster.nodes},
+        "web": {str(n.index): n.web_origin for n in manifest.nodes if n.web_origin},
         "coordinator": cluster.coordinator_address,
         "coordinator_metrics": cluster.coordinator_metrics_address,
         "pids": {str(i): pid for i, pid in cluster.running().items()},
@@ -471,6 +472,7 @@ def _print_usage_hint(cluster: LocalCluster, info: dict[str, Any], headline: str
         "  node ports:   "
         + " ".join(f"#{n.index}:{n.address.rpartition(':')[2]}" for n in cluster.nodes),
         f"  metrics:      http://{cluster.host}:PORT/metrics, ports {metrics}",
+        *([f"  web origins:  {' '.join(info['web'].values())}"] if info["web"] else []),
         "  use it from Python:",
         f"    client = pakr.Client.from_manifest({str(cluster.manifest_path)!r},"
         f" tenant={cluster.tenant!r},",

@@ -46,6 +46,7 @@ from pakr.coordinator.processes import (
     port_is_free,
     stop_by_pid_files,
 )
+from pakr.node.config import is_loopback
 from pakr.node.config import load_config as load_node_config
 from pakr.node.tls import write_certificate
 from pakr.proto.errors import ConfigError, PakrError
@@ -386,8 +387,8 @@ class LocalCluster:
                 # Left by an interrupted earlier create(): keep its identity and data.
                 self._nodes[i] = self._node_from_config(existing)
             else:
-                listen, metrics = ports[i]
-                self._nodes[i] = self._init_node(i, listen, metrics, (tenant_key, canary_key))
+                listen, metrics, web = ports[i]
+                self._nodes[i] = self._init_node(i, listen, metrics, web, (tenant_key, canary_key))
             self._procs[i] = self._process_for(self._nodes[i])
             self._save_state()
         self._write_manifest_if_needed()
@@ -419,22 +420,28 @@ class LocalCluster:
             self._coordinator_metrics = existing._coordinator_metrics
             self._coordinator = existing._coordinator
 
-    def _ports(self, indices: list[int]) -> dict[int, tuple[int, int]]:
+    def _ports(self, indices: list[int]) -> dict[int, tuple[int, int, int]]:
+        """gRPC, metrics and web listener ports per node (base+i, base+100+i, base+200+i)."""
         if self.base_port is not None:
-            ports = {i: (self.base_port + i, self.base_port + 100 + i) for i in indices}
+            ports = {
+                i: (self.base_port + i, self.base_port + 100 + i, self.base_port + 200 + i)
+                for i in indices
+            }
             for i, pair in ports.items():
                 for port in pair:
-                    if not port_is_free(self.host, port):
+                    if port > 65535 or not port_is_free(self.host, port):
                         raise ConfigError(
                             f"port {port} (node {i}) is in use: pick another --base-port,"
                             " or omit it to use free ports"
                         )
             return ports
-        found = free_ports(2 * len(indices), self.host)
-        return {i: (found[2 * k], found[2 * k + 1]) for k, i in enumerate(indices)}
+        found = free_ports(3 * len(indices), self.host)
+        return {
+            i: (found[3 * k], found[3 * k + 1], found[3 * k + 2]) for k, i in enumerate(indices)
+        }
 
     def _init_node(
-        self, index: int, port: int, metrics_port: int, keys: tuple[TenantKey, ...]
+        self, index: int, port: int, metrics_port: int, web_port: int, keys: tuple[TenantKey, ...]
     ) -> LocalNode:
         node_dir = self.dir / "nodes" / f"node{index}"
         argv = pakr_command(
@@ -460,6 +467,12 @@ class LocalCluster:
             )
         try:
             info = json.loads(done.stdout.strip().splitlines()[-1])
+            if is_loopback(self.host):
+                # The browser listener (docs/operator.md): plaintext on loopback, any local
+                # dev server's page may call it; the manifest lists it as web_origin.
+                with Path(info["config"]).open("a", encoding="utf-8") as config:
+                    web = f'listen = "{self.host}:{web_port}"\ndev_origins = true'
+                    config.write(f"\n[web]\n{web}\n")
             return LocalNode(
                 index=index,
                 node_id=str(info["node_id"]),

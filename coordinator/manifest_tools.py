@@ -29,7 +29,9 @@ def manifest_node(config: NodeConfig, address: str | None = None) -> ManifestNod
     """The manifest entry for one node: its identity, where clients dial, its pinned cert.
 
     ``address`` overrides the listen address (needed when the node listens on a wildcard or
-    sits behind NAT/a load balancer: clients must dial a name its certificate covers).
+    sits behind NAT/a load balancer: clients must dial a name its certificate covers). A
+    node with a ``[web]`` listener is listed with its ``web_origin`` (``web.origin``, else
+    derived from ``web.listen``), which browsers use instead of the gRPC address.
     """
     dial = address or config.listen
     host = dial.rpartition(":")[0]
@@ -52,6 +54,7 @@ def manifest_node(config: NodeConfig, address: str | None = None) -> ManifestNod
         address=dial,
         tls_cert_pem=pem,
         hpke_public_key=read_public_key(config.hpke_files()),
+        web_origin=None if config.web is None else config.web.public_origin(),
     )
 
 

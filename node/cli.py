@@ -229,6 +229,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         }
         if node.metrics_port is not None:
             info["metrics_port"] = node.metrics_port
+        if node.web is not None:
+            info["web_port"] = node.web.port
         print(json.dumps(info), flush=True)
 
     asyncio.run(serve_forever(config, on_ready=ready))

@@ -51,6 +51,10 @@ Layout (every table but ``[node]`` is optional)::
 
     [audit]
     retention_days = 365
+
+    [web]                        # optional browser listener (Connect/gRPC-Web): see webconfig
+    listen = "127.0.0.1:8443"
+    allowed_origins = ["https://app.example"]
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from pathlib import Path
 from typing import Any
 
 from pakr.node import tomlfields as fields
+from pakr.node.webconfig import WebConfig, parse_web
 from pakr.proto.errors import ConfigError
 
 DATA_KEY_LEN = 32
@@ -148,6 +153,7 @@ class NodeConfig:
     key_retention_seconds: float = 7 * 86400.0
     sweep_seconds: float = 15.0
     hpke: HpkeKeyFiles | None = None
+    web: WebConfig | None = None  # the browser listener; None: off
 
     def hpke_files(self) -> HpkeKeyFiles:
         """The ``[hpke]`` key files; ``ConfigError`` for a config written before they existed."""
@@ -235,6 +241,7 @@ def parse_config(doc: Mapping[str, Any], path: Path) -> NodeConfig:
             "audit",
             "keys",
             "sweeper",
+            "web",
         },
     )
     node = fields.table(doc, "node", required=True)
@@ -363,6 +370,7 @@ def parse_config(doc: Mapping[str, Any], path: Path) -> NodeConfig:
         key_retention_seconds=retention_days * 86400.0,
         sweep_seconds=sweep_seconds,
         hpke=hpke,
+        web=parse_web(doc, base),
     )
 
 

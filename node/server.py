@@ -34,6 +34,7 @@ from pakr.node.store import Store, open_store
 from pakr.node.store.keys import KeyRing
 from pakr.node.store.sealing import Sealer
 from pakr.node.sweeper import Sweeper
+from pakr.node.web import WebListener
 from pakr.proto import wire
 from pakr.proto.errors import ConfigError
 from pakr.proto.messages import NodeRef
@@ -115,6 +116,7 @@ class NodeServer:
         self.metrics_port = metrics_port
         self._prune_task: asyncio.Task[None] | None = None
         self.sweeper: Sweeper | None = None
+        self.web: WebListener | None = None
         self._stopped = False
 
     @property
@@ -201,6 +203,12 @@ class NodeServer:
             await store.close()
             raise
         node = cls(config, server, store, servicer, health, metrics, port, metrics_port)
+        if config.web is not None:
+            try:
+                node.web = await WebListener.start(config.web, servicer)
+            except BaseException:
+                await node.stop(None)
+                raise
         node._prune_task = asyncio.create_task(node._prune_audit_forever())
         policy = KeyPolicy.for_node(
             config.node_id, config.key_roll_seconds, config.key_retention_seconds
@@ -224,6 +232,7 @@ class NodeServer:
                     "address": node.address,
                     "tls": not config.insecure,
                     "metrics_port": metrics_port,
+                    "web_port": None if node.web is None else node.web.port,
                 }
             },
         )
@@ -246,6 +255,8 @@ class NodeServer:
             return
         self._stopped = True
         await self.health.enter_graceful_shutdown()
+        if self.web is not None:
+            await self.web.stop(grace)
         if self.sweeper is not None:
             await self.sweeper.stop()
         if self._prune_task is not None:

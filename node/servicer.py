@@ -566,7 +566,7 @@ class _Undecodable:
         self.why = why
 
 
-def _tolerant_parser(message_type: Any) -> Callable[[bytes], Any]:
+def tolerant_parser(message_type: Any) -> Callable[[bytes], Any]:
     def parse(data: bytes) -> Any:
         if len(data) > wire.MAX_MESSAGE_BYTES:
             return _Undecodable(f"the request body is larger than {wire.MAX_MESSAGE_BYTES} bytes")
@@ -592,7 +592,7 @@ def add_to_server(servicer: NodeServicer, server: grpc.aio.Server) -> None:
         response_type = getattr(pb, method.output_type.name)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             servicer.guarded(method.name, getattr(servicer, method.name)),
-            request_deserializer=_tolerant_parser(request_type),
+            request_deserializer=tolerant_parser(request_type),
             response_serializer=response_type.SerializeToString,
         )
     server.add_generic_rpc_handlers(

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,8 @@ class ManifestNode:
     tls_cert_sha256: bytes | None = None
     # Register2's shares are sealed to it (required for current nodes; rotated by a new serial)
     hpke_public_key: HpkePublicKey | None = field(default=None, repr=False)
+    # where browsers reach the node's web listener ("https://node1.example:8443"); optional
+    web_origin: str | None = None
 
     @property
     def ref(self) -> NodeRef:
@@ -117,7 +120,7 @@ class ManifestNode:
 
     def to_document(self) -> dict[str, Any]:
         """The node's JSON object inside the manifest."""
-        return {
+        document: dict[str, Any] = {
             "id": self.node_id.hex(),
             "index": self.index,
             "address": self.address,
@@ -125,6 +128,9 @@ class ManifestNode:
             "tls_cert_sha256": None if self.tls_cert_sha256 is None else self.tls_cert_sha256.hex(),
             "hpke_public_key": None if self.hpke_public_key is None else self.hpke_public_key.text,
         }
+        if self.web_origin is not None:  # absent, not null: older manifests verify unchanged
+            document["web_origin"] = self.web_origin
+        return document
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +280,40 @@ def _parse_node(obj: Any, where: str) -> ManifestNode:
             hpke_key = HpkePublicKey.from_text(hpke_text, f"manifest {where}hpke_public_key")
         except MalformedMessage as exc:
             raise ConfigError(str(exc)) from None
-    return ManifestNode(node_id, index, address, pem, fingerprint, hpke_key)
+    web_origin = obj.get("web_origin")
+    if web_origin is not None:
+        web_origin = parse_web_origin(web_origin, f"manifest {where}web_origin")
+    return ManifestNode(node_id, index, address, pem, fingerprint, hpke_key, web_origin)
+
+
+def parse_web_origin(value: Any, where: str) -> str:
+    """A browser origin exactly as a browser serialises it: ``scheme://host[:port]``, scheme
+    http or https, lowercase, no path, query, user info or default port (an origin compared
+    byte for byte, by a browser's CORS check and by the TS SDK, must have one spelling)."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where} must be an origin like https://node.example:8443")
+    parts = urllib.parse.urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    canonical = f"{parts.scheme}://{parts.netloc}"
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    if (
+        default_port is None
+        or not parts.hostname
+        or port in (-1, 0, default_port)
+        or (port is not None and not parts.netloc.endswith(f":{port}"))
+        or value != canonical
+        or value != value.lower()
+        or "@" in parts.netloc
+        or value.endswith(":")
+    ):
+        raise ConfigError(
+            f"{where} must be an origin like https://node.example:8443 (lowercase, no path,"
+            f" no default port), not {value!r}"
+        )
+    return value
 
 
 def _parse_nodes(value: Any, where: str) -> tuple[ManifestNode, ...]:
@@ -329,6 +368,13 @@ def _check_node_set(nodes: Sequence[ManifestNode], threshold: int, dev: bool, wh
                 f"manifest {where}node {node.id_hex} pins no TLS certificate; "
                 "plaintext nodes are allowed only in dev manifests"
             )
+        if node.web_origin is not None:
+            parse_web_origin(node.web_origin, f"manifest {where}node {node.id_hex} web_origin")
+            if node.web_origin.startswith("http:") and not dev:
+                raise ConfigError(
+                    f"manifest {where}node {node.id_hex} web_origin is plain http; browsers"
+                    " reach production nodes over https (http is for dev manifests only)"
+                )
 
 
 def check_manifest(manifest: Manifest) -> None:

@@ -57,8 +57,10 @@ def write_node_dir(
     crypto_thread: bool = False,
     storage: str = "sqlite:///node.db",
     sweep_seconds: float | None = None,
+    web: str | None = None,
 ) -> Path:
-    """A node directory like ``pakr node init`` writes, with test rate limits."""
+    """A node directory like ``pakr node init`` writes, with test rate limits; ``web``: the
+    body of a ``[web]`` table to add."""
     node_id = node_id or os.urandom(16)
     directory.mkdir(parents=True, exist_ok=True)
     write_certificate(directory / "tls/node.crt", directory / "tls/node.key", "test", [])
@@ -82,6 +84,8 @@ def write_node_dir(
     text = text.replace("peer_burst = 1000", f"peer_burst = {peer_burst}")
     if sweep_seconds is not None:
         text = text.replace("interval_seconds = 15", f"interval_seconds = {sweep_seconds}")
+    if web is not None:
+        text += f"\n[web]\n{web}\n"
     path = directory / "node.toml"
     path.write_text(text)
     return path

@@ -233,3 +233,74 @@ def test_random_field_values_refused_cleanly(field: str, value: object) -> None:
     doc["signature"]["value"] = base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
     with contextlib.suppress(ConfigError):
         load_manifest(doc, now=NOW, operator_key=INSECURE_UNPINNED)
+
+
+def _with_origin(origins: list[str | None]) -> list[ManifestNode]:
+    return [
+        ManifestNode(n.node_id, n.index, n.address, CERT, None, HPKE, origin)
+        for n, origin in zip(nodes(len(origins)), origins, strict=True)
+    ]
+
+
+def test_web_origin_signed_and_omitted_when_absent(operator: OperatorKey) -> None:
+    """``web_origin`` is covered by the signature, and a node without one has no key at all
+    (not null), so manifests signed before the field existed keep their exact bytes."""
+    plain = signed(operator)
+    assert all("web_origin" not in node for node in plain["manifest"]["nodes"])
+    origins: list[str | None] = ["https://n1.example:8443", None, "https://n3.example"]
+    doc = signed(operator, nodes=_with_origin(origins), threshold=2)
+    assert "web_origin" not in doc["manifest"]["nodes"][1]
+    manifest = load_manifest(doc, now=NOW, operator_key=operator.public_key_text)
+    assert [n.web_origin for n in manifest.nodes] == origins
+    bad = copy.deepcopy(doc)
+    bad["manifest"]["nodes"][0]["web_origin"] = "https://evil.example:8443"
+    with pytest.raises(ConfigError, match="signature is invalid"):
+        load_manifest(bad, now=NOW, operator_key=operator.public_key_text)
+    added = copy.deepcopy(doc)
+    added["manifest"]["nodes"][1]["web_origin"] = "https://evil.example"
+    with pytest.raises(ConfigError, match="signature is invalid"):
+        load_manifest(added, now=NOW, operator_key=operator.public_key_text)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://n.example:8443/",
+        "https://n.example/path",
+        "HTTPS://n.example",
+        "https://N.example",
+        "https://n.example:443",
+        "http://127.0.0.1:80",
+        "ftp://n.example",
+        "https://user@n.example",
+        "https://n.example:0",
+        "https://n.example:08443",
+        "https://n.example:",
+        "https://n.example?x=1",
+        "n.example:8443",
+        "",
+    ],
+)
+def test_web_origin_must_be_a_canonical_origin(operator: OperatorKey, origin: str) -> None:
+    with pytest.raises(ConfigError, match="web_origin"):
+        new_manifest(
+            cluster_id="c", nodes=_with_origin([origin, None, None]), threshold=2, argon2=DEV_ARGON2
+        )
+
+
+def test_plain_http_web_origin_only_in_dev(operator: OperatorKey) -> None:
+    local = _with_origin(["http://127.0.0.1:18443", None, None])
+    with pytest.raises(ConfigError, match="plain http"):
+        new_manifest(cluster_id="c", nodes=local, threshold=2, argon2=DEV_ARGON2)
+    doc = signed(operator, nodes=local, threshold=2, dev=True)
+    assert load_manifest(doc, now=NOW, operator_key=INSECURE_UNPINNED).nodes[0].web_origin == (
+        "http://127.0.0.1:18443"
+    )
+    doc["manifest"]["nodes"][0]["web_origin"] = 7
+    doc["signature"]["value"] = (
+        base64.urlsafe_b64encode(operator.sign(canonical_bytes(doc["manifest"])))
+        .rstrip(b"=")
+        .decode()
+    )
+    with pytest.raises(ConfigError, match="web_origin"):
+        load_manifest(doc, now=NOW, operator_key=INSECURE_UNPINNED)
