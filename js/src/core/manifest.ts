@@ -353,8 +353,11 @@ export function parseManifest(document: Obj): Manifest {
 }
 
 /** A signed manifest document from JSON text (at most 1 MiB) or as already parsed. */
-export function readDocument(source: string | Obj): Obj {
-  if (typeof source !== "string") return source;
+export function readDocument(source: unknown): Obj {
+  if (typeof source !== "string") {
+    if (!isObject(source)) throw new ConfigError("manifest is not a JSON object");
+    return source;
+  }
   if (new TextEncoder().encode(source).length > MAX_DOCUMENT_BYTES) throw new ConfigError("manifest is larger than 1 MiB");
   let document: unknown;
   try {
@@ -367,8 +370,8 @@ export function readDocument(source: string | Obj): Obj {
 }
 
 /** The public key a signed document names as its signer (not yet verified). */
-export function embeddedSigner(document: Obj): string {
-  const signature = document.signature;
+export function embeddedSigner(source: unknown): string {
+  const signature = readDocument(source).signature;
   const embedded = isObject(signature) ? signature.public_key : undefined;
   if (typeof embedded !== "string") throw new ConfigError("manifest signature public_key is missing");
   return embedded;
@@ -381,7 +384,7 @@ export function embeddedSigner(document: Obj): string {
  * a rollback to an older manifest than one already seen. `now` is in seconds.
  */
 export function loadManifest(
-  source: string | Obj,
+  source: unknown,
   options: { operatorKey?: OperatorPin | null; now?: number; minSerial?: number } = {},
 ): Manifest {
   const operatorKey = options.operatorKey ?? null;
