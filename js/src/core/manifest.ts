@@ -100,11 +100,13 @@ function compareCodePoints(a: string, b: string): number {
 function canonicalJson(value: unknown): string {
   if (value === null || typeof value === "boolean" || typeof value === "string") return JSON.stringify(value);
   if (typeof value === "number") {
-    if (!Number.isFinite(value)) throw new ConfigError("manifest holds a number JSON cannot carry");
-    // Python writes integral floats as "1.0"; JSON.parse cannot tell them apart, so only
-    // integers in the safe range (the only numbers a manifest holds) have one spelling here.
-    if (!Number.isSafeInteger(value)) throw new ConfigError("manifest holds a number outside the safe integer range");
-    return String(value);
+    // Python writes the shortest round-trip repr, as JavaScript does, but switches to exponent
+    // notation at other magnitudes, and JSON.parse cannot tell 1.0 from 1: only safe integers
+    // and plain decimals between 1e-4 and 1e16 have the same spelling in both.
+    if (Number.isSafeInteger(value)) return String(value);
+    const magnitude = Math.abs(value);
+    if (Number.isFinite(value) && !Number.isInteger(value) && magnitude >= 1e-4 && magnitude < 1e16) return String(value);
+    throw new ConfigError("manifest holds a number without one canonical spelling (huge, tiny or integral float)");
   }
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
   if (typeof value === "object") {
