@@ -15,7 +15,8 @@ const pin = fixture.operator_public_key as string;
 const now = fixture.now as number;
 const copy = <T>(v: T): T => structuredClone(v);
 
-function resigned(mutate: (body: Record<string, unknown>) => void): Record<string, unknown> {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function resigned(mutate: (body: Record<string, any>) => void): Record<string, unknown> {
   const body = copy(fixture.production.manifest);
   mutate(body);
   return m.signManifest(body, operator);
