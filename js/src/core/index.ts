@@ -17,6 +17,7 @@ export * as messages from "./messages.js";
 export * as policy from "./policy.js";
 export * as randomness from "./randomness.js";
 export * as register from "./register.js";
+export * as choice from "./choice.js";
 export * as recover from "./recover.js";
 export * as reset from "./reset.js";
 export * as heal from "./heal.js";

@@ -36,6 +36,7 @@ import {
   finishRecover2,
   finishRecover3,
   guessesLeft,
+  holdsNewer,
   lockoutIsCertain,
   settled,
   startRecover2,
@@ -184,6 +185,29 @@ describe("version choice", () => {
     });
     assert.ok(lockoutIsCertain(3, { threshold: 3, nodeCount: 5 }));
     assert.ok(!lockoutIsCertain(2, { threshold: 3, nodeCount: 5 }));
+  });
+
+  it("nodes that moved on to a newer version are no lockout evidence (a conflict, not LockedOut)", () => {
+    const ns = nodes(5);
+    const old = rng.bytes(16);
+    const fresh = rng.bytes(16);
+    // t = 3 hold the old version committed, but two are locked and two moved on to epoch 2.
+    const answers = new Map<NodeRef, UserStatus>([
+      [ns[0]!, userStatus({ committed: info(old) })],
+      [ns[1]!, userStatus({ committed: info(old, { locked: true, guessesRemaining: 0 }) })],
+      [ns[2]!, userStatus({ committed: info(old, { locked: true, guessesRemaining: 0 }) })],
+      [ns[3]!, userStatus({ committed: info(old), pending: info(fresh, { epoch: 2n }) })],
+      [ns[4]!, userStatus({ pending: info(fresh, { epoch: 2n }) })],
+    ]);
+    // Old committed on 4 ≥ t: chosen; usable: ns[0], ns[3] (< t); unable: ns[1], ns[2], ns[4].
+    assert.throws(() => chooseVersion(answers, new Map(), { threshold: 3, nodeCount: 5 }), (e: unknown) => {
+      assert.ok(e instanceof ClusterUnavailable, String(e));
+      return true;
+    });
+    assert.ok(holdsNewer(answers.get(ns[4]!)!, 1n) && !holdsNewer(answers.get(ns[1]!)!, 1n));
+    // The same counts with a third locked node instead of the moved-on one: certain.
+    answers.set(ns[4]!, userStatus({ committed: info(old, { locked: true, guessesRemaining: 0 }) }));
+    assert.throws(() => chooseVersion(answers, new Map(), { threshold: 3, nodeCount: 5 }), LockedOut);
   });
 
   it("Argon2id: disagreement is a ProtocolError, weak agreed parameters WeakParameters", () => {
