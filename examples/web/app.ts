@@ -46,7 +46,7 @@ async function client(): Promise<Client> {
 }
 
 function explain(error: unknown): void {
-  if (error instanceof LockedOut || (error instanceof InvalidPassword && error.guessesRemaining === 0)) {
+  if (error instanceof LockedOut) {
     show("locked-out", "Locked out: too many wrong passwords. The key is erased for good; sign up again.");
   } else if (error instanceof InvalidPassword) {
     show("wrong-password", `Wrong password: ${error.guessesRemaining} guess(es) left.`);

@@ -15,6 +15,7 @@ import {
   NOT_PINNED_MESSAGE,
   embeddedSigner,
   loadManifest,
+  readDocument,
   type Manifest,
   type OperatorPin,
 } from "../core/manifest.js";
@@ -101,15 +102,19 @@ export async function loadTrustedManifest(
 ): Promise<Manifest> {
   const { operatorKey, minSerial = 0, serialState = null } = options;
   if (operatorKey === null || operatorKey === undefined) throw new ConfigError(NOT_PINNED_MESSAGE);
+  if (typeof document !== "string" && (document === null || typeof document !== "object")) {
+    throw new ConfigError("a manifest is a JSON document (an object, or its text)");
+  }
+  const doc = readDocument(document as string | Record<string, unknown>);
   let key: string;
   if (operatorKey === INSECURE_UNPINNED) {
     (options.warn ?? ((m: string) => console.warn(m)))(UNPINNED_WARNING);
-    key = embeddedSigner(document);
+    key = embeddedSigner(doc);
   } else {
     key = operatorKey as string;
   }
   const floor = serialState !== null ? Math.max(minSerial, await serialState.highest(key)) : minSerial;
-  const manifest = loadManifest(document, { operatorKey, minSerial: floor });
+  const manifest = loadManifest(doc, { operatorKey, minSerial: floor });
   if (serialState !== null) await serialState.record(key, manifest.serial);
   return manifest;
 }
