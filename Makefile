@@ -98,3 +98,14 @@ web-demo: $(STAMP) $(JS_STAMP)
 	$(BIN)/pakr cluster up --dir build/web-demo --detach >/dev/null
 	cd js && node scripts/build-web.mjs --operator-key "$$(cat ../build/web-demo/operator.pub)"
 	$(BIN)/python examples/web/server.py --cluster build/web-demo --port 8080
+
+# TypeScript SDK, protocol core: typecheck (the whole package), the stubs' drift check and the
+# core's unit tests (RFC 9496/9497/9106 vectors, the pakr-v2.json replay, Python-signed manifests).
+.PHONY: test-js-core bench-js-core
+test-js-core: $(JS_STAMP)
+	cd js && npm run --silent typecheck && npm run --silent gen:check && npm run --silent test:core
+test: test-js-core
+# Bundle sizes with and without the Argon2 WASM; Argon2id WASM vs pure JS as a ratio.
+bench-js-core: $(JS_STAMP)
+	cd js && npm run --silent bench
+bench: bench-js-core

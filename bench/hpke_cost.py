@@ -18,19 +18,13 @@ from typing import Any
 from steps import measure  # bench/ is the script's own directory: one timing helper
 
 from pakr.proto import kdf, wire
+from pakr.proto.choice import VersionChoice
+from pakr.proto.counting import count_guess, node_recover2, node_recover3
 from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.kdf import DEV_ARGON2
 from pakr.proto.messages import NodeRef, Recover2Reply, Recover3Reply, UserRef
 from pakr.proto.records import UserRecord
-from pakr.proto.recover import (
-    VersionChoice,
-    count_guess,
-    finish_recover2,
-    finish_recover3,
-    node_recover2,
-    node_recover3,
-    start_recover2,
-)
+from pakr.proto.recover import finish_recover2, finish_recover3, start_recover2
 from pakr.proto.register import new_version, node_register2, node_register3, prepare_registration
 from pakr.proto.sealed import (
     RECOVER3_PLAINTEXT_LEN,

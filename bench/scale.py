@@ -54,11 +54,11 @@ from pakr.node.store import open_store  # noqa: E402
 from pakr.node.store.rows import USER_COLUMNS, VERSION_COLUMNS, version_row  # noqa: E402
 from pakr.node.store.sealing import Sealer  # noqa: E402
 from pakr.proto import wire  # noqa: E402
+from pakr.proto.counting import node_recover2  # noqa: E402
 from pakr.proto.group import Element, Scalar  # noqa: E402
 from pakr.proto.kdf import DEV_ARGON2  # noqa: E402
 from pakr.proto.messages import NodeRef, Recover2, UserRef  # noqa: E402
 from pakr.proto.records import VersionRecord  # noqa: E402
-from pakr.proto.recover import node_recover2  # noqa: E402
 from pakr.proto.register import new_version, prepare_registration  # noqa: E402
 from pakr.proto.tokens import TenantKey, issue_token  # noqa: E402
 from pakr.proto.v1 import node_pb2_grpc  # noqa: E402

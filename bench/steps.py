@@ -16,21 +16,14 @@ from dataclasses import replace
 from typing import Any
 
 from pakr.proto import kdf
+from pakr.proto.choice import choose_version
+from pakr.proto.counting import count_guess, node_recover2, node_recover3
 from pakr.proto.errors import InvalidPassword
 from pakr.proto.group import Element, Scalar
 from pakr.proto.kdf import DEFAULT_ARGON2, DEV_ARGON2
 from pakr.proto.messages import NodeRef, Recover2Reply, UserRef
 from pakr.proto.records import UserRecord
-from pakr.proto.recover import (
-    RecoveryAttempt,
-    choose_version,
-    count_guess,
-    finish_recover2,
-    finish_recover3,
-    node_recover2,
-    node_recover3,
-    start_recover2,
-)
+from pakr.proto.recover import RecoveryAttempt, finish_recover2, finish_recover3, start_recover2
 from pakr.proto.register import new_version, node_register2, node_register3, prepare_registration
 
 

@@ -86,7 +86,7 @@ def classify(node: NodeRef, error: PakrError) -> PakrError | None:
         return NotRegistered()
     if kind in (ErrorKind.NO_GUESSES, ErrorKind.LOCKED):
         # One node's "locked" is a claim, not a lockout: recovery decides ``LockedOut`` by
-        # counting (pakr.proto.recover.lockout_is_certain); alone it means "cannot serve".
+        # counting (pakr.proto.choice.lockout_is_certain); alone it means "cannot serve".
         return None
     if kind is ErrorKind.RATE_LIMITED:
         return RateLimited(error.retry_after or 1.0)

@@ -30,11 +30,11 @@ from pakr.node.ratelimit import RateLimiter
 from pakr.node.refusal_log import RefusalLog
 from pakr.node.store.base import Store, StoreError
 from pakr.proto import wire
+from pakr.proto.counting import Recover3Outcome, node_recover2
 from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
 from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.messages import NONCE_LEN, NodeRef, Recover2, Recover2Reply, UserRef
 from pakr.proto.records import UserRecord, VersionRecord
-from pakr.proto.recover import Recover3Outcome, node_recover2
 from pakr.proto.register import check_register2
 from pakr.proto.reset import issue_nonce, open_nonce
 from pakr.proto.tokens import LEEWAY_SECONDS, Claims

@@ -65,7 +65,7 @@ class LockedOut(InvalidPassword):
 
     Raised only when more than n - t of the nodes that answered before the deadline report
     the version locked (or out of guesses) or do not hold it, so fewer than t could ever
-    serve it again (:func:`pakr.proto.recover.lockout_is_certain`). Anything less certain is
+    serve it again (:func:`pakr.proto.choice.lockout_is_certain`). Anything less certain is
     ``ClusterUnavailable``: never re-register over a secret on a weaker signal than this.
     """
 

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from pakr.proto import hpke, kdf, oprf, shamir
+from pakr.proto.choice import VersionChoice
 from pakr.proto.group import Element
 from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import PROTOCOL_VERSION, NodeRef, Recover2Reply, Recover3Reply, UserRef
 from pakr.proto.randomness import DeterministicRandomness
-from pakr.proto.recover import VersionChoice, finish_recover2, finish_recover3, start_recover2
+from pakr.proto.recover import finish_recover2, finish_recover3, start_recover2
 from pakr.proto.register import new_version, prepare_registration
 from pakr.proto.sealed import (
     Register2Shares,

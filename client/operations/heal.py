@@ -14,10 +14,10 @@ from collections.abc import Mapping
 
 from pakr.cluster import ClusterContext
 from pakr.operations import register as registration
+from pakr.proto.choice import VersionChoice
 from pakr.proto.errors import PakrError
 from pakr.proto.heal import fill_wanted, newer_seen
 from pakr.proto.messages import NodeRef, ResetGuesses, UserRef, UserStatus
-from pakr.proto.recover import VersionChoice
 from pakr.refusals import reason
 from pakr.transport import NodeTransport
 

@@ -1,8 +1,8 @@
 """Recover (docs/protocol.md §4): Recover1 → choose version → Argon2id → Recover2 → Recover3.
 
 Recover1 goes to every node, and the version is settled as soon as t of them agree on it
-(:func:`pakr.proto.recover.settled`): Argon2id starts at once while the other answers arrive.
-Recover2 then goes to t nodes only, in the order :func:`~pakr.proto.recover.choose_version`
+(:func:`pakr.proto.choice.settled`): Argon2id starts at once while the other answers arrive.
+Recover2 then goes to t nodes only, in the order :func:`~pakr.proto.choice.choose_version`
 prefers (the same nodes every time, so ``max_guesses`` means what it says), and to the next
 ones only when one fails, stalls or misbehaves; Recover3 goes to the nodes whose evaluations
 unlocked the attempt. Fewer calls means less work for the nodes and for the client, and a
@@ -16,7 +16,7 @@ replies fail verification are named in a warning (logger ``pakr``) when enough h
 remain to recover anyway, and in a ``ProtocolError`` otherwise; a reply that does not decode,
 does not combine or does not verify is set aside and replaced by a spare node's in the same
 attempt, and this client asks that node last afterwards (:mod:`pakr.distrust`). ``LockedOut``
-only when it is certain (:func:`~pakr.proto.recover.lockout_is_certain`), counting every
+only when it is certain (:func:`~pakr.proto.choice.lockout_is_certain`), counting every
 Recover1 answer that arrives before the deadline. After a success, nodes holding the version
 only as pending get a Register3 to roll them forward.
 """
@@ -33,6 +33,13 @@ from pakr.fanout import StepResult
 from pakr.operations.heal import fill as heal_fill
 from pakr.operations.heal import reset_counts
 from pakr.passwords import stretch
+from pakr.proto.choice import (
+    VersionChoice,
+    choose_version,
+    guesses_left,
+    lockout_is_certain,
+    settled,
+)
 from pakr.proto.errors import (
     ClusterUnavailable,
     Conflict,
@@ -57,14 +64,9 @@ from pakr.proto.recover import (
     RecoveryAttempt,
     TooFewValid,
     UnlockedAttempt,
-    VersionChoice,
     admit_spares,
-    choose_version,
     finish_recover2,
     finish_recover3,
-    guesses_left,
-    lockout_is_certain,
-    settled,
     start_recover2,
     verify_recover3_reply,
 )
@@ -290,13 +292,17 @@ class _Session:
         """The error when no spare node is left: ``LockedOut`` if that is certain, else a
         failure's kind if it is more actionable than a protocol error, else the nodes set
         aside, else the cluster unavailable."""
+        choice = self.attempt.choice
         refused = {
             node
             for node, error in self.failures.items()
             if isinstance(error, NodeRefusal)
-            and error.kind in (ErrorKind.LOCKED, ErrorKind.NO_GUESSES, ErrorKind.NOT_REGISTERED)
+            and error.kind in (ErrorKind.LOCKED, ErrorKind.NO_GUESSES)
         }
-        unable = refused | set(self.attempt.choice.cannot_serve)
+        # A node refusing the version as not held (NOT_REGISTERED) at Recover2 lost it since
+        # Recover1 or never answered it: a concurrent registration replaced it (a Conflict,
+        # via ``_replaced``), never evidence that the secret is erased.
+        unable = (refused | set(choice.cannot_serve)) - set(choice.moved_on)
         if lockout_is_certain(
             len(unable), threshold=self.ctx.threshold, node_count=self.ctx.node_count
         ):

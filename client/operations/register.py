@@ -18,6 +18,7 @@ from typing import Literal
 from pakr.cluster import ClusterContext
 from pakr.fanout import is_transient
 from pakr.passwords import stretch
+from pakr.proto.choice import choose_version
 from pakr.proto.errors import (
     AlreadyRegistered,
     CommitIncomplete,
@@ -38,7 +39,6 @@ from pakr.proto.messages import (
     UserRef,
     UserStatus,
 )
-from pakr.proto.recover import choose_version
 from pakr.proto.register import (
     check_registration_args,
     new_version,
@@ -154,7 +154,7 @@ def registered_version(
     """(whether ``user`` is registered, its version hex) by recovery's own rule.
 
     "Registered" means what recovery would find: a version held by t nodes (usable or
-    locked out), decided by :func:`~pakr.proto.recover.choose_version`, so one node claiming
+    locked out), decided by :func:`~pakr.proto.choice.choose_version`, so one node claiming
     a version cannot make a new user look registered. When the answers do not settle it the
     user counts as registered: a registration must never replace a secret by accident.
     """

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from pakr.cluster import ClusterContext
 from pakr.operations.recover import read_states
+from pakr.proto.choice import choose_version
 from pakr.proto.errors import InvalidPassword, LockedOut, NotRegistered, PakrError
 from pakr.proto.messages import NodeRef, UserRef, UserStatus
-from pakr.proto.recover import choose_version
 from pakr.refusals import reason, step_failure
 
 

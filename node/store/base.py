@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pakr.node.store.schema import SCHEMA_VERSION
+from pakr.proto.counting import Recover3Outcome
 from pakr.proto.errors import PakrError
 from pakr.proto.messages import (
     NodeRef,
@@ -50,7 +51,6 @@ from pakr.proto.messages import (
     UserStatus,
 )
 from pakr.proto.records import UserRecord, VersionRecord
-from pakr.proto.recover import Recover3Outcome
 
 __all__ = ["SCHEMA_VERSION", "AuditRecord", "GuessResult", "ReleaseResult", "Store", "StoreError"]
 

@@ -32,11 +32,11 @@ from pakr.node.store.base import (
 from pakr.node.store.rows import audit_record, from_u64, u64, version_record, version_row
 from pakr.node.store.schema import Dialect
 from pakr.node.store.sealing import Sealer
+from pakr.proto.counting import Admission, Recover3Outcome, admit_recover2, node_recover3
 from pakr.proto.delete import node_delete
 from pakr.proto.errors import ErrorKind, NodeRefusal
 from pakr.proto.messages import NodeRef, Recover2, Recover3, Register2, UserRef
 from pakr.proto.records import UserRecord, VersionRecord
-from pakr.proto.recover import Admission, Recover3Outcome, admit_recover2, node_recover3
 from pakr.proto.register import node_register2, node_register3
 
 log = logging.getLogger("pakr.node.store")

@@ -17,6 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pakr.async_client import AsyncClient
+from pakr.proto.counting import (
+    Admission,
+    Recover3Outcome,
+    admit_recover2,
+    count_guess,
+    node_recover2,
+    node_recover3,
+)
 from pakr.proto.delete import node_delete
 from pakr.proto.errors import ErrorKind, InvalidAuth, NodeRefusal
 from pakr.proto.hpke import HpkePrivateKey
@@ -35,14 +43,6 @@ from pakr.proto.messages import (
     UserStatus,
 )
 from pakr.proto.records import UserRecord
-from pakr.proto.recover import (
-    Admission,
-    Recover3Outcome,
-    admit_recover2,
-    count_guess,
-    node_recover2,
-    node_recover3,
-)
 from pakr.proto.register import node_register2, node_register3
 from pakr.proto.tokens import TenantKey, verify_token
 from pakr.tokens import DevTokenProvider

@@ -18,10 +18,10 @@ from pakr.coordinator.cli import exit_code_for
 from pakr.node.config import HpkeKeyFiles
 from pakr.node.hpke_keys import generate_key_files
 from pakr.node.tls import write_certificate
+from pakr.proto.choice import choose_version
 from pakr.proto.errors import PakrError
 from pakr.proto.manifest import Manifest
 from pakr.proto.messages import UserRef, UserStatus, VersionInfo
-from pakr.proto.recover import choose_version
 
 CLI_TIMEOUT = 120
 
@@ -116,7 +116,7 @@ def user_asking(
     and none of ``spare``.
 
     With equal guess counts the client asks t nodes in an order fixed per user (see
-    ``pakr.proto.recover.choose_version``); tests that need a given node in or out of a
+    ``pakr.proto.choice.choose_version``); tests that need a given node in or out of a
     recovery pick the user accordingly, through that same function.
     """
     info = VersionInfo(version=bytes(16), epoch=1, argon2=manifest.argon2, guesses_remaining=10)

@@ -257,6 +257,53 @@ def test_fill_never_writes_back_a_password_changed_meanwhile(
     assert len({h.version for h in held.values() if h}) == 1, held
 
 
+@pytest.mark.parametrize("change", ["change_password", "register"])
+def test_a_version_replaced_during_a_recovery_is_a_conflict_not_a_lockout(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """Device A answers Recover1 and is paused before Recover2; device B changes the password
+    (or re-registers) on every node; A resumes. Every node now refuses A's version as "not
+    held": the user's secret changed under A, so A gets ``Conflict`` (try again), never
+    ``LockedOut`` ("the secret is erased"), and B's new password works (the soak's
+    "old password refused (locked out)" violation)."""
+    from pakr.operations import recover as recover_op
+    from tests.security.sec_live import async_client_for
+
+    user = f"replaced-{change}"
+    with client_for(cluster) as client:
+        client.register(user, PASSWORD, SECRET)
+    paused, resume = asyncio.Event(), asyncio.Event()
+    original_stretch = recover_op.stretch
+
+    async def stretch_after_pause(*args: Any, **kwargs: Any) -> tuple[bytes, bytes]:
+        if not paused.is_set():
+            paused.set()
+            await resume.wait()
+        return await original_stretch(*args, **kwargs)
+
+    monkeypatch.setattr(recover_op, "stretch", stretch_after_pause)
+
+    async def scenario() -> None:
+        async with async_client_for(cluster) as a, async_client_for(cluster) as b:
+            device_a = asyncio.ensure_future(a.recover(user, PASSWORD))
+            await asyncio.wait_for(paused.wait(), 60)
+            if change == "change_password":
+                await b.change_password(user, PASSWORD, b"new password")
+            else:
+                await b.register(user, b"new password", SECRET, if_exists="replace")
+            resume.set()
+            with pytest.raises(pakr.Conflict):
+                await device_a
+
+    asyncio.run(scenario())
+    monkeypatch.setattr(recover_op, "stretch", original_stretch)
+    with client_for(cluster) as client:
+        assert client.recover(user, b"new password") == SECRET
+        with pytest.raises(pakr.InvalidPassword) as refused:
+            client.recover(user, PASSWORD)
+        assert not isinstance(refused.value, pakr.LockedOut)
+
+
 def test_replication_report_names_what_heal_has_not_reached(cluster: LocalCluster) -> None:
     """``pakr replication``: node 5 missed a re-registration, so it is behind for that user
     (and a user registered with node 5 down is missing there); a login heals its user only."""

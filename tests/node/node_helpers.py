@@ -10,16 +10,11 @@ import os
 from dataclasses import dataclass, field
 
 from pakr.proto import kdf
+from pakr.proto.choice import VersionChoice
 from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.kdf import DEV_ARGON2, Argon2Params
 from pakr.proto.messages import NodeRef, Recover2, Recover2Reply, Register2, UserRef
-from pakr.proto.recover import (
-    RecoveryAttempt,
-    UnlockedAttempt,
-    VersionChoice,
-    finish_recover2,
-    start_recover2,
-)
+from pakr.proto.recover import RecoveryAttempt, UnlockedAttempt, finish_recover2, start_recover2
 from pakr.proto.register import new_version, prepare_registration
 
 USER = UserRef("acme", "alice@example.com")

@@ -18,9 +18,10 @@ import pytest
 
 from pakr.node.store.base import SCHEMA_VERSION, Store, StoreError
 from pakr.proto import kdf
+from pakr.proto.counting import Recover3Outcome, node_recover2
 from pakr.proto.errors import ErrorKind, InvalidPassword, NodeRefusal
 from pakr.proto.messages import LOCKOUT_GRACE_SECONDS, Recover3, ResetGuesses, UserRef
-from pakr.proto.recover import Recover3Outcome, finish_recover3, node_recover2
+from pakr.proto.recover import finish_recover3
 from tests.node.node_helpers import (
     OTHER_USER,
     USER,

@@ -23,8 +23,9 @@ from pakr.node.store.base import Store, StoreError
 from pakr.node.store.keys import KeyRing
 from pakr.node.store.rows import u64
 from pakr.node.store.sealing import FIELD_SECRET_SHARE, Sealer, row_ad, seal_ad, wrap_ad
+from pakr.proto.counting import Recover3Outcome, node_recover2
 from pakr.proto.messages import LOCKOUT_GRACE_SECONDS, UserRef
-from pakr.proto.recover import Recover3Outcome, finish_recover3, node_recover2
+from pakr.proto.recover import finish_recover3
 from tests.node.node_helpers import (
     OTHER_USER,
     USER,

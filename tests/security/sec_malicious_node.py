@@ -40,6 +40,7 @@ import grpc
 from grpc import aio
 
 from pakr.proto import oprf, wire
+from pakr.proto.counting import Admission, admit_recover2, count_guess, node_recover2, node_recover3
 from pakr.proto.delete import node_delete
 from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
 from pakr.proto.group import Element, Scalar
@@ -47,7 +48,6 @@ from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import NodeRef, UserRef, UserStatus
 from pakr.proto.records import UserRecord, VersionRecord
-from pakr.proto.recover import Admission, admit_recover2, count_guess, node_recover2, node_recover3
 from pakr.proto.register import node_register2, node_register3
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc as pb_grpc

@@ -27,15 +27,12 @@ import pytest
 from pakr.node.store.sealing import Sealer
 from pakr.node.store.sqlite import SqliteStore
 from pakr.proto import kdf, oprf, shamir
+from pakr.proto.choice import VersionChoice
+from pakr.proto.counting import node_recover2
 from pakr.proto.group import Element, Scalar
 from pakr.proto.messages import NodeRef
 from pakr.proto.randomness import DeterministicRandomness
-from pakr.proto.recover import (
-    VersionChoice,
-    finish_recover2,
-    node_recover2,
-    start_recover2,
-)
+from pakr.proto.recover import finish_recover2, start_recover2
 from pakr.proto.register import prepare_registration
 from tests.security.sec_pure import USER, World, make_nodes, offline_attack, register_world
 

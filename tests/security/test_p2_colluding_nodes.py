@@ -20,10 +20,12 @@ import pytest
 from pakr.node.store.sealing import Sealer
 from pakr.node.store.sqlite import SqliteStore
 from pakr.proto import kdf
+from pakr.proto.choice import VersionChoice
+from pakr.proto.counting import Recover3Outcome
 from pakr.proto.errors import ErrorKind, NodeRefusal
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import Recover3, UserRef
-from pakr.proto.recover import Recover3Outcome, VersionChoice, start_recover2
+from pakr.proto.recover import start_recover2
 from tests.security.sec_pure import USER, offline_attack, register_world
 
 RIGHT = b"correct horse battery staple"

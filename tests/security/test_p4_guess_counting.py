@@ -25,20 +25,14 @@ import pytest
 import pakr
 from pakr.coordinator.localcluster import LocalCluster
 from pakr.proto import kdf
+from pakr.proto.choice import VersionChoice, choose_version
+from pakr.proto.counting import Admission, admit_recover2, count_guess
 from pakr.proto.errors import ErrorKind, NodeRefusal
 from pakr.proto.group import Element, Scalar
 from pakr.proto.kdf import DEV_ARGON2
 from pakr.proto.messages import NodeRef, Recover2, Recover3, Register3, UserRef
 from pakr.proto.records import ShareMaterial, VersionRecord
-from pakr.proto.recover import (
-    Admission,
-    VersionChoice,
-    admit_recover2,
-    choose_version,
-    count_guess,
-    finish_recover2,
-    start_recover2,
-)
+from pakr.proto.recover import finish_recover2, start_recover2
 from pakr.proto.register import new_version, prepare_registration
 from pakr.proto.tokens import TenantKey, issue_token
 from pakr.transport import GrpcTransport

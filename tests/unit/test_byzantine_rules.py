@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pakr.proto.choice import choose_version, lockout_is_certain
 from pakr.proto.errors import (
     ClusterUnavailable,
     InvalidPassword,
@@ -15,7 +16,6 @@ from pakr.proto.errors import (
 )
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import NodeRef, UserStatus, VersionInfo
-from pakr.proto.recover import choose_version, lockout_is_certain
 from pakr.proto.register import EPOCH_JUMP_LIMIT, check_epoch_jump, registration_epoch
 
 MAX_U64 = 2**64 - 1

@@ -10,11 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pakr.operations.register import current_policy
+from pakr.proto.choice import choose_version
 from pakr.proto.errors import ErrorKind, NodeRefusal
 from pakr.proto.heal import fill_wanted, missing_copies, newer_seen
 from pakr.proto.kdf import DEV_ARGON2
 from pakr.proto.messages import NodeRef, UserRef, UserStatus, VersionInfo
-from pakr.proto.recover import choose_version
 from pakr.proto.reset import NONCE_TTL_SECONDS, issue_nonce, open_nonce, reset_targets
 
 KEY = bytes(range(32))

@@ -13,6 +13,15 @@ from dataclasses import replace
 import pytest
 
 from pakr.proto import kdf
+from pakr.proto.choice import choose_version
+from pakr.proto.counting import (
+    Admission,
+    Recover3Outcome,
+    admit_recover2,
+    count_guess,
+    node_recover2,
+    node_recover3,
+)
 from pakr.proto.delete import delete_epoch, node_delete
 from pakr.proto.errors import (
     ConfigError,
@@ -27,19 +36,7 @@ from pakr.proto.kdf import DEV_ARGON2, Argon2Params
 from pakr.proto.messages import NodeRef, Recover2, Recover3, Register2, UserRef, UserStatus
 from pakr.proto.randomness import DeterministicRandomness
 from pakr.proto.records import UserRecord
-from pakr.proto.recover import (
-    Admission,
-    Recover3Outcome,
-    UnlockedAttempt,
-    admit_recover2,
-    choose_version,
-    count_guess,
-    finish_recover2,
-    finish_recover3,
-    node_recover2,
-    node_recover3,
-    start_recover2,
-)
+from pakr.proto.recover import UnlockedAttempt, finish_recover2, finish_recover3, start_recover2
 from pakr.proto.register import (
     new_version,
     node_register2,

@@ -16,11 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pakr.proto import recover as recover_mod
+from pakr.proto.choice import choose_version, settled
 from pakr.proto.errors import InvalidPassword, ProtocolError
 from pakr.proto.group import Element
 from pakr.proto.kdf import DEV_ARGON2, Argon2Params
 from pakr.proto.messages import NodeRef, UserRef, UserStatus, VersionInfo
-from pakr.proto.recover import TooFewValid, admit_spares, choose_version, settled
+from pakr.proto.recover import TooFewValid, admit_spares
 from tests.unit.test_protocol_roundtrip import USER, Cluster
 
 OTHER_PARAMS = Argon2Params(memory_kib=32 * 1024, iterations=3, parallelism=1)

@@ -8,7 +8,7 @@
  * 31 set or any other non-canonical encoding, and the identity (never a valid key, blinded
  * element, evaluation or share). Every failure is a {@link MalformedMessage}.
  */
-import { ristretto255 } from "@noble/curves/ed25519.js";
+import { ristretto255, ristretto255_hasher } from "@noble/curves/ed25519.js";
 import { equal } from "./bytes.js";
 import { MalformedMessage } from "./errors.js";
 
@@ -194,6 +194,12 @@ export class Element {
   static baseMult(k: Scalar): Element {
     if (k.isZero()) throw new MalformedMessage("base multiplication yields the identity element");
     return Element.fromPoint(RistrettoPoint.BASE.multiply(k.value));
+  }
+
+  /** Map 64 uniform bytes to an element (RFC 9496 §4.3.4 derivation: no hashing inside). */
+  static fromUniformBytes(data: Uint8Array): Element {
+    if (data.length !== 64) throw new RangeError("Element.fromUniformBytes needs exactly 64 bytes");
+    return Element.fromPoint(ristretto255_hasher.deriveToCurve!(data));
   }
 
   /** k·self; `MalformedMessage` if the result is the identity (k zero). */

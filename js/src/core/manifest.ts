@@ -100,11 +100,13 @@ function compareCodePoints(a: string, b: string): number {
 function canonicalJson(value: unknown): string {
   if (value === null || typeof value === "boolean" || typeof value === "string") return JSON.stringify(value);
   if (typeof value === "number") {
-    if (!Number.isFinite(value)) throw new ConfigError("manifest holds a number JSON cannot carry");
-    // Python writes integral floats as "1.0"; JSON.parse cannot tell them apart, so only
-    // integers in the safe range (the only numbers a manifest holds) have one spelling here.
-    if (!Number.isSafeInteger(value)) throw new ConfigError("manifest holds a number outside the safe integer range");
-    return String(value);
+    // Python writes the shortest round-trip repr, as JavaScript does, but switches to exponent
+    // notation at other magnitudes, and JSON.parse cannot tell 1.0 from 1: only safe integers
+    // and plain decimals between 1e-4 and 1e16 have the same spelling in both.
+    if (Number.isSafeInteger(value)) return String(value);
+    const magnitude = Math.abs(value);
+    if (Number.isFinite(value) && !Number.isInteger(value) && magnitude >= 1e-4 && magnitude < 1e16) return String(value);
+    throw new ConfigError("manifest holds a number without one canonical spelling (huge, tiny or integral float)");
   }
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
   if (typeof value === "object") {
@@ -353,8 +355,11 @@ export function parseManifest(document: Obj): Manifest {
 }
 
 /** A signed manifest document from JSON text (at most 1 MiB) or as already parsed. */
-export function readDocument(source: string | Obj): Obj {
-  if (typeof source !== "string") return source;
+export function readDocument(source: unknown): Obj {
+  if (typeof source !== "string") {
+    if (!isObject(source)) throw new ConfigError("manifest is not a JSON object");
+    return source;
+  }
   if (new TextEncoder().encode(source).length > MAX_DOCUMENT_BYTES) throw new ConfigError("manifest is larger than 1 MiB");
   let document: unknown;
   try {
@@ -367,8 +372,8 @@ export function readDocument(source: string | Obj): Obj {
 }
 
 /** The public key a signed document names as its signer (not yet verified). */
-export function embeddedSigner(document: Obj): string {
-  const signature = document.signature;
+export function embeddedSigner(source: unknown): string {
+  const signature = readDocument(source).signature;
   const embedded = isObject(signature) ? signature.public_key : undefined;
   if (typeof embedded !== "string") throw new ConfigError("manifest signature public_key is missing");
   return embedded;
@@ -381,7 +386,7 @@ export function embeddedSigner(document: Obj): string {
  * a rollback to an older manifest than one already seen. `now` is in seconds.
  */
 export function loadManifest(
-  source: string | Obj,
+  source: unknown,
   options: { operatorKey?: OperatorPin | null; now?: number; minSerial?: number } = {},
 ): Manifest {
   const operatorKey = options.operatorKey ?? null;

@@ -142,6 +142,7 @@ describe("pakr-v2.json", () => {
         suspects: [],
         maxGuesses: 0,
         cannotServe: [],
+        movedOn: [],
         guesses: [],
       };
       const attempt = await startRecover2(user, choice, stretched.accessKey, stretched.encryptionKeySeed, rng);
