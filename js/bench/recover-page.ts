@@ -1,7 +1,7 @@
 // The benchmark page's script (bench/web_recover.py): the TS SDK in Chromium recovering one
 // user's secret N times over the nodes' web listeners, with per-phase times. Bundled by
 // scripts/build-web.mjs --entry bench/recover-page.ts; exposes window.pakrBench.
-import { Client } from "pakr";
+import { Client } from "../src/index.js";
 
 declare const PAKR_OPERATOR_KEY: string;
 
