@@ -59,7 +59,7 @@ def test_python_registers_typescript_recovers(pair: Pair) -> None:
     secret = os.urandom(32)
     pair.python.register("py-to-ts", "correct horse", secret)
     answer = pair.ts("recover", "py-to-ts", password="correct horse")
-    assert answer == {"ok": True, "secret_hex": secret.hex()}
+    assert answer == {"ok": True, "secret_hex": secret.hex(), "warnings": []}
 
 
 def test_typescript_registers_python_recovers(pair: Pair) -> None:
@@ -117,3 +117,19 @@ def test_delete_in_typescript_seen_by_python(pair: Pair) -> None:
         pair.python.recover("deleted", "pw one")
     missing = pair.ts("recover", "deleted", password="pw one")
     assert missing["error"]["name"] == "NotRegistered"
+
+
+def test_typescript_names_lying_nodes(pair: Pair) -> None:
+    """Lazy verification with fallback: evaluations that do not combine are verified one by
+    one, the liars set aside (and named) and replaced by spare nodes in the same attempt; too
+    many liars is a ProtocolError naming them, never a wrong secret."""
+    secret = os.urandom(32)
+    pair.python.register("lied-to", "the password", secret)
+    two = pair.ts("recover", "lied-to", password="the password", lying_nodes=[1, 2])
+    assert two["ok"] is True and two["secret_hex"] == secret.hex()
+    named = " ".join(two["warnings"])
+    assert "node1(" in named and "node2(" in named, two["warnings"]
+    three = pair.ts("recover", "lied-to", password="the password", lying_nodes=[1, 2, 3])
+    assert three["ok"] is False and three["error"]["name"] in ("ProtocolError", "TooFewValid")
+    assert sorted(n.split("(")[0] for n in three["error"]["nodes"]) == ["node1", "node2", "node3"]
+    assert pair.python.recover("lied-to", "the password") == secret
