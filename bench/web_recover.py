@@ -5,7 +5,8 @@ dev floor), registers one user with the Python SDK, then times N recoveries with
 SDK and N with the TypeScript SDK in headless Chromium (Debian's chromium, playwright-core)
 over the nodes' web listeners. Reports medians of the whole recovery and of its Argon2id
 phase (hash-wasm in the browser, the C implementation in Python), the ratios browser/Python,
-and the size of the example page's bundle (minified, minified + gzip).
+and the size of the example page's bundle (minified, minified + gzip), with and without the
+Argon2id WebAssembly.
 
     .venv/bin/python bench/web_recover.py [--runs 5] [--json]
 """
@@ -81,6 +82,14 @@ def browser_runs(
         server.wait(timeout=10)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     size = json.loads((dist / "size.json").read_text())
+    bare = work / "bare"
+    subprocess.run(
+        ["node", "scripts/build-web.mjs", "--operator-key", cluster.operator_public_key(),
+         "--outdir", str(bare), "--without-argon2"],
+        cwd=JS, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    without = json.loads((bare / "size.json").read_text())
+    size |= {"minified_without_argon2": without["minified"], "gzip_without_argon2": without["gzip"]}
     names = sorted({name for run in result["breakdown"] for name in run})
     phases = {n: statistics.median(run.get(n, 0.0) for run in result["breakdown"]) for n in names}
     print("  chromium phases (median s): " + json.dumps(phases), file=sys.stderr)
@@ -113,6 +122,8 @@ def main() -> None:
         "ratio_argon2": med(web_argon2) / med(py_argon2),
         "bundle_minified_bytes": size["minified"],
         "bundle_gzip_bytes": size["gzip"],
+        "bundle_minified_without_argon2_bytes": size["minified_without_argon2"],
+        "bundle_gzip_without_argon2_bytes": size["gzip_without_argon2"],
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -127,6 +138,9 @@ def main() -> None:
           f"  (Argon2id {report['ratio_argon2']:.2f})")  # fmt: skip
     print(f"  example bundle               {size['minified'] / 1024:8.1f} KiB minified,"
           f" {size['gzip'] / 1024:.1f} KiB gzip")  # fmt: skip
+    bare_min, bare_gzip = size["minified_without_argon2"], size["gzip_without_argon2"]
+    print(f"  without the Argon2id WASM    {bare_min / 1024:8.1f} KiB minified,"
+          f" {bare_gzip / 1024:.1f} KiB gzip")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ const { values } = parseArgs({
     outdir: { type: "string", default: join(web, "dist") },
     metafile: { type: "string" },
     entry: { type: "string", default: join(web, "app.ts") },
+    // Measure the bundle without the Argon2id WebAssembly (hash-wasm replaced by a stub that
+    // refuses): what the SDK costs apart from the KDF. The result cannot recover anything.
+    "without-argon2": { type: "boolean", default: false },
   },
 });
 if (!values["operator-key"]?.startsWith("ed25519:")) {
@@ -32,7 +35,10 @@ const result = await build({
   minify: true,
   sourcemap: true,
   outfile: join(values.outdir, "app.js"),
-  alias: { pakr: join(js, "src", "index.ts") },
+  alias: {
+    pakr: join(js, "src", "index.ts"),
+    ...(values["without-argon2"] ? { "hash-wasm": join(js, "scripts", "no-argon2.mjs") } : {}),
+  },
   nodePaths: [join(js, "node_modules")],
   define: { PAKR_OPERATOR_KEY: JSON.stringify(values["operator-key"]) },
   metafile: Boolean(values.metafile),
