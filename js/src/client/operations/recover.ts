@@ -54,6 +54,7 @@ import {
 } from "../../core/recover.js";
 import { resetRequests, resetTargets } from "../../core/reset.js";
 import type { ClusterContext, NodeStep } from "../cluster.js";
+import { monotonic } from "../distrust.js";
 import type { StepResult } from "../fanout.js";
 import { stretch } from "../passwords.js";
 import { reason, stepFailure } from "../refusals.js";
@@ -181,7 +182,17 @@ export async function recoverOutcome(
     ({ accessKey, encryptionKeySeed: seed } = await ctx.phase("argon2", () =>
       stretch(password, user, early.version, early.argon2),
     ));
-    await ctx.phase("recover1-rest", () => flight.gather({ need: t, linger: ctx.linger }));
+    // Argon2id held this thread (JavaScript has no second one here), so answers that
+    // arrived meanwhile are still queued as I/O events: give the stragglers as long as a
+    // hedge (twice what Recover1 took to settle) to come in before the version choice is
+    // refined, or they would be dropped and the ask
+    // order (fewest guesses left first) decided on the first t answers alone, spreading
+    // the guesses over more nodes than the Python SDK asks.
+    await ctx.phase("recover1-rest", async () => {
+      const graceEnd = monotonic() + hedgeAfter;
+      while (flight.running > 0 && (await flight.waitOne(graceEnd)));
+      await flight.gather({ need: t, linger: ctx.linger });
+    });
   } finally {
     flight.close();
   }
