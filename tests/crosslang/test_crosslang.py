@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 import pakr
+from pakr.coordinator.localcluster import LocalCluster
+from tests.cluster.cluster_helpers import user_asking
 from tests.conftest import ClusterFactory
 from tests.crosslang.jsrunner import require_js, run_node
 
@@ -30,6 +32,7 @@ class Pair:
 
     request: dict[str, Any]
     python: pakr.Client
+    cluster: LocalCluster
 
     def ts(self, op: str, user_id: str, **fields: Any) -> dict[str, Any]:
         return run_node(DRIVER, {**self.request, "op": op, "user_id": user_id, **fields})
@@ -52,7 +55,7 @@ def pair(module_local_cluster: ClusterFactory) -> Iterator[Pair]:
         tenant=cluster.tenant,
         token_provider=pakr.dev_token_provider(cluster.tenant_key_path),
     ) as client:
-        yield Pair(request, client)
+        yield Pair(request, client, cluster)
 
 
 def test_python_registers_typescript_recovers(pair: Pair) -> None:
@@ -122,14 +125,16 @@ def test_delete_in_typescript_seen_by_python(pair: Pair) -> None:
 def test_typescript_names_lying_nodes(pair: Pair) -> None:
     """Lazy verification with fallback: evaluations that do not combine are verified one by
     one, the liars set aside (and named) and replaced by spare nodes in the same attempt; too
-    many liars is a ProtocolError naming them, never a wrong secret."""
+    many liars is a ProtocolError naming them, never a wrong secret. The user is one whose
+    recoveries ask nodes 1-3 first (by the Python SDK's own order, which the TS SDK shares)."""
     secret = os.urandom(32)
-    pair.python.register("lied-to", "the password", secret)
-    two = pair.ts("recover", "lied-to", password="the password", lying_nodes=[1, 2])
+    user = user_asking(pair.cluster.manifest(), pair.cluster.tenant, "lied-to", ask={1, 2, 3})
+    pair.python.register(user, "the password", secret)
+    two = pair.ts("recover", user, password="the password", lying_nodes=[1, 2])
     assert two["ok"] is True and two["secret_hex"] == secret.hex()
     named = " ".join(two["warnings"])
     assert "node1(" in named and "node2(" in named, two["warnings"]
-    three = pair.ts("recover", "lied-to", password="the password", lying_nodes=[1, 2, 3])
+    three = pair.ts("recover", user, password="the password", lying_nodes=[1, 2, 3])
     assert three["ok"] is False and three["error"]["name"] in ("ProtocolError", "TooFewValid")
     assert sorted(n.split("(")[0] for n in three["error"]["nodes"]) == ["node1", "node2", "node3"]
-    assert pair.python.recover("lied-to", "the password") == secret
+    assert pair.python.recover(user, "the password") == secret
