@@ -17,6 +17,7 @@ import pytest
 
 import pakr
 from pakr.coordinator.localcluster import LocalCluster
+from pakr.proto.manifest import OperatorKey
 from tests.cluster.cluster_helpers import user_asking
 from tests.conftest import ClusterFactory
 from tests.crosslang.jsrunner import require_js, run_node
@@ -138,3 +139,40 @@ def test_typescript_names_lying_nodes(pair: Pair) -> None:
     assert three["ok"] is False and three["error"]["name"] in ("ProtocolError", "TooFewValid")
     assert sorted(n.split("(")[0] for n in three["error"]["nodes"]) == ["node1", "node2", "node3"]
     assert pair.python.recover(user, "the password") == secret
+
+
+def test_typescript_over_the_web_listeners(pair: Pair) -> None:
+    """The browser transport (Connect over each node's web listener, run here from Node.js):
+    a recovery, and a node's typed refusal read from the error trailer (INVALID_AUTH for a
+    token that is no token), as over gRPC."""
+    secret = os.urandom(32)
+    pair.python.register("web-user", "web password", secret)
+    answer = pair.ts("recover", "web-user", password="web password", transport="web")
+    assert answer["ok"] is True and answer["secret_hex"] == secret.hex()
+    for transport in ("web", "grpc"):
+        refused = pair.ts(
+            "recover", "web-user", password="web password", transport=transport, token="garbage"
+        )
+        assert refused["error"]["name"] == "InvalidAuth", (transport, refused)
+        assert "rejected the access token" in refused["error"]["message"]
+
+
+def test_token_provider_failure_and_operator_pin(pair: Pair) -> None:
+    failed = pair.ts("status", "anyone", token="throw")
+    assert failed["error"]["name"] == "InvalidAuth"
+    assert "token provider failed" in failed["error"]["message"]
+    assert "backend is down" not in failed["error"]["message"]  # the app's text stays out
+    stranger = OperatorKey.generate().public_key_text
+    wrong_pin = run_node(DRIVER, {**pair.request, "operator_key": stranger, "op": "status",
+                                  "user_id": "anyone"})  # fmt: skip
+    assert wrong_pin["error"]["name"] == "ConfigError"
+
+
+def test_audit_read_alike(pair: Pair) -> None:
+    pair.python.register("audited", "audit password", b"audited secret")
+    assert pair.ts("recover", "audited", password="audit password")["ok"] is True
+    ts_page = pair.ts("audit", "audited")
+    py_page = pair.python.audit("audited", limit=1000)
+    py_ops = sorted([e.node_index, e.op, e.outcome] for e in py_page.events)
+    assert sorted(ts_page["ops"]) == py_ops
+    assert {op for _, op, _ in ts_page["ops"]} >= {"registered", "guess_used", "share_released"}

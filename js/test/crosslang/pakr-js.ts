@@ -14,7 +14,9 @@ import {
   ProtocolError,
   devTokenProviderFromFile,
   grpcTransport,
+  webTransport,
   type NodeTransport,
+  type TokenProvider,
 } from "../../src/node.js";
 import { Element } from "../../src/core/group.js";
 import { text } from "node:stream/consumers";
@@ -34,6 +36,10 @@ interface Request {
   deadline?: number;
   /** Nodes (by index) whose Recover2 replies this driver falsifies: a Byzantine node. */
   lying_nodes?: number[];
+  /** "web": the browser transport (Connect over the nodes' web listeners) from Node.js. */
+  transport?: "grpc" | "web";
+  /** "garbage": the provider returns a string that is no token; "throw": it fails. */
+  token?: "garbage" | "throw";
 }
 
 const warnings: string[] = [];
@@ -51,14 +57,25 @@ function lying(transport: NodeTransport): NodeTransport {
 
 const hex = (data: Uint8Array) => Buffer.from(data).toString("hex");
 
+async function tokens(request: Request): Promise<TokenProvider> {
+  const dev = await devTokenProviderFromFile(request.tenant_key);
+  if (request.token === "garbage") return () => "not.a.token";
+  if (request.token === "throw") {
+    return () => {
+      throw new TypeError("the backend is down");
+    };
+  }
+  return dev;
+}
+
 async function run(request: Request): Promise<object> {
   const client = await Client.fromManifest(request.manifest, {
     operatorKey: request.operator_key,
     tenant: request.tenant,
-    tokenProvider: await devTokenProviderFromFile(request.tenant_key),
+    tokenProvider: await tokens(request),
     deadline: request.deadline ?? 5,
     transportFactory: (node, manifest) => {
-      const transport = grpcTransport(node, manifest);
+      const transport = (request.transport === "web" ? webTransport : grpcTransport)(node, manifest);
       return request.lying_nodes?.includes(node.index) ? lying(transport) : transport;
     },
     log: { info: () => undefined, warn: (message) => void warnings.push(message) },
@@ -95,6 +112,10 @@ async function run(request: Request): Promise<object> {
           guesses_remaining: report.guessesRemaining,
           locked_out: report.lockedOut,
         };
+      }
+      case "audit": {
+        const page = await client.audit(request.user_id, { limit: 1000 });
+        return { ok: true, ops: page.events.map((e) => [e.nodeIndex, e.op, e.outcome]), more: page.more };
       }
       default:
         return { ok: false, error: { name: "UsageError", message: `unknown op ${request.op}` } };
