@@ -176,3 +176,17 @@ def test_audit_read_alike(pair: Pair) -> None:
     py_ops = sorted([e.node_index, e.op, e.outcome] for e in py_page.events)
     assert sorted(ts_page["ops"]) == py_ops
     assert {op for _, op, _ in ts_page["ops"]} >= {"registered", "guess_used", "share_released"}
+
+
+def test_typescript_login_resets_guess_counts(pair: Pair) -> None:
+    """A successful TS login refunds the wrong guesses at every holder: the releasing nodes by
+    Recover3, the others by ResetGuesses sent alongside it (as the Python SDK does)."""
+    pair.python.register("resetter", "good password", b"kept", max_guesses=5)
+    for attempt in range(2):
+        wrong = pair.ts("recover", "resetter", password=f"bad {attempt}")
+        assert wrong["error"]["guesses_remaining"] == 4 - attempt
+    before = pair.python.status("resetter")
+    assert sorted(n.guesses_remaining or 0 for n in before.nodes) == [3, 3, 3, 5, 5]
+    assert pair.ts("recover", "resetter", password="good password")["ok"] is True
+    after = pair.python.status("resetter")
+    assert [n.guesses_remaining for n in after.nodes] == [5] * 5
