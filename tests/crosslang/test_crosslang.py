@@ -9,6 +9,7 @@ its own users. The TypeScript side runs js/test/crosslang/pakr-js.ts, its secret
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -190,3 +191,28 @@ def test_typescript_login_resets_guess_counts(pair: Pair) -> None:
     assert pair.ts("recover", "resetter", password="good password")["ok"] is True
     after = pair.python.status("resetter")
     assert [n.guesses_remaining for n in after.nodes] == [5] * 5
+
+
+def test_typescript_with_stalled_and_dead_nodes(pair: Pair) -> None:
+    """A stalled node (SIGSTOP) among the first asked costs a hedge, not the deadline: the
+    recovery still completes within a 3 s deadline per step. With too few nodes alive the TS
+    SDK says ClusterUnavailable and names each node with its reason."""
+    cluster = pair.cluster
+    secret = os.urandom(32)
+    user = user_asking(cluster.manifest(), cluster.tenant, "stalled", ask={1, 2, 3})
+    pair.python.register(user, "stall password", secret)
+    cluster.kill_node(1, signal.SIGSTOP)
+    try:
+        answer = pair.ts("recover", user, password="stall password", deadline=3)
+        assert answer["ok"] is True and answer["secret_hex"] == secret.hex()
+        cluster.kill_node(4)
+        cluster.kill_node(5)
+        down = pair.ts("recover", user, password="stall password", deadline=2)
+        assert down["error"]["name"] == "ClusterUnavailable", down
+        for index in (1, 4, 5):
+            assert f"node{index}(" in down["error"]["message"], down
+    finally:
+        cluster.kill_node(1, signal.SIGCONT)
+        cluster.start_node(4)
+        cluster.start_node(5)
+    assert pair.python.recover(user, "stall password") == secret
