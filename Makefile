@@ -12,7 +12,7 @@ SOAK_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,docs,examples]' --config-settings editable_mode=strict
+	$(BIN)/python -m pip install --quiet -e '.[node,dev,docs,examples]' --config-settings editable_mode=strict
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/node_throughput.py
 	$(BIN)/python bench/recover_latency.py
 	$(BIN)/python bench/web_recover.py
+	$(BIN)/python bench/web_listener.py
 
 faults: $(STAMP)
 	PAKR_FAULTS=long $(BIN)/pytest -q tests/faults

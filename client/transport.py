@@ -24,7 +24,9 @@ import grpc
 from grpc import aio
 
 from pakr.proto import wire
-from pakr.proto.errors import ConfigError, ErrorKind, MalformedMessage, NodeRefusal, PakrError
+from pakr.proto.channel import pinned_aio_channel, refusal_from_trailers
+from pakr.proto.errors import ConfigError, ErrorKind, NodeRefusal, PakrError
+from pakr.proto.hostport import split_host_port
 from pakr.proto.hpke import HpkePublicKey
 from pakr.proto.messages import (
     REQUEST_ID_LEN,
@@ -144,13 +146,9 @@ def refusal_from_rpc_error(error: aio.AioRpcError) -> PakrError:
     The ``pakr-error-bin`` trailer decides when present (the SDK relies on the kind, never
     on the status code); without it the status code only tells reachable from not.
     """
-    trailers = error.trailing_metadata() or ()
-    for key, value in trailers:
-        if key == wire.ERROR_METADATA_KEY and isinstance(value, bytes):
-            try:
-                return wire.error_detail_from_bytes(value)
-            except MalformedMessage:
-                break
+    refusal = refusal_from_trailers(error)
+    if refusal is not None:
+        return refusal
     code = error.code()
     details = (error.details() or "").strip()[:200]
     if code == grpc.StatusCode.UNIMPLEMENTED:
@@ -162,20 +160,13 @@ def refusal_from_rpc_error(error: aio.AioRpcError) -> PakrError:
     return NodeUnreachable(f"{name}: {details}" if details else name, transient=False)
 
 
-def _split_address(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"node address {address!r} must be host:port")
-    return host.strip("[]"), int(port)
-
-
 def fetch_pinned_certificate(address: str, sha256: bytes, timeout: float) -> bytes:
     """Fetch a node's TLS certificate and return its PEM if its SHA-256 matches the pin.
 
     For manifests that carry only the certificate's hash: the certificate is then used as
     the only trust root of the channel, so a different certificate fails the handshake.
     """
-    host, port = _split_address(address)
+    host, port = split_host_port(address, "node address", listen=False)
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -219,7 +210,7 @@ class GrpcTransport:
                 f"{node.name} has no TLS certificate or certificate hash in the manifest;"
                 " plaintext is only allowed for dev manifests"
             )
-        _split_address(address)
+        split_host_port(address, "node address", listen=False)
         self._node = node
         self._address = address
         self._pem = tls_cert_pem.encode("ascii") if tls_cert_pem else None
@@ -251,27 +242,14 @@ class GrpcTransport:
                 if old is not None:
                     await old.close()
             if self._stub is None:
-                options: list[tuple[str, int | str]] = [
-                    ("grpc.max_send_message_length", wire.MAX_MESSAGE_BYTES),
-                    ("grpc.max_receive_message_length", wire.MAX_MESSAGE_BYTES),
-                    ("grpc.enable_retries", 0),
-                    ("grpc.keepalive_time_ms", 60_000),
-                    ("grpc.initial_reconnect_backoff_ms", 100),
-                    ("grpc.min_reconnect_backoff_ms", 100),
-                    ("grpc.max_reconnect_backoff_ms", 2_000),
-                ]
-                if self._insecure:
-                    channel = aio.insecure_channel(self._address, options=options)
-                else:
-                    pem = self._pem
-                    if pem is None:
-                        assert self._sha256 is not None
-                        pem = await asyncio.to_thread(
-                            fetch_pinned_certificate, self._address, self._sha256, timeout
-                        )
-                        self._pem = pem
-                    credentials = grpc.ssl_channel_credentials(root_certificates=pem)
-                    channel = aio.secure_channel(self._address, credentials, options=options)
+                pem = self._pem
+                if pem is None and not self._insecure:
+                    assert self._sha256 is not None
+                    pem = await asyncio.to_thread(
+                        fetch_pinned_certificate, self._address, self._sha256, timeout
+                    )
+                    self._pem = pem
+                channel = pinned_aio_channel(self._address, pem)
                 self._channel = channel
                 self._stub = pb_grpc.NodeStub(channel)
         assert self._stub is not None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pakr.proto.errors import ConfigError
+from pakr.proto.files import write_private_file
 from pakr.proto.manifest import (
     INSECURE_UNPINNED,
     NOT_PINNED_MESSAGE,
@@ -101,14 +102,8 @@ class SerialState:
                 return
             serials[operator_key] = serial
             body = json.dumps({"format": STATE_FORMAT, "serials": serials}, indent=2) + "\n"
-            tmp = self.path.with_name(self.path.name + ".tmp")
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    out.write(body)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, self.path)
+                write_private_file(self.path, body.encode("utf-8"))
             except OSError as exc:
                 raise ConfigError(
                     f"cannot write manifest serial state {self.path}: {exc.strerror}"

@@ -871,12 +871,13 @@ def _probe(args: argparse.Namespace) -> int:
 
 def _coordinator_channel(address: str, cert: Path | None) -> grpc.Channel:
     from pakr.coordinator.health import pinned_channel
+    from pakr.proto.channel import CONTROL_MESSAGE_BYTES
 
     try:
         pem = cert.read_bytes() if cert is not None else None
     except OSError as exc:
         raise ConfigError(f"cannot read --cert {cert}: {exc.strerror}") from None
-    return pinned_channel(address, pem)
+    return pinned_channel(address, pem, max_message_bytes=CONTROL_MESSAGE_BYTES)
 
 
 def _coordinator_call(args: argparse.Namespace, rpc: str, request: Any) -> Any:
@@ -953,42 +954,23 @@ def _coordinator_fetch(args: argparse.Namespace) -> int:
 
 
 def _coordinator_init(args: argparse.Namespace) -> int:
-    from pakr.coordinator.config import load_config, render_config
-    from pakr.node.config import split_host_port
-    from pakr.node.tls import write_certificate
+    from pakr.coordinator.config import CONFIG_NAME, create_coordinator_dir
 
-    host, _ = split_host_port(args.listen, "--listen")
     directory: Path = args.dir
-    config_path = directory / "coordinator.toml"
-    if config_path.exists() and not args.force:
-        raise ConfigError(f"{config_path} exists; pass --force to overwrite it")
-    tls = directory / "tls"
-    tls.mkdir(parents=True, exist_ok=True)
-    write_certificate(
-        tls / "coordinator.crt",
-        tls / "coordinator.key",
-        common_name="pakr coordinator",
-        hosts=[host, *args.host],
+    if (directory / CONFIG_NAME).exists() and not args.force:
+        raise ConfigError(f"{directory / CONFIG_NAME} exists; pass --force to overwrite it")
+    config = create_coordinator_dir(
+        directory,
+        listen=args.listen,
+        manifest=args.manifest,
+        hosts=args.host,
+        canary_key=args.canary_key,
+        metrics_listen=args.metrics_listen,
     )
-    config_path.write_text(
-        render_config(
-            listen=args.listen,
-            manifest=str(args.manifest.resolve()),
-            tls_cert="tls/coordinator.crt",
-            tls_key="tls/coordinator.key",
-            canary_key=str(args.canary_key.resolve()) if args.canary_key else None,
-            metrics_listen=args.metrics_listen,
-        ),
-        encoding="utf-8",
-    )
-    load_config(config_path)  # what we wrote must load
     emit(
         args,
-        {
-            "config": str(config_path.resolve()),
-            "tls_cert": str((tls / "coordinator.crt").resolve()),
-        },
-        f"wrote {config_path.resolve()} and its TLS certificate",
+        {"config": str(config.path), "tls_cert": str(config.tls_cert)},
+        f"wrote {config.path} and its TLS certificate",
     )
     return 0
 

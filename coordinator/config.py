@@ -33,16 +33,20 @@ Relative paths resolve against the config file's directory.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pakr.node import tomlfields as fields
-from pakr.node.config import is_loopback, split_host_port
+from pakr.node.tls import write_certificate
 from pakr.proto.errors import ConfigError
+from pakr.proto.files import write_private_file
+from pakr.proto.hostport import is_loopback, split_host_port
 
 DEFAULT_CANARY_USER = "pakr-canary"
+CONFIG_NAME = "coordinator.toml"
+CONFIG_HEADER = "pakr coordinator configuration (pakr.coordinator.config documents every key)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,39 @@ class CoordinatorConfig:
     metrics_listen: str | None
     health_cache_seconds: float = 2.0
     probe_timeout_seconds: float = 2.0
+
+    def to_toml(self, root: Path | None = None) -> dict[str, Any]:
+        """The document :func:`parse_config` reads back as this config (at ``self.path``).
+
+        Paths inside ``root`` (default: the config's directory) are written relative to the
+        config file, so that directory can be moved whole; others stay absolute.
+        """
+        base = self.path.parent
+
+        def rel(path: Path) -> str:
+            return fields.path_text(path, base, root)
+
+        main: dict[str, Any] = {"listen": self.listen, "manifest": rel(self.manifest)}
+        main["insecure"] = self.insecure
+        main["health_cache_seconds"] = self.health_cache_seconds
+        main["probe_timeout_seconds"] = self.probe_timeout_seconds
+        doc: dict[str, Any] = {"coordinator": main}
+        tls = {k: rel(v) for k, v in (("cert", self.tls_cert), ("key", self.tls_key)) if v}
+        if tls:
+            doc["tls"] = tls
+        if self.canary is not None:
+            doc["canary"] = {
+                "tenant_key": rel(self.canary.tenant_key),
+                "user_id": self.canary.user_id,
+            }
+        if self.metrics_listen is not None:
+            doc["metrics"] = {"listen": self.metrics_listen}
+        return doc
+
+    def save(self, root: Path | None = None) -> None:
+        """Write this config to ``self.path`` (0600, atomically); see :meth:`to_toml`."""
+        text = fields.dumps(self.to_toml(root), CONFIG_HEADER)
+        write_private_file(self.path, text.encode("utf-8"))
 
 
 def _seconds(table: Mapping[str, Any], key: str, prefix: str, default: float) -> float:
@@ -143,28 +180,35 @@ def load_config(path: str | Path) -> CoordinatorConfig:
         raise ConfigError(f"{file}: {exc}") from None
 
 
-def render_config(
+def create_coordinator_dir(
+    directory: Path,
     *,
     listen: str,
-    manifest: str,
-    tls_cert: str | None,
-    tls_key: str | None,
-    canary_key: str | None = None,
-    canary_user: str = DEFAULT_CANARY_USER,
+    manifest: Path,
+    hosts: Sequence[str] = (),
+    canary_key: Path | None = None,
     metrics_listen: str | None = None,
-) -> str:
-    """A ``coordinator.toml`` text for these settings (what the local cluster writes)."""
-
-    def q(value: str) -> str:
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    lines = ["[coordinator]", f"listen = {q(listen)}", f"manifest = {q(manifest)}"]
-    if tls_cert is None or tls_key is None:
-        lines.append("insecure = true")
-    else:
-        lines += ["", "[tls]", f"cert = {q(tls_cert)}", f"key = {q(tls_key)}"]
-    if canary_key is not None:
-        lines += ["", "[canary]", f"tenant_key = {q(canary_key)}", f"user_id = {q(canary_user)}"]
-    if metrics_listen is not None:
-        lines += ["", "[metrics]", f"listen = {q(metrics_listen)}"]
-    return "\n".join(lines) + "\n"
+    root: Path | None = None,
+) -> CoordinatorConfig:
+    """Write ``directory/coordinator.toml`` and a self-signed TLS certificate for the listen
+    host and ``hosts``; the loaded config. Paths inside ``root`` are written relative (a local
+    cluster passes its directory, so it can be moved whole)."""
+    host, _ = split_host_port(listen, "--listen")
+    tls = directory / "tls"
+    write_certificate(
+        tls / "coordinator.crt",
+        tls / "coordinator.key",
+        common_name="pakr coordinator",
+        hosts=[host, *hosts],
+    )
+    CoordinatorConfig(
+        path=directory / CONFIG_NAME,
+        listen=listen,
+        manifest=manifest.resolve(),
+        insecure=False,
+        tls_cert=(tls / "coordinator.crt").resolve(),
+        tls_key=(tls / "coordinator.key").resolve(),
+        canary=None if canary_key is None else CanaryConfig(canary_key.resolve()),
+        metrics_listen=metrics_listen,
+    ).save(root)
+    return load_config(directory / CONFIG_NAME)  # what was written must load

@@ -18,6 +18,10 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from pakr.proto import channel
+from pakr.proto.hostport import dial_address
+from pakr.proto.wire import MAX_MESSAGE_BYTES
+
 # The gRPC health service names a node reports SERVING once it is ready (node CLI contract).
 NODE_SERVICE = "pakr.v1.Node"
 # Every certificate pakr generates carries DNS:localhost, so a probe by IP address can still
@@ -36,37 +40,17 @@ class ProbeResult:
     error: str = ""
 
 
-def channel_credentials(cert_pem: bytes | None) -> grpc.ChannelCredentials | None:
-    """TLS credentials trusting exactly ``cert_pem`` (``None`` means a plaintext channel)."""
-    if cert_pem is None:
-        return None
-    return grpc.ssl_channel_credentials(root_certificates=cert_pem)
-
-
-def channel_options(cert_pem: bytes | None) -> list[tuple[str, str | int]]:
-    """Options every pakr probe channel uses (TLS name override for pinned self-signed certs)."""
-    options: list[tuple[str, str | int]] = [("grpc.enable_retries", 0)]
-    if cert_pem is not None:
-        options.append(("grpc.ssl_target_name_override", TLS_NAME_OVERRIDE))
-    return options
-
-
-def pinned_channel(address: str, cert_pem: bytes | None) -> grpc.Channel:
-    """A blocking channel to ``address`` trusting exactly ``cert_pem`` (plaintext when None)."""
-    target = dial_address(address)
-    credentials = channel_credentials(cert_pem)
-    options = channel_options(cert_pem)
-    if credentials is None:
-        return grpc.insecure_channel(target, options=options)
-    return grpc.secure_channel(target, credentials, options=options)
-
-
-def dial_address(address: str) -> str:
-    """Where to connect for a listen address: a wildcard host is reached over loopback."""
-    host, _, port = address.rpartition(":")
-    if host in ("0.0.0.0", "::", "[::]", ""):
-        return f"127.0.0.1:{port}"
-    return address
+def pinned_channel(
+    address: str, cert_pem: bytes | None, *, max_message_bytes: int = MAX_MESSAGE_BYTES
+) -> grpc.Channel:
+    """A blocking channel to ``address`` trusting exactly ``cert_pem`` (plaintext when None),
+    verified as ``localhost`` (see ``TLS_NAME_OVERRIDE``)."""
+    return channel.pinned_channel(
+        dial_address(address),
+        cert_pem,
+        name_override=None if cert_pem is None else TLS_NAME_OVERRIDE,
+        max_message_bytes=max_message_bytes,
+    )
 
 
 def _status_error(response: health_pb2.HealthCheckResponse) -> str:

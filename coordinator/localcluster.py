@@ -26,16 +26,17 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from signal import SIGINT, SIGKILL, SIGTERM
 from types import TracebackType
 from typing import Any
 
-from pakr.coordinator.config import render_config
+from pakr.coordinator.config import create_coordinator_dir
 from pakr.coordinator.health import probe
 from pakr.coordinator.manifest_tools import manifest_nodes, new_cluster_id
 from pakr.coordinator.processes import (
+    KILL_WAIT,
     STOP_TIMEOUT,
     Supervised,
     child_env,
@@ -45,11 +46,13 @@ from pakr.coordinator.processes import (
     pid_from_file,
     port_is_free,
     stop_by_pid_files,
+    stop_processes,
 )
-from pakr.node.config import is_loopback
+from pakr.node.config import RateLimits
 from pakr.node.config import load_config as load_node_config
-from pakr.node.tls import write_certificate
+from pakr.node.webconfig import local_dev_web
 from pakr.proto.errors import ConfigError, PakrError
+from pakr.proto.hostport import is_loopback, split_host_port
 from pakr.proto.kdf import DEV_ARGON2, Argon2Params
 from pakr.proto.manifest import (
     Manifest,
@@ -135,6 +138,7 @@ class LocalCluster:
         *,
         host: str = "127.0.0.1",
         startup_timeout: float = 60.0,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         check_shape(
             nodes, threshold, dev=dev, register_threshold=register_threshold, subject="cluster "
@@ -152,6 +156,7 @@ class LocalCluster:
         self.with_coordinator = with_coordinator
         self.host = host
         self.startup_timeout = startup_timeout
+        self.rate_limits = rate_limits  # for nodes created from now on (default: the node's)
         self._nodes: dict[int, LocalNode] = {}
         self._procs: dict[int, Supervised] = {}
         self._coordinator: Supervised | None = None
@@ -456,6 +461,7 @@ class LocalCluster:
             "--metrics-listen",
             f"{self.host}:{metrics_port}",
             *(arg for key in keys for arg in ("--tenant", f"{key.kid}={key.public_key_text}")),
+            *self._rate_limit_args(),
         )
         done = subprocess.run(
             argv, capture_output=True, text=True, env=child_env(), timeout=60, check=False
@@ -470,9 +476,8 @@ class LocalCluster:
             if is_loopback(self.host):
                 # The browser listener (docs/operator.md): plaintext on loopback, any local
                 # dev server's page may call it; the manifest lists it as web_origin.
-                with Path(info["config"]).open("a", encoding="utf-8") as config:
-                    web = f'listen = "{self.host}:{web_port}"\ndev_origins = true'
-                    config.write(f"\n[web]\n{web}\n")
+                config = load_node_config(Path(info["config"]))
+                replace(config, web=local_dev_web(self.host, web_port)).save()
             return LocalNode(
                 index=index,
                 node_id=str(info["node_id"]),
@@ -486,6 +491,15 @@ class LocalCluster:
             raise ClusterStartError(
                 f"`pakr node init` for node {index} printed no JSON line: {done.stdout[-500:]!r}"
             ) from None
+
+    def _rate_limit_args(self) -> list[str]:
+        limits = self.rate_limits
+        if limits is None:
+            return []
+        return [
+            *("--user-rate", str(limits.user_rate), "--user-burst", str(limits.user_burst)),
+            *("--peer-rate", str(limits.peer_rate), "--peer-burst", str(limits.peer_burst)),
+        ]
 
     def _node_from_config(self, path: Path) -> LocalNode:
         config = load_node_config(path)
@@ -535,26 +549,15 @@ class LocalCluster:
             port, metrics = self.base_port, self.base_port + 100
         else:
             port, metrics = free_ports(2, self.host)
-        tls = self.coordinator_dir / "tls"
-        tls.mkdir(parents=True, exist_ok=True)
-        write_certificate(
-            self.coordinator_cert_path,
-            tls / "coordinator.key",
-            common_name="pakr coordinator",
-            hosts=[self.host],
-        )
         self._coordinator_address = f"{self.host}:{port}"
         self._coordinator_metrics = f"{self.host}:{metrics}"
-        self.coordinator_config_path.write_text(
-            render_config(
-                listen=self._coordinator_address,
-                manifest="../" + self.manifest_path.name,
-                tls_cert="tls/coordinator.crt",
-                tls_key="tls/coordinator.key",
-                canary_key="../tenants/" + self.canary_key_path.name,
-                metrics_listen=self._coordinator_metrics,
-            ),
-            encoding="utf-8",
+        create_coordinator_dir(
+            self.coordinator_dir,
+            listen=self._coordinator_address,
+            manifest=self.manifest_path,
+            canary_key=self.canary_key_path,
+            metrics_listen=self._coordinator_metrics,
+            root=self.dir,
         )
         self._coordinator = self._coordinator_process()
 
@@ -602,8 +605,8 @@ class LocalCluster:
         for i, node in sorted(self._nodes.items()):
             if self._procs[i].pid() is not None:
                 continue
-            host, _, port = node.address.rpartition(":")
-            if not port_is_free(host.strip("[]"), int(port)):
+            host, port = split_host_port(node.address, f"node {i} address")
+            if not port_is_free(host, port):
                 raise ClusterStartError(
                     f"port {port} of node {i} ({node.address}) is taken by another program:"
                     f" stop it, or create a new cluster in a fresh --dir (optionally with"
@@ -647,14 +650,10 @@ class LocalCluster:
         With ``wait`` (and a terminating signal) returns once the process is gone.
         """
         proc = self._procs[self.node(index).index]
-        if not proc.signal(signal):
-            return False
-        if wait and signal in (SIGKILL, SIGTERM, SIGINT):
-            timeout = STOP_TIMEOUT if signal != SIGKILL else 5.0
-            if not proc.wait(timeout) and signal != SIGKILL:
-                proc.signal(SIGKILL)
-                proc.wait(5.0)
-        return True
+        if not wait or signal not in (SIGKILL, SIGTERM, SIGINT):
+            return proc.signal(signal)
+        timeout = STOP_TIMEOUT if signal != SIGKILL else KILL_WAIT
+        return stop_processes([proc], timeout, signal) == 1
 
     def wait_exit(self, index: int, timeout: float = 10.0) -> int | None:
         """Wait for node ``index`` to exit by itself (e.g. a crash point); its exit code.
@@ -754,12 +753,9 @@ class LocalCluster:
 
     def stop_coordinator(self, signal: int = SIGTERM) -> bool:
         """Stop (or, with SIGKILL, crash) the coordinator; False if it was not running."""
-        if self._coordinator is None or not self._coordinator.signal(signal):
+        if self._coordinator is None:
             return False
-        if not self._coordinator.wait(STOP_TIMEOUT):
-            self._coordinator.signal(SIGKILL)
-            self._coordinator.wait(5.0)
-        return True
+        return stop_processes([self._coordinator], STOP_TIMEOUT, signal) == 1
 
     def stop(
         self,
@@ -777,12 +773,7 @@ class LocalCluster:
         procs = [proc for i, proc in self._procs.items() if i in wanted]
         if self._coordinator is not None and coordinator:
             procs.append(self._coordinator)
-        signalled = [p for p in procs if p.signal(SIGTERM)]
-        deadline = time.monotonic() + timeout
-        for proc in signalled:
-            if not proc.wait(max(0.0, deadline - time.monotonic())):
-                proc.signal(SIGKILL)
-                proc.wait(5.0)
+        stop_processes(procs, timeout)
 
     def __enter__(self) -> LocalCluster:
         return self.start()

@@ -15,9 +15,8 @@ from pathlib import Path
 from pakr.node.config import NodeConfig, load_config
 from pakr.node.hpke_keys import read_public_key
 from pakr.proto.errors import ConfigError
+from pakr.proto.hostport import WILDCARD_HOSTS, split_host_port
 from pakr.proto.manifest import ManifestNode
-
-WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]"})
 
 
 def new_cluster_id(prefix: str = "pakr") -> str:
@@ -34,7 +33,7 @@ def manifest_node(config: NodeConfig, address: str | None = None) -> ManifestNod
     derived from ``web.listen``), which browsers use instead of the gRPC address.
     """
     dial = address or config.listen
-    host = dial.rpartition(":")[0]
+    host, _ = split_host_port(dial, f"node {config.index} address", listen=False)
     if host in WILDCARD_HOSTS:
         raise ConfigError(
             f"node {config.index} listens on {config.listen}; give the address clients should "

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from pakr.proto.errors import ConfigError
+from pakr.proto.files import write_private_file
 from pakr.proto.manifest import INSECURE_UNPINNED, OperatorPin
 from pakr.proto.tokens import parse_public_key
 
@@ -83,12 +84,8 @@ def _record_pin(manifest_path: Path, operator_key: str) -> None:
         if pins.get(key) == operator_key:
             return
         pins[key] = operator_key
-        tmp = path.with_name(path.name + ".tmp")
         body = json.dumps({"format": PINS_FORMAT, "pins": pins}, indent=2, sort_keys=True)
-        tmp_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(tmp_fd, "w", encoding="utf-8") as out:
-            out.write(body + "\n")
-        os.replace(tmp, path)
+        write_private_file(path, (body + "\n").encode("utf-8"))
     finally:
         os.close(fd)
 

@@ -3,7 +3,8 @@
 A local cluster's nodes (and coordinator) may be started by one ``pakr`` process and stopped
 by another (``cluster up --detach`` then ``cluster down``), so every process is tracked by a
 pid file next to its log, and a pid from a file is trusted only while that process's command
-line still names its config: a recycled pid is never signalled.
+line still names its config: a recycled pid is never signalled. Processes are inspected
+with psutil, so the guard holds on every platform psutil supports, not only where /proc is.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+import psutil
 
 CRASH_ENV = ("PAKR_CRASH_AT", "PAKR_CRASH_AFTER")
 STOP_TIMEOUT = 15.0
+KILL_WAIT = 5.0  # how long a SIGKILLed process may take to be gone
 LOG_TAIL_LINES = 20
 
 
@@ -63,26 +67,21 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def _cmdline(pid: int) -> str | None:
+    """The command line of ``pid``; ``None`` when it is gone or not ours to read."""
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:  # NoSuchProcess, ZombieProcess, AccessDenied
         return None
-    return raw.replace(b"\0", b" ").decode("utf-8", "replace")
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (an exited, unreaped zombie does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    # Field 3 (after the parenthesised command name) is the state; Z = exited, not reaped.
-    return stat.rpartition(")")[2].split()[0:1] != ["Z"]
 
 
 def pid_from_file(pid_file: Path, marker: str) -> int | None:
@@ -98,8 +97,8 @@ def pid_from_file(pid_file: Path, marker: str) -> int | None:
     if pid <= 0 or not _alive(pid):
         return None
     cmdline = _cmdline(pid)
-    if cmdline is not None and marker not in cmdline:
-        return None
+    if cmdline is None or marker not in cmdline:
+        return None  # another program now has that pid (or one we may not even inspect)
     return pid
 
 
@@ -219,10 +218,18 @@ def stop_by_pid_files(dir: str | os.PathLike[str], timeout: float = STOP_TIMEOUT
     procs = [
         Supervised(p.stem, p, str(root), p.with_suffix(".log")) for p in sorted(root.rglob("*.pid"))
     ]
-    signalled = [p for p in procs if p.signal(signals.SIGTERM)]
+    return stop_processes(procs, timeout)
+
+
+def stop_processes(
+    procs: Iterable[Supervised], timeout: float = STOP_TIMEOUT, sig: int = signals.SIGTERM
+) -> int:
+    """Send ``sig`` (default SIGTERM: drain) to each running process, wait for all of them
+    together up to ``timeout``, SIGKILL whatever is left; how many were running."""
+    signalled = [p for p in procs if p.signal(sig)]
     deadline = time.monotonic() + timeout
     for proc in signalled:
         if not proc.wait(max(0.0, deadline - time.monotonic())):
             proc.signal(signals.SIGKILL)
-            proc.wait(5.0)
+            proc.wait(KILL_WAIT)
     return len(signalled)

@@ -38,9 +38,10 @@ from grpc_health.v1.health import aio as health_aio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from pakr.coordinator.config import CoordinatorConfig, load_config
-from pakr.coordinator.health import NODE_SERVICE, TLS_NAME_OVERRIDE, dial_address, probe_async
-from pakr.node.config import split_host_port
-from pakr.proto.errors import ConfigError, ErrorKind, MalformedMessage, PakrError
+from pakr.coordinator.health import NODE_SERVICE, TLS_NAME_OVERRIDE, probe_async
+from pakr.proto.channel import pinned_aio_channel, refusal_from_trailers
+from pakr.proto.errors import ConfigError, ErrorKind
+from pakr.proto.hostport import dial_address, join_host_port, split_host_port
 from pakr.proto.manifest import INSECURE_UNPINNED, Manifest, ManifestNode, load_manifest
 from pakr.proto.messages import UserRef
 from pakr.proto.tokens import TenantKey, issue_token
@@ -48,7 +49,7 @@ from pakr.proto.v1 import coordinator_pb2 as cpb
 from pakr.proto.v1 import coordinator_pb2_grpc as cpb_grpc
 from pakr.proto.v1 import node_pb2 as npb
 from pakr.proto.v1 import node_pb2_grpc as npb_grpc
-from pakr.proto.wire import ERROR_METADATA_KEY, error_detail_from_bytes, header_to_pb
+from pakr.proto.wire import header_to_pb
 
 log = logging.getLogger("pakr.coordinator")
 
@@ -182,16 +183,6 @@ class ManifestSource:
         log.info("serving manifest %s serial %s", manifest.cluster_id, manifest.serial)
 
 
-def _node_credentials(node: ManifestNode) -> grpc.ChannelCredentials | None:
-    if node.tls_cert_pem is not None:
-        return grpc.ssl_channel_credentials(root_certificates=node.tls_cert_pem.encode("ascii"))
-    if node.tls_cert_sha256 is not None:
-        # Pinned by hash only: verify against the system roots (the node's certificate must
-        # then be CA-issued); the hash is the client SDK's business.
-        return grpc.ssl_channel_credentials()
-    return None
-
-
 class NodeProber:
     """Probes nodes over long-lived channels (one per node identity, address and cert)."""
 
@@ -210,15 +201,15 @@ class NodeProber:
         key = (node.node_id, node.address, node.tls_cert_pem)
         channel = self._channels.get(key)
         if channel is None:
-            target = dial_address(node.address)
-            credentials = _node_credentials(node)
-            if credentials is None:
-                channel = grpc.aio.insecure_channel(target)
-            else:
-                options: list[tuple[str, str | int]] = []
-                if node.tls_cert_pem is not None:
-                    options.append(("grpc.ssl_target_name_override", TLS_NAME_OVERRIDE))
-                channel = grpc.aio.secure_channel(target, credentials, options=options)
+            pem = node.tls_cert_pem
+            channel = pinned_aio_channel(
+                dial_address(node.address),
+                None if pem is None else pem.encode("ascii"),
+                name_override=None if pem is None else TLS_NAME_OVERRIDE,
+                # Pinned by hash only: verify against the system roots (the node's certificate
+                # must then be CA-issued); the hash is the client SDK's business.
+                system_roots=node.tls_cert_sha256 is not None,
+            )
             self._channels[key] = channel
         return channel
 
@@ -277,13 +268,9 @@ class NodeProber:
 
 
 def _refusal(exc: grpc.aio.AioRpcError) -> tuple[ErrorKind, str]:
-    for key, value in exc.trailing_metadata() or ():
-        if key == ERROR_METADATA_KEY and isinstance(value, bytes):
-            try:
-                refusal = error_detail_from_bytes(value)
-            except (MalformedMessage, PakrError, ValueError):
-                break
-            return refusal.kind, str(refusal)
+    refusal = refusal_from_trailers(exc)
+    if refusal is not None:
+        return refusal.kind, str(refusal)
     return ErrorKind.UNSPECIFIED, exc.details() or ""
 
 
@@ -396,7 +383,7 @@ async def serve(
     await server.start()
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    address = config.listen.rpartition(":")[0] + f":{port}"
+    address = join_host_port(split_host_port(config.listen, "coordinator.listen")[0], port)
     print(f"pakr coordinator listening on {address} (tls={not config.insecure})", flush=True)
     if ready is not None:
         maybe = ready(address)

@@ -38,6 +38,7 @@ from pakr.coordinator.output import emit
 from pakr.coordinator.pins import add_pin_arguments, resolve_pin, serial_state_path
 from pakr.proto.errors import ConfigError, InvalidAuth
 from pakr.proto.exitcodes import ExitCode
+from pakr.proto.files import create_private_file
 from pakr.proto.messages import DEFAULT_MAX_GUESSES, MAX_GUESSES_LIMIT
 from pakr.proto.seal import MAX_SECRET_LEN
 
@@ -485,13 +486,11 @@ def _register(args: argparse.Namespace) -> int:
 
 def _write_new_file(path: Path, data: bytes) -> None:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise ConfigError(f"{path} exists; refusing to overwrite it") from None
+        created = create_private_file(path, data)
     except OSError as exc:
         raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+    if not created:
+        raise ConfigError(f"{path} exists; refusing to overwrite it")
 
 
 def _recover(args: argparse.Namespace) -> int:

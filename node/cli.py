@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import secrets
@@ -23,81 +24,30 @@ from typing import Any
 
 from pakr.node import logs
 from pakr.node.auth import load_tenant_keys
-from pakr.node.config import HpkeKeyFiles, NodeConfig, is_loopback, load_config, split_host_port
+from pakr.node.config import (
+    LOG_LEVELS,
+    DataKeySource,
+    HpkeKeyFiles,
+    NodeConfig,
+    RateLimits,
+    load_config,
+    resolve_storage_url,
+)
 from pakr.node.crash import CrashPoints
 from pakr.node.hpke_keys import generate_key_files
 from pakr.node.keyrotation import KeyPolicy, RotationReport, rotate
 from pakr.node.server import NodeServer, serve_forever
 from pakr.node.store import open_store
-from pakr.node.store.keys import KeyRing, private_directory, write_private_file
+from pakr.node.store.keys import KeyRing
 from pakr.node.store.sealing import Sealer
-from pakr.node.tls import write_certificate, write_private
+from pakr.node.tls import write_certificate
 from pakr.proto.errors import ConfigError, PakrError
 from pakr.proto.exitcodes import ExitCode, exit_code_for
+from pakr.proto.files import private_directory, write_private_file
+from pakr.proto.hostport import is_loopback, split_host_port
 
 CONFIG_NAME = "node.toml"
 PRIVATE_UMASK = 0o077  # everything a node writes: files 0600, directories 0700
-
-
-def _toml_str(value: str) -> str:
-    return json.dumps(value)  # a JSON string is a valid TOML basic string
-
-
-def render_config(
-    *,
-    node_id: str,
-    index: int,
-    listen: str,
-    insecure: bool,
-    storage: str,
-    tenants: dict[str, str],
-    metrics_listen: str | None,
-) -> str:
-    lines = [
-        "# pakr share-server configuration (see pakr.node.config for every key)",
-        "[node]",
-        f"id = {_toml_str(node_id)}",
-        f"index = {index}",
-        f"listen = {_toml_str(listen)}",
-        f"insecure = {'true' if insecure else 'false'}",
-        'log_level = "info"',
-        "",
-        "[tls]",
-        'cert = "tls/node.crt"',
-        'key = "tls/node.key"',
-        "",
-        "[storage]",
-        f"url = {_toml_str(storage)}",
-        "",
-        "[hpke]  # end-to-end encryption of Register2's shares; the manifest lists the public key",
-        'private_key_file = "hpke.key"  # 0600; keep it apart from database backups',
-        'public_key_file = "hpke.pub"',
-        "",
-        "[data_key]",
-        'file = "keys/data.key"  # 64 hex characters; keep it apart from database backups',
-        "",
-        "[keys]  # key generations: erasure by key destruction (crypto-shredding)",
-        'dir = "keys"  # apart from the data; never back it up beyond retention_days',
-        "roll_hours = 24",
-        "retention_days = 7",
-        "",
-        "[sweeper]",
-        "interval_seconds = 15  # due lockouts are erased at most this long after the grace",
-        "",
-        "[tenants]",
-        *(f"{_toml_str(kid)} = {_toml_str(key)}" for kid, key in sorted(tenants.items())),
-        "",
-        "[rate_limit]",
-        "user_rate = 5.0",
-        "user_burst = 20",
-        "peer_rate = 500.0",
-        "peer_burst = 1000",
-        "",
-    ]
-    if metrics_listen:
-        lines += ["[metrics]", f"listen = {_toml_str(metrics_listen)}", ""]
-    lines += ["[audit]", "retention_days = 365", ""]
-    return "\n".join(lines)
 
 
 def _parse_tenants(values: Sequence[str]) -> dict[str, str]:
@@ -128,33 +78,40 @@ def cmd_init(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError("--node-id must be 32 hex characters") from None
     tenants = _parse_tenants(args.tenant or [])
+    load_tenant_keys(tenants)  # refuse a malformed --tenant before writing anything
     private_directory(directory)
     if args.force:
         for stale in ("node.db", "node.db-wal", "node.db-shm"):
             (directory / stale).unlink(missing_ok=True)
         for generation in (directory / "keys").glob("gen-*"):
             generation.unlink()  # sealed under the data key being replaced
-    write_certificate(
-        directory / "tls" / "node.crt",
-        directory / "tls" / "node.key",
-        f"pakr node {node_id}",
-        [host],
-    )
+    tls_cert, tls_key = directory / "tls" / "node.crt", directory / "tls" / "node.key"
+    write_certificate(tls_cert, tls_key, f"pakr node {node_id}", [host])
     private_directory(directory / "keys")
-    write_private(directory / "keys" / "data.key", (secrets.token_bytes(32).hex() + "\n").encode())
-    generate_key_files(HpkeKeyFiles(directory / "hpke.key", directory / "hpke.pub"), force=True)
-    text = render_config(
-        node_id=node_id,
+    data_key = directory / "keys" / "data.key"
+    write_private_file(data_key, (secrets.token_bytes(32).hex() + "\n").encode())
+    hpke = HpkeKeyFiles(directory / "hpke.key", directory / "hpke.pub")
+    generate_key_files(hpke, force=True)
+    NodeConfig(
+        path=config_path,
+        node_id=bytes.fromhex(node_id),
         index=args.index,
         listen=args.listen,
         insecure=args.insecure,
-        storage=args.storage or "sqlite:///node.db",
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        storage_url=resolve_storage_url(args.storage or "sqlite:///node.db", directory),
+        data_key=DataKeySource(file=data_key),
         tenants=tenants,
+        rate_limits=RateLimits(args.user_rate, args.user_burst, args.peer_rate, args.peer_burst),
         metrics_listen=args.metrics_listen,
-    )
-    write_private_file(config_path, text.encode("utf-8"))
-    config = load_config(config_path)  # validates what was just written (tenant keys too)
-    load_tenant_keys(config.tenants)  # validates the keys given with --tenant
+        log_level=args.log_level,
+        crypto_thread=args.crypto_thread,
+        keys_dir=directory / "keys",
+        sweep_seconds=args.sweep_seconds,
+        hpke=hpke,
+    ).save()
+    config = load_config(config_path)  # validates what was just written
     if config.storage_url.startswith("sqlite:///"):
         asyncio.run(_migrate(config))
     print(
@@ -244,8 +201,7 @@ def cmd_hpke_keygen(args: argparse.Namespace) -> int:
     )
     public = generate_key_files(files, force=args.force)
     if config.hpke is None:
-        with config.path.open("a", encoding="utf-8") as out:
-            out.write('\n[hpke]\nprivate_key_file = "hpke.key"\npublic_key_file = "hpke.pub"\n')
+        dataclasses.replace(config, hpke=files).save()
     print(
         json.dumps({"hpke_public_key": public.text, "public_key_file": str(files.public_key_file)}),
         flush=True,
@@ -260,6 +216,39 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     version = asyncio.run(_migrate(config))
     print(json.dumps({"schema_version": version}), flush=True)
     return 0
+
+
+def add_settings_arguments(init: argparse.ArgumentParser) -> None:
+    """The tunable ``node.toml`` settings ``init`` writes (defaults: :class:`NodeConfig`'s)."""
+    limits = RateLimits()
+    group = init.add_argument_group("settings written to node.toml")
+    group.add_argument(
+        "--user-rate", type=float, default=limits.user_rate, metavar="PER_S",
+        help="requests per second per (tenant, user); 0 = unlimited (default %(default)s)",
+    )  # fmt: skip
+    group.add_argument(
+        "--user-burst", type=int, default=limits.user_burst, metavar="N",
+        help="per-user bucket size (default %(default)s)",
+    )  # fmt: skip
+    group.add_argument(
+        "--peer-rate", type=float, default=limits.peer_rate, metavar="PER_S",
+        help="requests per second per client address; 0 = unlimited (default %(default)s)",
+    )  # fmt: skip
+    group.add_argument(
+        "--peer-burst", type=int, default=limits.peer_burst, metavar="N",
+        help="per-address bucket size (default %(default)s)",
+    )  # fmt: skip
+    group.add_argument(
+        "--sweep-seconds", type=float, default=15.0, metavar="S",
+        help="how often due lockouts are erased (default %(default)s)",
+    )  # fmt: skip
+    group.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="info", help="(default %(default)s)"
+    )
+    group.add_argument(
+        "--crypto-thread", action="store_true",
+        help="evaluate Recover2 on a second thread (hosts with spare cores)",
+    )  # fmt: skip
 
 
 def add_commands(subparsers: Any) -> None:
@@ -301,6 +290,7 @@ def add_commands(subparsers: Any) -> None:
         "--insecure", action="store_true", help="plaintext gRPC (loopback only, development)"
     )
     init.add_argument("--node-id", metavar="HEX", help="16-byte node id (default: random)")
+    add_settings_arguments(init)
     init.add_argument("--force", action="store_true", help="overwrite an existing node directory")
     init.set_defaults(func=cmd_init)
 

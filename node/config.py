@@ -59,7 +59,6 @@ Layout (every table but ``[node]`` is optional)::
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -70,8 +69,11 @@ from typing import Any
 from pakr.node import tomlfields as fields
 from pakr.node.webconfig import WebConfig, parse_web
 from pakr.proto.errors import ConfigError
+from pakr.proto.files import write_private_file
+from pakr.proto.hostport import is_loopback, split_host_port
 
 DATA_KEY_LEN = 32
+CONFIG_HEADER = "pakr share-server configuration (pakr.node.config documents every key)"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -168,30 +170,68 @@ class NodeConfig:
     def node_id_hex(self) -> str:
         return self.node_id.hex()
 
+    def to_toml(self, root: Path | None = None) -> dict[str, Any]:
+        """The document :func:`parse_config` reads back as this config (at ``self.path``).
+
+        Paths inside ``root`` (default: the config's directory) are written relative to the
+        config file, so the directory can be moved whole; others stay absolute.
+        """
+        base = self.path.parent
+
+        def rel(path: Path) -> str:
+            return fields.path_text(path, base, root)
+
+        storage = self.storage_url
+        if storage.startswith("sqlite:///"):
+            storage = "sqlite:///" + rel(sqlite_path(storage))
+        doc: dict[str, Any] = {
+            "node": {
+                "id": self.node_id_hex,
+                "index": self.index,
+                "listen": self.listen,
+                "insecure": self.insecure,
+                "log_level": self.log_level,
+                "crypto_thread": self.crypto_thread,
+            }
+        }
+        tls = {k: rel(v) for k, v in (("cert", self.tls_cert), ("key", self.tls_key)) if v}
+        if tls:
+            doc["tls"] = tls
+        doc["storage"] = {"url": storage}
+        if self.hpke is not None:
+            doc["hpke"] = {
+                "private_key_file": rel(self.hpke.private_key_file),
+                "public_key_file": rel(self.hpke.public_key_file),
+            }
+        source = self.data_key
+        doc["data_key"] = {"file": rel(source.file)} if source.file else {"env": source.env}
+        doc["keys"] = {
+            "dir": rel(self.keys_dir),
+            "roll_hours": self.key_roll_seconds / 3600.0,
+            "retention_days": self.key_retention_seconds / 86400.0,
+        }
+        doc["sweeper"] = {"interval_seconds": self.sweep_seconds}
+        doc["tenants"] = dict(sorted(self.tenants.items()))
+        doc["rate_limit"] = {
+            "user_rate": self.rate_limits.user_rate,
+            "user_burst": self.rate_limits.user_burst,
+            "peer_rate": self.rate_limits.peer_rate,
+            "peer_burst": self.rate_limits.peer_burst,
+        }
+        if self.metrics_listen is not None:
+            doc["metrics"] = {"listen": self.metrics_listen}
+        doc["audit"] = {"retention_days": self.audit_retention_days}
+        if self.web is not None:
+            doc["web"] = self.web.to_toml(rel)
+        return doc
+
+    def save(self, root: Path | None = None) -> None:
+        """Write this config to ``self.path`` (0600, atomically); see :meth:`to_toml`."""
+        text = fields.dumps(self.to_toml(root), CONFIG_HEADER)
+        write_private_file(self.path, text.encode("utf-8"))
+
 
 # ------------------------------------------------------------------------------ parsing
-
-
-def split_host_port(value: str, key: str) -> tuple[str, int]:
-    """``host:port`` (``[v6]:port`` too) → (host, port); ``ConfigError`` naming ``key``."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ConfigError(f"{key} must be HOST:PORT, got {value!r}")
-    port = int(port_text)
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"{key}: port must be 0..65535, got {port}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, port
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def resolve_storage_url(url: str, base: Path) -> str:

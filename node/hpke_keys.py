@@ -15,8 +15,8 @@ import secrets
 import stat
 
 from pakr.node.config import HpkeKeyFiles
-from pakr.node.tls import write_private
 from pakr.proto.errors import ConfigError, MalformedMessage
+from pakr.proto.files import write_private_file
 from pakr.proto.hpke import SEED_LEN, HpkePrivateKey, HpkePublicKey
 
 
@@ -28,7 +28,8 @@ def generate_key_files(files: HpkeKeyFiles, *, force: bool = False) -> HpkePubli
             " then publish a manifest with the new public key)"
         )
     key = HpkePrivateKey.from_seed(secrets.token_bytes(SEED_LEN))
-    write_private(files.private_key_file, (key.seed.hex() + "\n").encode("ascii"))
+    files.private_key_file.parent.mkdir(parents=True, exist_ok=True)
+    write_private_file(files.private_key_file, (key.seed.hex() + "\n").encode("ascii"))
     files.public_key_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = files.public_key_file.with_name(files.public_key_file.name + ".tmp")
     tmp.write_text(key.public.text + "\n", encoding="ascii")

@@ -30,7 +30,8 @@ class NodeMetrics:
         )
         self.key_exchange = Counter(
             "pakr_node_tls_key_exchange",
-            "RPCs by the TLS key-exchange group of their connection ('none': plaintext);"
+            "RPCs by the TLS key-exchange group of their connection ('none': plaintext;"
+            " 'web', 'web-tls': the web listener, behind a proxy or with its own TLS);"
             " anything but X25519MLKEM768 can be decrypted by a future quantum computer",
             ["group"],
             registry=self.registry,

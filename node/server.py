@@ -20,10 +20,10 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1.health import aio as health_aio
 
 from pakr.node.auth import Authenticator, load_tenant_keys
-from pakr.node.config import NodeConfig, keys_share_data_directory, split_host_port, sqlite_path
+from pakr.node.config import NodeConfig, keys_share_data_directory, sqlite_path
 from pakr.node.crash import CrashPoints
 from pakr.node.hpke_keys import load_private_key
 from pakr.node.keyrotation import KeyPolicy
@@ -37,6 +37,7 @@ from pakr.node.sweeper import Sweeper
 from pakr.node.web import WebListener
 from pakr.proto import wire
 from pakr.proto.errors import ConfigError
+from pakr.proto.hostport import join_host_port, split_host_port
 from pakr.proto.messages import NodeRef
 from pakr.proto.reset import nonce_key as reset_nonce_key
 
@@ -101,7 +102,7 @@ class NodeServer:
         server: grpc.aio.Server,
         store: Store,
         servicer: NodeServicer,
-        health: HealthServicer,
+        health: health_aio.HealthServicer,
         metrics: NodeMetrics,
         port: int,
         metrics_port: int | None,
@@ -122,7 +123,7 @@ class NodeServer:
     @property
     def address(self) -> str:
         host, _ = split_host_port(self.config.listen, "node.listen")
-        return f"{host}:{self.port}"
+        return join_host_port(host, self.port)
 
     @classmethod
     async def start(
@@ -170,7 +171,7 @@ class NodeServer:
             )
             server = grpc.aio.server(options=SERVER_OPTIONS)
             add_to_server(servicer, server)
-            health = HealthServicer()
+            health = health_aio.HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(health, server)
             try:
                 if credentials is None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 from pathlib import Path
 
 from cryptography import x509
@@ -17,15 +16,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from pakr.proto.files import write_private_file
+from pakr.proto.hostport import WILDCARD_HOSTS
+
 VALIDITY_DAYS = 3650
-UNSPECIFIED_HOSTS = {"0.0.0.0", "::", ""}
 
 
 def _san_entries(hosts: list[str]) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = []
     seen: set[str] = set()
     for host in ["127.0.0.1", "::1", "localhost", *hosts]:
-        if host in seen or host in UNSPECIFIED_HOSTS:
+        if host in seen or host in WILDCARD_HOSTS:
             continue
         seen.add(host)
         try:
@@ -66,15 +67,6 @@ def make_self_signed(
     return cert_pem, key_pem
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new file readable by the owner only (0600 from creation)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(path, 0o600)
-
-
 def write_certificate(
     cert_path: Path,
     key_path: Path,
@@ -85,6 +77,7 @@ def write_certificate(
 ) -> None:
     """Write a fresh key (0600) and its self-signed certificate covering ``hosts``."""
     cert_pem, key_pem = make_self_signed(common_name, hosts, days=days)
-    write_private(key_path, key_pem)
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    write_private_file(key_path, key_pem)
     cert_path.parent.mkdir(parents=True, exist_ok=True)
     cert_path.write_bytes(cert_pem)

@@ -1,15 +1,21 @@
-"""Typed reads of TOML tables for pakr's config files (``node.toml``, ``coordinator.toml``).
+"""Typed reads and writes of TOML tables for pakr's config files (``node.toml``,
+``coordinator.toml``).
 
-Each function checks one key's type and range and raises ``ConfigError`` naming the key as
+Each reader checks one key's type and range and raises ``ConfigError`` naming the key as
 ``table.key``, so an operator sees exactly what to fix; unknown keys are refused rather than
 ignored, because a misspelt security setting must not silently fall back to its default.
+Writing goes through :func:`dumps` (tomli-w), never string formatting, so every value is
+quoted and escaped by a TOML writer and a config read back equals the one written.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import tomli_w
 
 from pakr.proto.errors import ConfigError
 
@@ -80,3 +86,17 @@ def tls_paths(
     if not insecure and (cert is None or key is None):
         raise ConfigError(f"tls.cert and tls.key are required unless {insecure_key} = true")
     return cert, key
+
+
+def path_text(path: Path, base: Path, root: Path | None = None) -> str:
+    """How a config file in ``base`` writes ``path``: relative to ``base`` when the path lies
+    inside ``root`` (default ``base``), so that directory can be moved whole; else absolute."""
+    inside = root if root is not None else base
+    if path.is_absolute() and not path.resolve().is_relative_to(inside.resolve()):
+        return str(path)
+    return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
+
+
+def dumps(doc: Mapping[str, Any], header: str) -> str:
+    """The TOML text of ``doc``, after ``header`` as a comment line."""
+    return f"# {header}\n" + tomli_w.dumps(doc)

@@ -77,6 +77,7 @@ EXPOSED_HEADERS = (
 )
 PREFLIGHT_MAX_AGE = 600
 KEEP_ALIVE_SECONDS = 30
+CALL_SECONDS = 30.0  # a whole request, body included (the gRPC listener has client deadlines)
 MAX_CONNECTIONS = 1000
 
 
@@ -112,8 +113,9 @@ class WebContext:
         return peer_of(self._ctx.client_address)
 
     def auth_context(self) -> Mapping[str, Sequence[bytes]]:
-        # The ASGI server does not report the TLS group; the metric says which listener.
-        return {"ssl_negotiated_key_exchange_group": [b"web-tls"]} if self._tls else {}
+        # The browser's TLS ends at the proxy in front (or, with web TLS, in the ASGI server,
+        # which does not report the group): the metric names the listener instead.
+        return {"ssl_negotiated_key_exchange_group": [b"web-tls" if self._tls else b"web"]}
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return tuple(self._ctx.request_headers.allitems())
@@ -200,20 +202,43 @@ class NodeWebApp(ConnectASGIApplication[NodeServicer]):
 class OriginGate:
     """Refuses any request whose ``Origin`` is not allowed (403, no CORS headers), so a page
     of another origin gets neither a preflight answer nor a call through; requests without
-    ``Origin`` (non-browser clients) pass, as they do on the gRPC listener."""
+    ``Origin`` (non-browser clients) pass, as they do on the gRPC listener.
+
+    Also bounds each request's life (``CALL_SECONDS``, reading the body included): the ASGI
+    server has no read timeout of its own, so a client trickling a body would otherwise hold
+    a connection slot for as long as it likes."""
 
     def __init__(self, app: ASGIApp, allowed: Callable[[str], bool]) -> None:
         self.app = app
         self.allowed = allowed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            origins = [v for k, v in scope["headers"] if k == b"origin"]
-            if origins and (len(origins) > 1 or not self.allowed(origins[0].decode("latin-1"))):
-                await send({"type": "http.response.start", "status": 403, "headers": []})
-                await send({"type": "http.response.body", "body": b""})
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        origins = [v for k, v in scope["headers"] if k == b"origin"]
+        if origins and (len(origins) > 1 or not self.allowed(origins[0].decode("latin-1"))):
+            await _bare(send, 403)
+            return
+        started = False
+
+        async def tracked(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            async with asyncio.timeout(CALL_SECONDS):
+                await self.app(scope, receive, tracked)
+        except TimeoutError:
+            if not started:
+                await _bare(send, 408)
+
+
+async def _bare(send: Send, status: int) -> None:
+    """An empty response: no CORS headers, nothing for a script to read."""
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def build_app(servicer: NodeServicer, config: WebConfig) -> ASGIApp:
@@ -271,6 +296,17 @@ def _check_tls(config: WebConfig) -> None:
         ) from None
 
 
+def _ended(task: asyncio.Task[None], server: _Server) -> None:
+    """Log a web listener that stopped without being asked (the gRPC listener goes on)."""
+    if server.should_exit:
+        return
+    error = None if task.cancelled() else task.exception()
+    log.error(
+        "the web listener stopped unexpectedly; browsers cannot reach this node until restart",
+        extra={"fields": {"error": repr(error)}},
+    )
+
+
 class WebListener:
     """A running web listener (``start``/``stop`` alongside the node's gRPC server)."""
 
@@ -301,6 +337,7 @@ class WebListener:
         )
         server = _Server(settings)
         task = asyncio.create_task(server.serve(sockets=[sock]))
+        task.add_done_callback(lambda done: _ended(done, server))
         while not server.started:
             if task.done():
                 sock.close()

@@ -19,13 +19,14 @@ No wildcard origin is accepted: a node answers only the web apps its operator na
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pakr.node import tomlfields as fields
 from pakr.proto.errors import ConfigError
+from pakr.proto.hostport import WILDCARD_HOSTS, is_loopback, join_host_port, split_host_port
 from pakr.proto.manifest import parse_web_origin
 
 WEB_KEYS = {
@@ -39,7 +40,6 @@ WEB_KEYS = {
 }
 # What dev_origins admits: a page served by a local dev server on any port.
 DEV_ORIGIN_PATTERN = r"http://(127\.0\.0\.1|localhost|\[::1\]):[0-9]{1,5}"
-WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,21 @@ class WebConfig:
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None
+
+    def to_toml(self, rel: Callable[[Path], str]) -> dict[str, Any]:
+        """The ``[web]`` table :func:`parse_web` reads back as this one (``rel`` writes paths)."""
+        doc: dict[str, Any] = {"listen": self.listen}
+        if self.origin is not None:
+            doc["origin"] = self.origin
+        doc["allowed_origins"] = list(self.allowed_origins)
+        if self.dev_origins:
+            doc["dev_origins"] = True
+        if self.tls_cert is not None and self.tls_key is not None:
+            doc["tls_cert"] = rel(self.tls_cert)
+            doc["tls_key"] = rel(self.tls_key)
+        if self.trusted_proxies:
+            doc["trusted_proxies"] = list(self.trusted_proxies)
+        return doc
 
     def public_origin(self) -> str:
         """The origin browsers use for this node (``origin``, else derived from ``listen``)."""
@@ -82,12 +97,19 @@ def _strings(table: Mapping[str, Any], key: str) -> list[str]:
     return list(value)
 
 
+def local_dev_web(host: str, port: int) -> WebConfig:
+    """The listener ``pakr cluster up`` gives each node: plaintext on loopback ``host``, any
+    local dev server's page allowed (``dev_origins``)."""
+    listen = join_host_port(host, port)
+    web = parse_web({"web": {"listen": listen, "dev_origins": True}}, Path("."))
+    assert web is not None
+    return web
+
+
 def parse_web(doc: Mapping[str, Any], base: Path) -> WebConfig | None:
     """The ``[web]`` table of ``node.toml`` (``None`` when absent: the listener is off)."""
     if "web" not in doc:
         return None
-    from pakr.node.config import is_loopback, split_host_port  # config imports this module
-
     web = fields.table(doc, "web")
     fields.known(web, "web", WEB_KEYS)
     listen = fields.string(web, "listen", "web")

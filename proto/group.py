@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import rbcl
 
 from .errors import MalformedMessage
+from .lengths import ELEMENT_LEN, SCALAR_LEN
 
 
 def _unlink_extracted_libsodium() -> None:
@@ -49,9 +50,6 @@ _unlink_extracted_libsodium()
 
 ORDER: int = 2**252 + 27742317777372353535851937790883648493
 """The prime order L of the ristretto255 group."""
-
-SCALAR_LEN = 32
-ELEMENT_LEN = 32
 
 _ZERO32 = bytes(32)
 _ZERO_WIDE_TAIL = bytes(32)

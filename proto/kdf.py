@@ -21,6 +21,16 @@ from Crypto.Hash import KMAC256, TupleHash256
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 from .errors import MalformedMessage, WeakParameters
+from .lengths import (
+    ATTEMPT_ID_LEN,
+    DIGEST_LEN,
+    ELEMENT_LEN,
+    NODE_ID_LEN,
+    NONCE_LEN,
+    OPRF_OUTPUT_LEN,
+    SCALAR_LEN,
+    VERSION_LEN,
+)
 
 LABEL_SALT = b"pakr/v1/salt"
 LABEL_OPRF_KEY = b"pakr/v1/oprf-key"
@@ -36,15 +46,7 @@ LABEL_RESET_NONCE = b"pakr/v1/reset-nonce"
 LABEL_HPKE_REGISTER2 = b"pakr/v1/hpke-register2"
 LABEL_HPKE_RECOVER3 = b"pakr/v1/hpke-recover3"
 
-DIGEST_LEN = 32
 MIN_KEY_LEN = 32
-VERSION_LEN = 16
-NODE_ID_LEN = 16
-NONCE_LEN = 16
-ATTEMPT_ID_LEN = 16
-SCALAR_LEN = 32
-ELEMENT_LEN = 32
-OPRF_OUTPUT_LEN = 64
 
 
 # --- Argon2id ---------------------------------------------------------------------------------

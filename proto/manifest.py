@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from pakr.proto.errors import ConfigError, MalformedMessage, WeakParameters
+from pakr.proto.hostport import split_host_port
 from pakr.proto.hpke import HpkePublicKey
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import NODE_ID_LEN, NodeRef
@@ -252,9 +253,7 @@ def _parse_node(obj: Any, where: str) -> ManifestNode:
         raise ConfigError(f"manifest {where}id must be 32 lowercase hex characters")
     index = _int(obj, "index", where)
     address = _str(obj, "address", where)
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"manifest {where}address must be host:port, not {address!r}")
+    split_host_port(address, f"manifest {where}address", listen=False)
     pem = obj.get("tls_cert")
     if pem is not None and not isinstance(pem, str):
         raise ConfigError(f"manifest {where}tls_cert must be a PEM string or null")

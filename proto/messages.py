@@ -14,19 +14,22 @@ from dataclasses import dataclass, field
 
 from pakr.proto.group import Element, Scalar
 from pakr.proto.kdf import Argon2Params
+
+# The field lengths, defined in pakr.proto.lengths; re-exported for the step modules that
+# check them alongside these messages.
+from pakr.proto.lengths import ATTEMPT_ID_LEN as ATTEMPT_ID_LEN
+from pakr.proto.lengths import MAC_LEN as MAC_LEN
+from pakr.proto.lengths import NODE_ID_LEN as NODE_ID_LEN
+from pakr.proto.lengths import NONCE_LEN as NONCE_LEN
+from pakr.proto.lengths import REQUEST_ID_LEN as REQUEST_ID_LEN
+from pakr.proto.lengths import RESET_NONCE_LEN as RESET_NONCE_LEN
+from pakr.proto.lengths import SIGNATURE_LEN as SIGNATURE_LEN
+from pakr.proto.lengths import VERIFYING_KEY_LEN as VERIFYING_KEY_LEN
+from pakr.proto.lengths import VERSION_LEN as VERSION_LEN
 from pakr.proto.oprf import Proof
 
 PROTOCOL_VERSION = 2
 
-VERSION_LEN = 16
-NODE_ID_LEN = 16
-ATTEMPT_ID_LEN = 16
-NONCE_LEN = 16
-RESET_NONCE_LEN = 40  # expiry (8) ‖ random (16) ‖ MAC (16): see pakr.proto.reset
-REQUEST_ID_LEN = 16
-MAC_LEN = 32
-SIGNATURE_LEN = 64
-VERIFYING_KEY_LEN = 32
 MAX_USER_ID_BYTES = 128
 MAX_TENANT_BYTES = 64
 MAX_GUESSES_LIMIT = 100

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import MalformedMessage
-from .group import SCALAR_LEN, Element, Scalar
+from .group import Element, Scalar
+from .lengths import SCALAR_LEN
 
 __all__ = [
     "Mode",

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from pakr.proto.errors import ConfigError, InvalidAuth
+from pakr.proto.files import create_private_file
 
 MAX_TOKEN_BYTES = 1000
 LEEWAY_SECONDS = 5
@@ -156,14 +157,8 @@ class SigningKey:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         data = json.dumps(self.to_document(), indent=2).encode("utf-8") + b"\n"
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError as exc:
-            raise ConfigError(f"{target} already exists; refusing to overwrite a key") from exc
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        if not create_private_file(target, data):
+            raise ConfigError(f"{target} already exists; refusing to overwrite a key")
         return target
 
     @classmethod

@@ -25,16 +25,26 @@ import argparse
 import base64
 import json
 import os
-import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from pakr.node import tomlfields as fields
+from pakr.node.config import (
+    CONFIG_HEADER,
+    DataKeySource,
+    HpkeKeyFiles,
+    load_config,
+    resolve_storage_url,
+)
 
 NAMESPACE = "pakr"
 PORT = 7443
 METRICS_PORT = 9100
 IN_POD = {
+    "config": "/etc/pakr/config/node.toml",
     "cert": "/etc/pakr/tls/tls.crt",
     "key": "/etc/pakr/tls/tls.key",
     "data_key": "/etc/pakr/data-key/data.key",
@@ -62,22 +72,23 @@ def pakr(*args: str) -> dict[str, Any]:
     return {}
 
 
-def in_pod_config(text: str) -> str:
-    """node.toml as ``pakr node init`` wrote it, with paths moved to the pod's mounts."""
-    replacements = {
-        r'^cert = ".*"$': f'cert = "{IN_POD["cert"]}"',
-        r'^key = ".*"$': f'key = "{IN_POD["key"]}"',
-        r'^file = ".*"(.*)$': f'file = "{IN_POD["data_key"]}"',
-        r'^private_key_file = ".*"(.*)$': f'private_key_file = "{IN_POD["hpke_key"]}"',
-        r'^public_key_file = ".*"(.*)$': f'public_key_file = "{IN_POD["hpke_pub"]}"',
-        r'^url = "sqlite:.*"$': f'url = "{IN_POD["storage"]}"',
-        r'^dir = ".*"(.*)$': f'dir = "{IN_POD["keys"]}"',
-    }
-    for pattern, value in replacements.items():
-        text, count = re.subn(pattern, value, text, count=1, flags=re.MULTILINE)
-        if count != 1:
-            sys.exit(f"node.toml layout changed: no line matches {pattern!r}; update bootstrap.py")
-    return text
+def in_pod_config(path: Path) -> str:
+    """node.toml as ``pakr node init`` wrote it at ``path``, with paths moved to the pod's
+    mounts (loaded, changed and written back by pakr's own config code)."""
+    config = load_config(path)
+    return fields.dumps(
+        replace(
+            config,
+            path=Path(IN_POD["config"]),
+            tls_cert=Path(IN_POD["cert"]),
+            tls_key=Path(IN_POD["key"]),
+            data_key=DataKeySource(file=Path(IN_POD["data_key"])),
+            hpke=HpkeKeyFiles(Path(IN_POD["hpke_key"]), Path(IN_POD["hpke_pub"])),
+            storage_url=resolve_storage_url(IN_POD["storage"], Path("/")),
+            keys_dir=Path(IN_POD["keys"]),
+        ).to_toml(),
+        CONFIG_HEADER,
+    )
 
 
 def b64(data: bytes) -> str:
@@ -152,7 +163,7 @@ def main() -> int:
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
                 "metadata": {"name": f"{name}-config", "namespace": NAMESPACE},
-                "data": {"node.toml": in_pod_config((node_dir / "node.toml").read_text())},
+                "data": {"node.toml": in_pod_config(node_dir / "node.toml")},
             }
         )
         objects.append(

@@ -43,6 +43,12 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from pakr.node.store.base import StoreError
 from pakr.proto.errors import ConfigError
+from pakr.proto.files import (
+    create_private_file,
+    private_directory,
+    sync_directory,
+    write_private_file,
+)
 
 log = logging.getLogger("pakr.node.keys")
 
@@ -59,55 +65,6 @@ class Generation:
 
     number: int
     created_at: float
-
-
-def write_private_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename, fsync the
-    directory), mode 0600."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    sync_directory(path.parent)
-
-
-def create_private_file(path: Path, data: bytes) -> bool:
-    """Create ``path`` with ``data`` (0600) atomically and exclusively: False when it
-    already exists. Written to a unique temporary file, fsynced, then hard-linked."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink()
-    sync_directory(path.parent)
-    return True
-
-
-def sync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def private_directory(directory: Path) -> None:
-    """Create ``directory`` (and missing parents) mode 0700; tighten it if it exists."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if directory.stat().st_mode & 0o077:
-        directory.chmod(0o700)
 
 
 class KeyRing:

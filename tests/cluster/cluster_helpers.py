@@ -15,7 +15,7 @@ from typing import Any
 
 from pakr.coordinator import admin_cli
 from pakr.coordinator.cli import exit_code_for
-from pakr.node.config import HpkeKeyFiles
+from pakr.node.config import DataKeySource, HpkeKeyFiles, NodeConfig, resolve_storage_url
 from pakr.node.hpke_keys import generate_key_files
 from pakr.node.tls import write_certificate
 from pakr.proto.choice import choose_version
@@ -26,7 +26,7 @@ from pakr.proto.messages import UserRef, UserStatus, VersionInfo
 CLI_TIMEOUT = 120
 
 
-def write_node_dir(root: Path, index: int, port: int, *, tenant_line: str = "") -> Path:
+def write_node_dir(root: Path, index: int, port: int) -> Path:
     """A node directory as ``pakr node init`` lays it out (config, cert, key, data key)."""
     node_dir = root / f"node{index}"
     (node_dir / "tls").mkdir(parents=True)
@@ -37,22 +37,22 @@ def write_node_dir(root: Path, index: int, port: int, *, tenant_line: str = "") 
         hosts=["127.0.0.1"],
     )
     (node_dir / "data.key").write_text(os.urandom(32).hex() + "\n")
-    generate_key_files(HpkeKeyFiles(node_dir / "hpke.key", node_dir / "hpke.pub"))
+    hpke = HpkeKeyFiles(node_dir / "hpke.key", node_dir / "hpke.pub")
+    generate_key_files(hpke)
     config = node_dir / "node.toml"
-    config.write_text(
-        "[node]\n"
-        f'id = "{os.urandom(16).hex()}"\n'
-        f"index = {index}\n"
-        f'listen = "127.0.0.1:{port}"\n'
-        "\n[tls]\n"
-        'cert = "tls/node.crt"\n'
-        'key = "tls/node.key"\n'
-        "\n[hpke]\n"
-        'private_key_file = "hpke.key"\n'
-        'public_key_file = "hpke.pub"\n'
-        "\n[data_key]\n"
-        'file = "data.key"\n' + (f"\n[tenants]\n{tenant_line}\n" if tenant_line else "")
-    )
+    NodeConfig(
+        path=config,
+        node_id=os.urandom(16),
+        index=index,
+        listen=f"127.0.0.1:{port}",
+        insecure=False,
+        tls_cert=node_dir / "tls" / "node.crt",
+        tls_key=node_dir / "tls" / "node.key",
+        storage_url=resolve_storage_url("sqlite:///node.db", node_dir),
+        data_key=DataKeySource(file=node_dir / "data.key"),
+        keys_dir=node_dir / "keys",
+        hpke=hpke,
+    ).save()
     return config
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pakr.coordinator.config import load_config, render_config
+from pakr.coordinator.config import CanaryConfig, CoordinatorConfig, load_config
 from pakr.proto.errors import ConfigError
 from pakr.proto.manifest import OperatorKey, load_manifest
 from pakr.proto.tokens import TenantKey
@@ -137,17 +137,20 @@ def test_tampered_manifest_refused_by_verify(tmp_path: Path) -> None:
 
 def test_coordinator_config_roundtrip_and_errors(tmp_path: Path) -> None:
     path = tmp_path / "coordinator.toml"
-    path.write_text(
-        render_config(
-            listen="127.0.0.1:7000",
-            manifest="manifest.json",
-            tls_cert="tls/c.crt",
-            tls_key="tls/c.key",
-            canary_key="canary.key",
-            metrics_listen="127.0.0.1:9200",
-        )
+    written = CoordinatorConfig(
+        path=path,
+        listen="127.0.0.1:7000",
+        manifest=tmp_path / "manifest.json",
+        insecure=False,
+        tls_cert=tmp_path / "tls" / "c.crt",
+        tls_key=tmp_path / "tls" / "c.key",
+        canary=CanaryConfig(tmp_path / "canary.key"),
+        metrics_listen="127.0.0.1:9200",
     )
+    written.save()
+    assert 'manifest = "manifest.json"' in path.read_text()  # relative: the folder can move
     config = load_config(path)
+    assert config == written
     assert config.manifest == tmp_path / "manifest.json"
     assert config.tls_cert == tmp_path / "tls" / "c.crt"
     assert config.canary is not None and config.canary.user_id == "pakr-canary"

@@ -20,7 +20,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from pakr.coordinator.config import load_config, render_config
+from pakr.coordinator.config import CanaryConfig, CoordinatorConfig, load_config
 from pakr.coordinator.localcluster import free_ports
 from pakr.coordinator.manifest_tools import manifest_nodes
 from pakr.coordinator.service import serve
@@ -140,16 +140,17 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     write_certificate(tls / "c.crt", tls / "c.key", common_name="coordinator", hosts=[])
     coord_port, metrics_port = ports[3], ports[4]
     config_path = tmp_path / "coordinator.toml"
-    config_path.write_text(
-        render_config(
-            listen=f"127.0.0.1:{coord_port}",
-            manifest="manifest.json",
-            tls_cert=str(tls / "c.crt"),
-            tls_key=str(tls / "c.key"),
-            canary_key="canary.key",
-            metrics_listen=f"127.0.0.1:{metrics_port}",
-        ).replace("[coordinator]\n", "[coordinator]\nhealth_cache_seconds = 0\n")
-    )
+    CoordinatorConfig(
+        path=config_path,
+        listen=f"127.0.0.1:{coord_port}",
+        manifest=tmp_path / "manifest.json",
+        insecure=False,
+        tls_cert=tls / "c.crt",
+        tls_key=tls / "c.key",
+        canary=CanaryConfig(tmp_path / "canary.key"),
+        metrics_listen=f"127.0.0.1:{metrics_port}",
+        health_cache_seconds=0.0,
+    ).save()
     w = World(
         tmp_path, operator, tenant, configs, fakes, tmp_path / "manifest.json",
         f"127.0.0.1:{coord_port}", (tls / "c.crt").read_bytes(), f"127.0.0.1:{metrics_port}",
@@ -237,10 +238,15 @@ async def test_coordinator_health_service_and_busy_port(world: World, tmp_path: 
     from pakr.proto.errors import ConfigError
 
     busy = tmp_path / "busy.toml"
-    busy.write_text(
-        render_config(
-            listen=world.coordinator, manifest=str(world.manifest_path), tls_cert=None, tls_key=None
-        )
-    )
+    CoordinatorConfig(
+        path=busy,
+        listen=world.coordinator,
+        manifest=world.manifest_path,
+        insecure=True,
+        tls_cert=None,
+        tls_key=None,
+        canary=None,
+        metrics_listen=None,
+    ).save()
     with pytest.raises(ConfigError, match="busy"):
         await serve(load_config(busy), stop=asyncio.Event())

@@ -6,9 +6,11 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from pakr.coordinator.localcluster import (
     ClusterStartError,
@@ -102,7 +104,9 @@ def test_fixture_cluster_lifecycle(local_cluster, tmp_path: Path) -> None:  # ty
     # A node that cannot start is reported with its log, not waited on forever.
     cluster.kill_node(1)
     config = cluster.node(1).config
-    config.write_text(config.read_text().replace("[node]", "[node]\nbogus = 1", 1))
+    doc = tomllib.loads(config.read_text())
+    doc["node"]["bogus"] = 1
+    config.write_text(tomli_w.dumps(doc))
     started = time.monotonic()
     with pytest.raises(ClusterStartError, match="bogus"):
         cluster.start_node(1)

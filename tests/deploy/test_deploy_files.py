@@ -268,6 +268,7 @@ def test_k8s_statefulsets_one_per_identity_hardened_probed(k8s: list[dict[str, A
         assert Path(bootstrap.IN_POD["data_key"]).parent == Path(mounts["data-key"]["mountPath"])
         assert Path(bootstrap.IN_POD["hpke_key"]).parent == Path(mounts["hpke-key"]["mountPath"])
         assert container["args"][-1].startswith(mounts["config"]["mountPath"])
+        assert container["args"][-1] == bootstrap.IN_POD["config"]
         db = bootstrap.IN_POD["storage"].removeprefix("sqlite:///")
         assert Path(db).parent == Path(mounts["data"]["mountPath"])
         assert spec["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
@@ -291,8 +292,7 @@ def test_k8s_bootstrap_rewrites_node_config_for_the_pod(
 
     bootstrap = _load_bootstrap()
     data, _ = initialised
-    original = (data / "node1" / "node.toml").read_text()
-    text = bootstrap.in_pod_config(original)
+    text = bootstrap.in_pod_config(data / "node1" / "node.toml")
     config = parse_config(tomllib.loads(text), tmp_path / "node.toml")
     assert str(config.tls_cert) == bootstrap.IN_POD["cert"]
     assert str(config.tls_key) == bootstrap.IN_POD["key"]

@@ -75,9 +75,11 @@ def test_every_pin_is_exact_and_hashed() -> None:
 
 
 def test_lock_pins_every_runtime_dependency_of_pyproject() -> None:
-    """Each ``[project].dependencies`` entry, with its extras, is pinned at a version it allows."""
+    """Each ``[project].dependencies`` entry and each of the server extra (``node``), with
+    their extras, is pinned at a version it allows."""
     missing, outside = [], []
-    for text in PYPROJECT["project"]["dependencies"]:
+    project = PYPROJECT["project"]
+    for text in [*project["dependencies"], *project["optional-dependencies"]["node"]]:
         requirement = Requirement(text)
         if not _needed(requirement):
             continue

@@ -18,13 +18,21 @@ from typing import Any
 import grpc
 import pytest
 
-from pakr.node.cli import render_config
-from pakr.node.config import HpkeKeyFiles, NodeConfig, load_config
+from pakr.node.config import (
+    DataKeySource,
+    HpkeKeyFiles,
+    NodeConfig,
+    RateLimits,
+    load_config,
+    resolve_storage_url,
+)
 from pakr.node.hpke_keys import generate_key_files, read_public_key
 from pakr.node.server import NodeServer
-from pakr.node.tls import write_certificate, write_private
+from pakr.node.tls import write_certificate
 from pakr.proto import wire
+from pakr.proto.channel import refusal_from_trailers
 from pakr.proto.errors import NodeRefusal
+from pakr.proto.files import write_private_file
 from pakr.proto.hpke import HpkePublicKey
 from pakr.proto.messages import NodeRef, Register2, UserRef
 from pakr.proto.tokens import TenantKey, issue_token
@@ -64,30 +72,30 @@ def write_node_dir(
     node_id = node_id or os.urandom(16)
     directory.mkdir(parents=True, exist_ok=True)
     write_certificate(directory / "tls/node.crt", directory / "tls/node.key", "test", [])
-    write_private(directory / "keys" / "data.key", os.urandom(32).hex().encode())
+    (directory / "keys").mkdir(exist_ok=True)
+    write_private_file(directory / "keys" / "data.key", os.urandom(32).hex().encode())
     generate_key_files(HpkeKeyFiles(directory / "hpke.key", directory / "hpke.pub"), force=True)
-    text = render_config(
-        node_id=node_id.hex(),
+    path = directory / "node.toml"
+    NodeConfig(
+        path=path,
+        node_id=node_id,
         index=index,
         listen=listen,
         insecure=False,
-        storage=storage,
+        tls_cert=directory / "tls/node.crt",
+        tls_key=directory / "tls/node.key",
+        storage_url=resolve_storage_url(storage, directory),
+        data_key=DataKeySource(file=directory / "keys" / "data.key"),
         tenants=tenants,
-        metrics_listen=None,
-    )
-    if crypto_thread:
-        text = text.replace('log_level = "info"', 'log_level = "info"\ncrypto_thread = true')
-    user_rate, user_burst, peer_rate, peer_burst = rate
-    text = text.replace("user_rate = 5.0", f"user_rate = {user_rate}")
-    text = text.replace("user_burst = 20", f"user_burst = {user_burst}")
-    text = text.replace("peer_rate = 500.0", f"peer_rate = {peer_rate}")
-    text = text.replace("peer_burst = 1000", f"peer_burst = {peer_burst}")
-    if sweep_seconds is not None:
-        text = text.replace("interval_seconds = 15", f"interval_seconds = {sweep_seconds}")
+        rate_limits=RateLimits(*rate),
+        crypto_thread=crypto_thread,
+        keys_dir=directory / "keys",
+        sweep_seconds=15.0 if sweep_seconds is None else sweep_seconds,
+        hpke=HpkeKeyFiles(directory / "hpke.key", directory / "hpke.pub"),
+    ).save()
     if web is not None:
-        text += f"\n[web]\n{web}\n"
-    path = directory / "node.toml"
-    path.write_text(text)
+        with path.open("a", encoding="utf-8") as config:
+            config.write(f"\n[web]\n{web}\n")
     return path
 
 
@@ -235,8 +243,7 @@ def shared_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNod
 
 def refusal_of(error: grpc.RpcError) -> NodeRefusal:
     """The typed refusal in the ``pakr-error-bin`` trailer (fails the test if absent)."""
-    trailers = error.trailing_metadata() or ()  # type: ignore[attr-defined]
-    for key, value in trailers:
-        if key == wire.ERROR_METADATA_KEY:
-            return wire.error_detail_from_bytes(value)
+    refusal = refusal_from_trailers(error)
+    if refusal is not None:
+        return refusal
     raise AssertionError(f"no error detail on status {error.code()}")  # type: ignore[attr-defined]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import tomli_w
 
-from pakr.node.config import load_config
+from pakr.node.config import DataKeySource, RateLimits, load_config, parse_config
 from pakr.proto.errors import ConfigError
 
 GOOD = """
@@ -120,3 +123,39 @@ def test_data_key_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         env.data_key.load()
     monkeypatch.setenv("PAKR_TEST_KEY", key.hex())
     assert env.data_key.load() == key
+
+
+def test_a_config_round_trips_through_toml(tmp_path: Path) -> None:
+    text = GOOD + '\n[storage]\nurl = "sqlite:///db/node.db"\n[metrics]\nlisten = "[::1]:9100"\n'
+    config = load_config(write(tmp_path, text))
+    assert parse_config(config.to_toml(), config.path) == config
+    changed = replace(
+        config,
+        rate_limits=RateLimits(0.5, 3, 0.0, 7),
+        tenants={'we"ird\n\x01:2': "ed25519:BBBB", "acme:1": "ed25519:AAAA"},
+        sweep_seconds=0.25,
+        crypto_thread=True,
+        log_level="debug",
+        key_roll_seconds=1800.0,
+    )
+    changed.save()
+    assert os.stat(changed.path).st_mode & 0o777 == 0o600
+    assert load_config(changed.path) == changed
+    assert 'url = "sqlite:///db/node.db"' in changed.path.read_text()  # stays movable
+
+
+def test_paths_outside_the_directory_stay_absolute(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    elsewhere = replace(
+        config,
+        storage_url="sqlite:///var/lib/pakr/node.db",  # resolved: sqlite:// + absolute path
+        data_key=DataKeySource(env="PAKR_DATA_KEY"),
+        tls_cert=None,
+        tls_key=None,
+        insecure=True,
+        listen="127.0.0.1:7001",
+    )
+    doc = elsewhere.to_toml()
+    assert doc["storage"]["url"] == "sqlite:////var/lib/pakr/node.db"
+    assert doc["data_key"] == {"env": "PAKR_DATA_KEY"} and "tls" not in doc
+    assert parse_config(tomllib.loads(tomli_w.dumps(doc)), config.path) == elsewhere

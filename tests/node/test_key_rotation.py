@@ -15,17 +15,18 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pakr.node.backup import TABLES, backup_node, restore_node
-from pakr.node.cli import node_sealer, render_config, rotate_node
-from pakr.node.config import NodeConfig, load_config
+from pakr.node.cli import node_sealer, rotate_node
+from pakr.node.config import DataKeySource, NodeConfig, load_config, resolve_storage_url
 from pakr.node.store import open_store
 from pakr.node.store.keys import KeyRing
-from pakr.node.tls import write_private
 from pakr.proto.errors import ConfigError
+from pakr.proto.files import write_private_file
 from pakr.proto.messages import UserRef
 from tests.node.node_helpers import Registration, make_registration, wrong_recover2
 from tests.node.store_contract import NOW, PEER
@@ -40,18 +41,20 @@ POINTS = ("after_roll", "mid_rewrap", "before_destroy", "mid_destroy")
 
 
 def node_config(directory: Path, storage: str) -> NodeConfig:
-    directory.mkdir(parents=True, exist_ok=True)
-    write_private(directory / "keys" / "data.key", os.urandom(32).hex().encode())
-    text = render_config(
-        node_id=os.urandom(16).hex(),
+    (directory / "keys").mkdir(parents=True, exist_ok=True)
+    write_private_file(directory / "keys" / "data.key", os.urandom(32).hex().encode())
+    NodeConfig(
+        path=directory / "node.toml",
+        node_id=os.urandom(16),
         index=1,
         listen="127.0.0.1:0",
         insecure=True,
-        storage=storage,
-        tenants={},
-        metrics_listen=None,
-    )
-    (directory / "node.toml").write_text(text)
+        tls_cert=None,
+        tls_key=None,
+        storage_url=resolve_storage_url(storage, directory),
+        data_key=DataKeySource(file=directory / "keys" / "data.key"),
+        keys_dir=directory / "keys",
+    ).save()
     return load_config(directory / "node.toml")
 
 
@@ -160,9 +163,10 @@ def test_backup_fails_clearly_once_its_generation_is_destroyed(tmp_path: Path) -
         assert key.hex().encode() not in blob and base64.b64encode(key) not in blob
 
     def fresh_target(name: str) -> NodeConfig:
-        text = config.path.read_text().replace('"sqlite:///node.db"', f'"sqlite:///{name}"')
-        config.path.with_name(f"{name}.toml").write_text(text)
-        return load_config(config.path.with_name(f"{name}.toml"))
+        path = config.path.with_name(f"{name}.toml")
+        url = resolve_storage_url(f"sqlite:///{name}", path.parent)
+        replace(config, path=path, storage_url=url).save()
+        return load_config(path)
 
     inside = fresh_target("restored.db")  # inside the window: restores (see operator.md)
     assert restore_node(inside, backup).counts["versions"] == 3
@@ -194,7 +198,7 @@ def test_node_warns_when_keys_share_the_database_directory(
         warn_about_key_placement(apart)
     assert not caplog.records
     shared = node_config(tmp_path / "shared", "sqlite:///node.db")
-    shared.path.write_text(shared.path.read_text().replace('dir = "keys"', 'dir = "."'))
+    replace(shared, keys_dir=shared.path.parent).save()
     with caplog.at_level("WARNING", logger="pakr.node.server"):
         warn_about_key_placement(load_config(shared.path))
     assert "shares a directory with the database" in caplog.text

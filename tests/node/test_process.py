@@ -16,12 +16,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
+from pakr.node.config import load_config
 from pakr.node.store.base import SCHEMA_VERSION
 from pakr.proto import wire
 from pakr.proto.errors import ErrorKind
@@ -189,7 +191,7 @@ def test_serve_on_a_busy_port_fails_clearly(tmp_path: Path, tenant_key: TenantKe
         busy.listen()
         port = busy.getsockname()[1]
         config = Path(info["config"])
-        config.write_text(config.read_text().replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+        replace(load_config(config), listen=f"127.0.0.1:{port}").save()
         result = run_cli("serve", "--config", str(config))
     assert result.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr

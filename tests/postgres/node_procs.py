@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import selectors
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from pakr.node.config import RateLimits, load_config, resolve_storage_url
 from pakr.proto import wire
+from pakr.proto.channel import refusal_from_trailers
 from pakr.proto.errors import NodeRefusal
 from pakr.proto.hpke import HpkePublicKey
 from pakr.proto.messages import NodeRef, Recover2, Recover2Reply, Recover3, Recover3Reply, UserRef
@@ -69,13 +70,15 @@ class NodeDir:
 
     def replica_config(self, name: str, *, storage: str | None = None) -> Path:
         """A copy of node.toml listening on a fresh port with rate limits off."""
-        text = self.config.read_text()
-        text = re.sub(r'(?m)^listen = ".*"$', 'listen = "127.0.0.1:0"', text, count=1)
-        text = re.sub(r"(?m)^(user_rate|peer_rate) = .*$", r"\1 = 0.0", text)
-        if storage is not None:
-            text = re.sub(r"(?m)^url = .*$", f"url = {json.dumps(storage)}", text, count=1)
+        config = load_config(self.config)
         path = self.path / f"{name}.toml"
-        path.write_text(text)
+        replace(
+            config,
+            path=path,
+            listen="127.0.0.1:0",
+            rate_limits=RateLimits(0.0, 1, 0.0, 1),
+            storage_url=resolve_storage_url(storage, self.path) if storage else config.storage_url,
+        ).save()
         return path
 
 
@@ -193,9 +196,9 @@ class NodeClient:
                 request, metadata=self._metadata(user), timeout=30
             )
         except grpc.aio.AioRpcError as exc:
-            for key, value in exc.trailing_metadata() or ():
-                if key == wire.ERROR_METADATA_KEY:
-                    raise wire.error_detail_from_bytes(bytes(value)) from None
+            refusal = refusal_from_trailers(exc)
+            if refusal is not None:
+                raise refusal from None
             raise
 
     def _header(self, user: UserRef) -> pb.RequestHeader:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 
 from pakr.coordinator import cli
 from pakr.node.backup import TABLES, backup_node, restore_node
-from pakr.node.config import load_config
+from pakr.node.config import DataKeySource, load_config
 from pakr.node.store.base import SCHEMA_VERSION
 from pakr.node.store.postgres import open_postgres_store
 from pakr.node.store.rows import VERSION_COLUMNS
@@ -156,9 +157,8 @@ def test_restore_refusals_write_nothing(
     # the same node id with another data key
     (node.path / "other.key").write_text("11" * 32)
     wrong_key = node.replica_config("wrongkey", storage=pg_url)
-    wrong_key.write_text(
-        wrong_key.read_text().replace('file = "keys/data.key"', 'file = "other.key"')
-    )
+    other_key = DataKeySource(file=node.path / "other.key")
+    replace(load_config(wrong_key), data_key=other_key).save()
     with pytest.raises(ConfigError, match="another data key"):
         restore_node(load_config(wrong_key), out)
 

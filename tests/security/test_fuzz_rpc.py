@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 import pakr
 from pakr.coordinator.health import probe
 from pakr.coordinator.localcluster import LocalCluster
+from pakr.node.config import RateLimits
 from pakr.proto.tokens import TenantKey, issue_token
 from pakr.proto.v1 import node_pb2 as pb
 from tests.conftest import ClusterFactory
@@ -134,20 +135,9 @@ def _parses(message_type: type[Any], body: bytes) -> bool:
 
 @pytest.fixture(scope="module")
 def fuzz_node(module_local_cluster: ClusterFactory) -> Iterator[FuzzNode]:
-    cluster = module_local_cluster(nodes=1, threshold=1)
-    config = cluster.node(1).config
-    text = config.read_text()
-    assert "[rate_limit]" not in text or "user_rate" in text
-    cluster.kill_node(1, wait=True)
-    if "[rate_limit]" in text:
-        head, _, tail = text.partition("[rate_limit]")
-        rest = tail.split("\n[", 1)
-        text = head + "[rate_limit]\nuser_rate = 0.0\npeer_rate = 0.0\n"
-        text += ("\n[" + rest[1]) if len(rest) > 1 else ""
-    else:
-        text += "\n[rate_limit]\nuser_rate = 0.0\npeer_rate = 0.0\n"
-    config.write_text(text)
-    cluster.start_node(1)
+    # Rate limits off: the fuzzer sends far more than a user or a peer may.
+    off = RateLimits(user_rate=0.0, peer_rate=0.0)
+    cluster = module_local_cluster(nodes=1, threshold=1, rate_limits=off)
     with pakr.Client.from_manifest(
         cluster.manifest_path,
         tenant=cluster.tenant,

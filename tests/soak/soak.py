@@ -26,18 +26,21 @@ import sqlite3
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pakr
 from pakr.coordinator.localcluster import LocalCluster
+from pakr.node.config import RateLimits, load_config
 from pakr.node.store.rows import from_u64
 from tests.soak.model import Model, UserModel
 from tests.soak.netns import NetnsCluster
 from tests.soak.ops import Ops
 
 N, T, R = 5, 3, 4
+# Per-user limits the soak's busy users never hit (the default peer limits stay).
+LIMITS = RateLimits(user_rate=500.0, user_burst=1000)
 
 
 @dataclass
@@ -80,8 +83,12 @@ class Soak:
 
     def make_cluster(self) -> LocalCluster:
         if not self.netns:
-            return LocalCluster(self.directory, nodes=N, threshold=T, register_threshold=R)
-        cluster = NetnsCluster(self.directory, nodes=N, threshold=T, register_threshold=R)
+            return LocalCluster(
+                self.directory, nodes=N, threshold=T, register_threshold=R, rate_limits=LIMITS
+            )
+        cluster = NetnsCluster(
+            self.directory, nodes=N, threshold=T, register_threshold=R, rate_limits=LIMITS
+        )
         try:
             cluster.wire()
         except BaseException:
@@ -91,15 +98,10 @@ class Soak:
 
     def start(self, cluster: LocalCluster) -> LocalCluster:
         cluster.create()
-        for node in cluster.nodes:
-            text = node.config.read_text()
-            text = text.replace("user_rate = 5.0", "user_rate = 500.0")
-            text = text.replace("user_burst = 20", "user_burst = 1000")
-            if self.store == "postgres":
-                old = 'url = "sqlite:///node.db"'
-                assert old in text, "unexpected node.toml layout"
-                text = text.replace(old, f'url = "{self.urls[node.index]}"')
-            node.config.write_text(text)
+        if self.store == "postgres":
+            for node in cluster.nodes:
+                config = load_config(node.config)
+                replace(config, storage_url=self.urls[node.index]).save()
         return cluster.start()
 
     def client(self, cluster: LocalCluster) -> pakr.Client:

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pakr.proto.errors import MalformedMessage
-from pakr.proto.group import ELEMENT_LEN, ORDER, SCALAR_LEN, Element, Scalar
+from pakr.proto.group import ORDER, Element, Scalar
+from pakr.proto.lengths import ELEMENT_LEN, SCALAR_LEN
 
 # RFC 9496 §4.3: the ristretto255 generator's canonical encoding.
 GENERATOR_HEX = "e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76"

@@ -14,6 +14,7 @@ from tests.node.conftest import write_node_dir
 from tests.node.test_config import GOOD
 
 ORIGINS = 'allowed_origins = ["https://app.example"]'
+DIAL = "127.0.0.1:7001"
 
 
 def web(tmp_path: Path, body: str) -> Path:
@@ -93,19 +94,39 @@ def test_refused(tmp_path: Path, body: str, key: str) -> None:
 def test_the_manifest_entry_carries_the_web_origin(tmp_path: Path) -> None:
     tls = 'tls_cert = "tls/node.crt"\ntls_key = "tls/node.key"'
     wildcard = write_node_dir(
-        tmp_path / "a", tenants={}, web=f'listen = "0.0.0.0:8443"\n{ORIGINS}\n{tls}'
+        tmp_path / "a", listen=DIAL, tenants={}, web=f'listen = "0.0.0.0:8443"\n{ORIGINS}\n{tls}'
     )
     with pytest.raises(ConfigError, match=r"web\.origin"):
         manifest_node(load_config(wildcard))
     named = write_node_dir(
         tmp_path / "b",
+        listen=DIAL,
         tenants={},
         web=f'listen = "0.0.0.0:8443"\n{ORIGINS}\n{tls}\norigin = "https://n3.example"',
     )
     assert manifest_node(load_config(named)).web_origin == "https://n3.example"
     local = write_node_dir(
-        tmp_path / "c", tenants={}, web='listen = "127.0.0.1:18443"\ndev_origins = true'
+        tmp_path / "c",
+        listen=DIAL,
+        tenants={},
+        web='listen = "127.0.0.1:18443"\ndev_origins = true',
     )
     assert manifest_node(load_config(local)).web_origin == "http://127.0.0.1:18443"
-    plain = write_node_dir(tmp_path / "d", tenants={})
+    plain = write_node_dir(tmp_path / "d", listen=DIAL, tenants={})
     assert manifest_node(load_config(plain)).web_origin is None
+
+
+def test_the_table_survives_the_config_round_trip(tmp_path: Path) -> None:
+    path = write_node_dir(
+        tmp_path / "n",
+        tenants={},
+        web='listen = "127.0.0.1:8443"\norigin = "https://n1.example"\n'
+        'allowed_origins = ["https://app.example"]\ndev_origins = true\n'
+        'tls_cert = "web/c.pem"\ntls_key = "web/k.pem"\ntrusted_proxies = ["127.0.0.1"]',
+    )
+    config = load_config(path)
+    config.save()
+    again = load_config(path)
+    assert again.web == config.web and again.web is not None
+    assert again.web.tls_cert == path.parent.resolve() / "web/c.pem"
+    assert again == config

@@ -19,8 +19,9 @@ import pytest
 
 from pakr.proto import wire
 from pakr.proto.errors import ErrorKind, NodeRefusal
+from pakr.proto.group import Element, Scalar
 from pakr.proto.manifest import ManifestNode
-from pakr.proto.messages import REQUEST_ID_LEN, UserRef
+from pakr.proto.messages import REQUEST_ID_LEN, Recover2, UserRef
 from pakr.proto.tokens import TenantKey, issue_token
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc
@@ -58,7 +59,7 @@ class WebNode:
         return node_pb2_grpc.NodeStub(channel)
 
     def web(self, *, grpc_web: bool = False, origin: str | None = APP) -> WebTransport:
-        node = ManifestNode(self.node_id, 1, self.proc.address, web_origin=self.origin)
+        node = ManifestNode(self.node_id, 1, f"127.0.0.1:{self.web_port}", web_origin=self.origin)
         return WebTransport(node, grpc_web=grpc_web, origin=origin)
 
 
@@ -151,9 +152,21 @@ CASES = {
         lambda n: pb.Recover1Request(header=header(version=1)),
         lambda n: n.token(),
     ),
-    "not registered": (
+    "incomplete Recover3": (
         "Recover3",
         lambda n: pb.Recover3Request(header=header(), version=os.urandom(16)),
+        lambda n: n.token(),
+    ),
+    "not registered": (
+        "Recover2",
+        lambda n: wire.recover2_to_pb(
+            header(),
+            Recover2(
+                version=os.urandom(16),
+                attempt_id=os.urandom(16),
+                blinded_element=Element.base_mult(Scalar.random()),
+            ),
+        ),
         lambda n: n.token(),
     ),
     "undecodable body": ("Recover2", lambda n: Raw(b"\xff\xff\xff"), lambda n: n.token()),
@@ -170,6 +183,19 @@ CASES = {
 }
 
 
+KINDS = {
+    "garbage token": ErrorKind.INVALID_AUTH,
+    "another user's token": ErrorKind.INVALID_AUTH,
+    "wrong scope": ErrorKind.INVALID_AUTH,
+    "old protocol version": ErrorKind.UPGRADE_REQUIRED,
+    "incomplete Recover3": ErrorKind.INVALID_REQUEST,
+    "not registered": ErrorKind.NOT_REGISTERED,
+    "undecodable body": ErrorKind.INVALID_REQUEST,
+    "oversize body": ErrorKind.INVALID_REQUEST,
+    "bad audit limit": ErrorKind.INVALID_REQUEST,
+}
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_same_typed_refusal_on_both_listeners(node: WebNode, case: str) -> None:
     method, make_request, make_token = CASES[case]
@@ -177,7 +203,7 @@ def test_the_same_typed_refusal_on_both_listeners(node: WebNode, case: str) -> N
     over_grpc = grpc_refusal(node, method, request, token)
     over_connect = web_refusal(node.web(), method, request, token)
     over_grpc_web = web_refusal(node.web(grpc_web=True), method, request, token)
-    assert over_grpc.kind is not ErrorKind.INTERNAL
+    assert over_grpc.kind is KINDS[case]
     assert same_refusal(over_connect) == same_refusal(over_grpc) == same_refusal(over_grpc_web)
 
 
@@ -391,3 +417,69 @@ def test_a_tls_web_listener(tmp_path: Path) -> None:
             http.post("/pakr.v1.Node/Recover1", content=body)
     finally:
         secure.proc.stop()
+
+
+def test_web_calls_count_in_the_same_metrics(tmp_path: Path) -> None:
+    """One servicer: a web call is counted by method and outcome exactly like a gRPC call,
+    with the key-exchange label naming the web listener."""
+    from tests.node.conftest import start_node
+
+    running = start_node(
+        tmp_path / "inproc", web=f'listen = "127.0.0.1:0"\nallowed_origins = ["{APP}"]'
+    )
+    try:
+        assert running.server.web is not None
+        metrics = running.server.metrics.registry
+
+        def count(outcome: str) -> float:
+            labels = {"method": "Recover1", "outcome": outcome}
+            return metrics.get_sample_value("pakr_node_requests_total", labels) or 0.0
+
+        node = WebNode(
+            proc=None,  # type: ignore[arg-type]
+            key=running.key,
+            cert=running.cert,
+            node_id=running.config.node_id,
+            web_port=running.server.web.port,
+        )
+        request = pb.Recover1Request(header=header())
+        web_refusal(node.web(), "Recover1", request, "x.y.z")
+
+        async def ok() -> None:
+            transport = node.web()
+            try:
+                await transport.call("Recover1", request, pb.Recover1Response, node.token(), 5.0)
+            finally:
+                await transport.close()
+
+        asyncio.run(ok())
+        assert count("ok") == 1 and count("invalid_auth") == 1
+        web = metrics.get_sample_value("pakr_node_tls_key_exchange_total", {"group": "web"})
+        assert web == 2
+    finally:
+        running.stop()
+
+
+def test_a_trickled_request_is_cut_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that sends headers and then withholds the body loses the connection slot
+    after the per-request limit (here shortened): Connect's "canceled" (HTTP 499), or an
+    empty 408 when nothing had started to answer."""
+    from pakr.node import web as web_module
+    from tests.node.conftest import start_node
+
+    monkeypatch.setattr(web_module, "CALL_SECONDS", 0.5)
+    running = start_node(
+        tmp_path / "slow", web=f'listen = "127.0.0.1:0"\nallowed_origins = ["{APP}"]'
+    )
+    try:
+        assert running.server.web is not None
+        with socket.create_connection(("127.0.0.1", running.server.web.port), timeout=10) as conn:
+            conn.sendall(
+                b"POST /pakr.v1.Node/Recover1 HTTP/1.1\r\nhost: x\r\n"
+                b"content-type: application/proto\r\ncontent-length: 100\r\n\r\nab"
+            )
+            answer = conn.recv(4096)
+        assert answer.startswith((b"HTTP/1.1 408", b"HTTP/1.1 499")), answer
+        assert b"access-control" not in answer.lower()
+    finally:
+        running.stop()
