@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/steps.py
 	$(BIN)/python bench/node_throughput.py
 	$(BIN)/python bench/recover_latency.py
+	$(BIN)/python bench/web_recover.py
 
 faults: $(STAMP)
 	PAKR_FAULTS=long $(BIN)/pytest -q tests/faults

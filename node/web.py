@@ -244,6 +244,9 @@ def _bind(config: WebConfig) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # accepted connections inherit it: a response goes out as headers then body, and
+        # Nagle's algorithm would hold the body for the client's delayed ACK on every call
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((config.host, config.port))
         sock.listen(1024)
         sock.setblocking(False)

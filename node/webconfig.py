@@ -71,7 +71,8 @@ class WebConfig:
             )
         host = f"[{self.host}]" if ":" in self.host else self.host
         scheme = "https" if self.tls else "http"
-        return parse_web_origin(f"{scheme}://{host}:{self.port}", "web.origin (from web.listen)")
+        port = "" if self.port == (443 if self.tls else 80) else f":{self.port}"
+        return parse_web_origin(f"{scheme}://{host}{port}", "web.origin (from web.listen)")
 
 
 def _strings(table: Mapping[str, Any], key: str) -> list[str]:

@@ -39,7 +39,7 @@ def make_handler(cluster: LocalCluster, dist: Path) -> type[SimpleHTTPRequestHan
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, directory=str(dist), **kwargs)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # tokens travel in query strings and bodies: keep them out of logs
 
         def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
@@ -50,7 +50,7 @@ def make_handler(cluster: LocalCluster, dist: Path) -> type[SimpleHTTPRequestHan
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             url = urlsplit(self.path)
             if url.path == "/manifest.json":
                 return self._send(HTTPStatus.OK, manifest)
@@ -70,7 +70,7 @@ def make_handler(cluster: LocalCluster, dist: Path) -> type[SimpleHTTPRequestHan
                 return self._send(HTTPStatus.OK, json.dumps(account).encode())
             return super().do_GET()
 
-        def do_PUT(self) -> None:  # noqa: N802
+        def do_PUT(self) -> None:
             url = urlsplit(self.path)
             length = int(self.headers.get("content-length", "0"))
             if not url.path.startswith("/users/") or not 0 < length <= MAX_BODY:

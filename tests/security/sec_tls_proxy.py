@@ -19,7 +19,16 @@ from pakr.node.tls import write_certificate
 class RecordingProxy:
     """One proxy in front of one node; ``start()``/``stop()``, then read :attr:`recorded`."""
 
-    def __init__(self, upstream: str, upstream_cert: Path, workdir: Path) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        upstream_cert: Path | None,
+        workdir: Path,
+        *,
+        alpn: tuple[str, ...] = ("h2",),
+    ) -> None:
+        """``upstream_cert`` None: plaintext to the upstream (a proxy in front of a loopback
+        listener, as in front of a node's web listener); ``alpn``: what it offers clients."""
         self.upstream_host, _, port = upstream.rpartition(":")
         self.upstream_port = int(port)
         self.cert = workdir / "proxy.crt"
@@ -27,10 +36,12 @@ class RecordingProxy:
         write_certificate(self.cert, key, "recording proxy", ["127.0.0.1", "localhost"])
         self._server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._server_ctx.load_cert_chain(self.cert, key)
-        self._server_ctx.set_alpn_protocols(["h2"])
-        self._client_ctx = ssl.create_default_context(cafile=str(upstream_cert))
-        self._client_ctx.check_hostname = False  # pinned by the CA file: the node's own cert
-        self._client_ctx.set_alpn_protocols(["h2"])
+        self._server_ctx.set_alpn_protocols(list(alpn))
+        self._client_ctx: ssl.SSLContext | None = None
+        if upstream_cert is not None:
+            self._client_ctx = ssl.create_default_context(cafile=str(upstream_cert))
+            self._client_ctx.check_hostname = False  # pinned by the CA file: the node's cert
+            self._client_ctx.set_alpn_protocols(["h2"])
         self.to_node = bytearray()
         self.to_client = bytearray()
         self.connections = 0
@@ -63,7 +74,7 @@ class RecordingProxy:
                 self.upstream_host,
                 self.upstream_port,
                 ssl=self._client_ctx,
-                server_hostname="localhost",
+                server_hostname="localhost" if self._client_ctx is not None else None,
             )
         except OSError:
             writer.close()

@@ -7,7 +7,16 @@
 //    "manifest": PATH, "operator_key": "ed25519:...", "tenant": "dev", "tenant_key": PATH,
 //    "user_id": "...", "password": "...", "new_password": "...", "secret_hex": "...",
 //    "max_guesses": 5, "if_exists": "refuse"}
-import { Client, InvalidPassword, PakrError, devTokenProviderFromFile } from "../../src/node.js";
+import {
+  Client,
+  InvalidPassword,
+  PakrError,
+  ProtocolError,
+  devTokenProviderFromFile,
+  grpcTransport,
+  type NodeTransport,
+} from "../../src/node.js";
+import { Element } from "../../src/core/group.js";
 import { text } from "node:stream/consumers";
 
 interface Request {
@@ -23,6 +32,21 @@ interface Request {
   max_guesses?: number;
   if_exists?: "refuse" | "replace";
   deadline?: number;
+  /** Nodes (by index) whose Recover2 replies this driver falsifies: a Byzantine node. */
+  lying_nodes?: number[];
+}
+
+const warnings: string[] = [];
+
+/** A node that answers Recover2 with an evaluation of its own choosing (a valid element, the
+ * rest of the reply untouched): only verification can tell. */
+function lying(transport: NodeTransport): NodeTransport {
+  const honest = transport.recover2.bind(transport);
+  transport.recover2 = async (...args) => ({
+    ...(await honest(...args)),
+    evaluatedElement: Element.generator(),
+  });
+  return transport;
 }
 
 const hex = (data: Uint8Array) => Buffer.from(data).toString("hex");
@@ -33,6 +57,11 @@ async function run(request: Request): Promise<object> {
     tenant: request.tenant,
     tokenProvider: await devTokenProviderFromFile(request.tenant_key),
     deadline: request.deadline ?? 5,
+    transportFactory: (node, manifest) => {
+      const transport = grpcTransport(node, manifest);
+      return request.lying_nodes?.includes(node.index) ? lying(transport) : transport;
+    },
+    log: { info: () => undefined, warn: (message) => void warnings.push(message) },
   });
   try {
     switch (request.op) {
@@ -48,8 +77,10 @@ async function run(request: Request): Promise<object> {
         );
         return { ok: true, version: registration.version, replaced: registration.replaced };
       }
-      case "recover":
-        return { ok: true, secret_hex: hex(await client.recover(request.user_id, request.password as string)) };
+      case "recover": {
+        const secret = await client.recover(request.user_id, request.password as string);
+        return { ok: true, secret_hex: hex(secret), warnings };
+      }
       case "change_password":
         await client.changePassword(request.user_id, request.password as string, request.new_password as string);
         return { ok: true };
@@ -80,5 +111,7 @@ try {
   if (!(error instanceof PakrError)) throw error;
   const fields: Record<string, unknown> = { name: error.name, message: error.message };
   if (error instanceof InvalidPassword) fields.guesses_remaining = error.guessesRemaining;
+  if (error instanceof ProtocolError) fields.nodes = error.nodes;
+  fields.warnings = warnings;
   process.stdout.write(JSON.stringify({ ok: false, error: fields }) + "\n");
 }
