@@ -163,8 +163,38 @@ export function certFingerprint(pem: string): Uint8Array {
       der = null;
     }
   }
-  if (der === null || der.length < 4 || der[0] !== 0x30) throw new ConfigError("a node's tls_cert is not a PEM certificate");
+  if (der === null || !isCertificateShape(der)) throw new ConfigError("a node's tls_cert is not a PEM certificate");
   return sha256(der);
+}
+
+/** DER tag and length at `at`: [tag, start of contents, end of contents], or null. */
+function tlv(der: Uint8Array, at: number): [number, number, number] | null {
+  if (at + 2 > der.length) return null;
+  const tag = der[at] as number;
+  let length = der[at + 1] as number;
+  let start = at + 2;
+  if (length & 0x80) {
+    const n = length & 0x7f;
+    if (n === 0 || n > 4 || start + n > der.length) return null;
+    length = 0;
+    for (let i = 0; i < n; i++) length = length * 256 + (der[start + i] as number);
+    start += n;
+  }
+  return start + length <= der.length ? [tag, start, start + length] : null;
+}
+
+/**
+ * The outline of an X.509 certificate (RFC 5280 §4.1): one SEQUENCE spanning the whole DER,
+ * holding the tbsCertificate SEQUENCE, the signature algorithm SEQUENCE and a BIT STRING.
+ * The client only pins the certificate's hash; the TLS stack parses the rest.
+ */
+function isCertificateShape(der: Uint8Array): boolean {
+  const outer = tlv(der, 0);
+  if (outer === null || outer[0] !== 0x30 || outer[2] !== der.length) return false;
+  const tbs = tlv(der, outer[1]);
+  const algorithm = tbs && tbs[0] === 0x30 ? tlv(der, tbs[2]) : null;
+  const signature = algorithm && algorithm[0] === 0x30 ? tlv(der, algorithm[2]) : null;
+  return signature !== null && signature[0] === 0x03 && signature[2] === outer[2];
 }
 
 const ORIGIN = /^(https?):\/\/([^/?#@:[\]\s]+|\[[0-9a-f:.]+\])(?::([1-9][0-9]{0,4}))?$/;

@@ -90,6 +90,7 @@ describe("manifest", () => {
       ["unpinned node", (b) => (b.nodes[0].tls_cert = null), /pins no TLS certificate/],
       ["wrong fingerprint", (b) => (b.nodes[0].tls_cert_sha256 = "00".repeat(32)), /does not match/],
       ["not a cert", (b) => (b.nodes[0].tls_cert = "hello"), /not a PEM certificate/],
+      ["not a cert inside", (b) => (b.nodes[0].tls_cert = "-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n"), /not a PEM certificate/],
       ["http origin in production", (b) => (b.nodes[0].web_origin = "http://node1.example:8080"), /plain http/],
       ["origin with path", (b) => (b.nodes[0].web_origin = "https://node1.example/x"), /must be an origin/],
       ["origin default port", (b) => (b.nodes[0].web_origin = "https://node1.example:443"), /no default port/],

@@ -58,3 +58,15 @@ describe("RFC 9497 ristretto255-SHA512", () => {
   }
   it("checked every value", () => assert.ok(checked >= 30, `${checked}`));
 });
+
+describe("RFC 9380 expand_message_xmd (SHA-512)", () => {
+  it("Appendix K.3", async () => {
+    const { readFileSync } = await import("node:fs");
+    const k3 = JSON.parse(readFileSync(new URL("./fixtures/rfc9380-expand-xmd-sha512.json", import.meta.url), "utf8"));
+    const dst = new TextEncoder().encode(k3.dst);
+    assert.equal(k3.vectors.length, 10);
+    for (const v of k3.vectors) {
+      assert.equal(hex(oprf.expandMessageXmd(new TextEncoder().encode(v.msg), dst, v.len_in_bytes)), v.uniform_bytes);
+    }
+  });
+});
