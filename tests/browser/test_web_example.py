@@ -71,8 +71,11 @@ def test_web_example_story_in_chromium(local_cluster: ClusterFactory, tmp_path: 
         assert seen["message"].startswith("Welcome, alice.")
         assert seen["locked"].startswith("Locked out")
         assert shot.stat().st_size > 10_000
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT)
+        # The docs' copy is written when missing or asked for, so `make test` leaves the
+        # working tree as it found it (each run's keys, and so its pixels, differ).
+        if not SCREENSHOT.exists() or os.environ.get("PAKR_UPDATE_SCREENSHOT") == "1":
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shot, SCREENSHOT)
     finally:
         server.terminate()
         server.wait(timeout=10)
