@@ -4,8 +4,9 @@ playwright-core runs the whole story against a local cluster's web listeners.
 The page is bundled with esbuild (the operator key pinned in it) and served by the example's
 own server on an origin of its own; the nodes' CORS rules (dev origins on loopback) let it call
 them. Every step is asserted in js/test/browser/web-story.mjs; the screenshot of the signed-in
-new device goes to docs/img/web-example.png (when missing, or with PAKR_UPDATE_SCREENSHOT=1). Skipped without Chromium or Node.js, except under
-CI=true, where .ci/run installs both and a skip would hide a broken setup.
+new device goes to docs/img/web-example.png (when missing, or with PAKR_UPDATE_SCREENSHOT=1).
+Skipped without Chromium or Node.js, except under CI=true, where .ci/run installs both and a
+skip would hide a broken setup.
 """
 
 from __future__ import annotations
