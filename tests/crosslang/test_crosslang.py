@@ -2,7 +2,7 @@
 with pinned certificates) register, recover and change passwords for each other's users, and
 report wrong passwords and lockouts the same way.
 
-One 3-of-5 local cluster (real node processes, TLS) is shared by the module; each test uses
+One 3-of-5 local cluster (r = 4; real node processes, TLS) is shared by the module; each test uses
 its own users. The TypeScript side runs js/test/crosslang/pakr-js.ts, its secrets on stdin.
 """
 
@@ -43,7 +43,7 @@ class Pair:
 @pytest.fixture(scope="module")
 def pair(module_local_cluster: ClusterFactory) -> Iterator[Pair]:
     require_js()
-    cluster = module_local_cluster(nodes=5, threshold=3)
+    cluster = module_local_cluster(nodes=5, threshold=3, register_threshold=4)
     request = {
         "manifest": str(cluster.manifest_path),
         "operator_key": cluster.operator_public_key(),
@@ -216,3 +216,23 @@ def test_typescript_with_stalled_and_dead_nodes(pair: Pair) -> None:
         cluster.start_node(4)
         cluster.start_node(5)
     assert pair.python.recover(user, "stall password") == secret
+
+
+def test_typescript_login_fills_a_missing_copy(pair: Pair) -> None:
+    """A node that was down when the user registered (r = 4 of 5 committed without it) gets
+    its copy from the next TS login: one compare-and-swap re-registration, as in Python."""
+    cluster = pair.cluster
+    secret = os.urandom(32)
+    cluster.kill_node(5)
+    try:
+        first = pair.python.register("filled", "fill password", secret)
+    finally:
+        cluster.start_node(5)
+    before = pair.python.status("filled")
+    assert [n.registered for n in before.nodes] == [True, True, True, True, False]
+    answer = pair.ts("recover", "filled", password="fill password")
+    assert answer["ok"] is True and answer["secret_hex"] == secret.hex()
+    after = pair.python.status("filled")
+    assert [n.registered for n in after.nodes] == [True] * 5
+    assert after.version is not None and after.version != first.version
+    assert pair.python.recover("filled", "fill password") == secret
