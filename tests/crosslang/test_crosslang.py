@@ -8,6 +8,7 @@ its own users. The TypeScript side runs js/test/crosslang/pakr-js.ts, its secret
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import Iterator
@@ -17,8 +18,10 @@ from typing import Any
 import pytest
 
 import pakr
+from pakr.async_client import grpc_transport
 from pakr.coordinator.localcluster import LocalCluster
 from pakr.proto.manifest import OperatorKey
+from pakr.proto.messages import UserRef, UserStatus
 from tests.cluster.cluster_helpers import user_asking
 from tests.conftest import ClusterFactory
 from tests.crosslang.jsrunner import require_js, run_node
@@ -236,3 +239,40 @@ def test_typescript_login_fills_a_missing_copy(pair: Pair) -> None:
     assert [n.registered for n in after.nodes] == [True] * 5
     assert after.version is not None and after.version != first.version
     assert pair.python.recover("filled", "fill password") == secret
+
+
+def _node_status(cluster: LocalCluster, index: int, user_id: str) -> UserStatus:
+    """What node ``index`` itself reports for the user (Register1 over its own transport)."""
+    manifest = cluster.manifest()
+    node = manifest.nodes[index - 1]
+    token = pakr.dev_token_provider(cluster.tenant_key_path)(user_id, node.id_hex)
+
+    async def ask() -> UserStatus:
+        transport = grpc_transport(node, manifest)
+        try:
+            return await transport.register1(UserRef(cluster.tenant, user_id), token, timeout=5)
+        finally:
+            await transport.close()
+
+    return asyncio.run(ask())
+
+
+def test_typescript_login_rolls_a_pending_copy_forward(pair: Pair) -> None:
+    """A node that crashed before committing (it holds the version only as pending, r = 4
+    committed without it) is rolled forward by the next TS login's Register3."""
+    cluster = pair.cluster
+    cluster.kill_node(5, signal.SIGTERM)
+    cluster.start_node(5, env={"PAKR_CRASH_AT": "register3.before_commit"})
+    try:
+        done = pair.python.register("pending", "pending password", b"rolled")
+    finally:
+        cluster.kill_node(5)  # it crashed on Register3 already; make sure
+        cluster.start_node(5)
+    held = _node_status(cluster, 5, "pending")
+    assert held.committed is None and held.pending is not None
+    assert held.pending.version.hex() == done.version
+    answer = pair.ts("recover", "pending", password="pending password")
+    assert answer["ok"] is True and bytes.fromhex(answer["secret_hex"]) == b"rolled"
+    rolled = _node_status(cluster, 5, "pending")
+    assert rolled.committed is not None and rolled.committed.version.hex() == done.version
+    assert rolled.pending is None
