@@ -25,6 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict -p pakr
+	$(BIN)/lint-imports --no-cache
 
 # The site (build/site); --strict fails on any broken link or API reference. (Not -q: that
 # would hide the warnings --strict counts.)

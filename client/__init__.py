@@ -15,8 +15,11 @@ The SDK::
         assert client.recover("alice", "correct horse battery staple") == secret
 
 ``pakr.AsyncClient`` is the asyncio face with the same methods; ``pakr.__version__`` the
-installed version. Every error is a ``pakr.PakrError``. Names are loaded lazily (PEP 562)
-so that ``import pakr.node`` or ``import pakr.proto`` never pulls in the SDK.
+installed version. Every error is a ``pakr.PakrError``; :mod:`pakr.errors` holds the tree
+(retryable ``TransientError`` vs ``PermanentError``). :mod:`pakr.testing` is an in-process
+fake cluster for applications' tests. ``__all__`` is the whole public API: every other
+``pakr._*`` module is private. Names are loaded lazily (PEP 562) so that ``import pakr.node``
+or ``import pakr.proto`` never pulls in the SDK.
 """
 
 from __future__ import annotations
@@ -29,12 +32,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from pakr.async_client import AsyncClient, TransportFactory, grpc_transport
-    from pakr.audit import AuditEvent, AuditPage
-    from pakr.fanout import RetryPolicy
-    from pakr.operations.register import Registration
-    from pakr.operations.status import NodeStatus, StatusReport
-    from pakr.proto.errors import (
+    from pakr._async_client import AsyncClient
+    from pakr._audit import AuditEvent, AuditPage
+    from pakr._fanout import RetryPolicy
+    from pakr._operations.register import Registration
+    from pakr._operations.status import NodeStatus, StatusReport
+    from pakr._sync_client import Client
+    from pakr._tokens import DevTokenProvider, TokenProvider, dev_token_provider
+    from pakr._transport import GrpcTransport, NodeTransport, TransportFactory, grpc_transport
+    from pakr._trust import SerialState, UnpinnedManifestWarning
+    from pakr.errors import (
         AlreadyRegistered,
         ClusterUnavailable,
         CommitIncomplete,
@@ -43,56 +50,62 @@ if TYPE_CHECKING:
         InvalidAuth,
         InvalidPassword,
         LockedOut,
+        NodeUnreachable,
         NotRegistered,
         PakrError,
+        PermanentError,
         ProtocolError,
         RateLimited,
+        TransientError,
         UpgradeRequired,
         WeakParameters,
     )
     from pakr.proto.manifest import INSECURE_UNPINNED, Manifest, load_manifest
-    from pakr.sync_client import Client
-    from pakr.tokens import DevTokenProvider, TokenProvider, dev_token_provider
-    from pakr.transport import GrpcTransport, NodeTransport, NodeUnreachable
-    from pakr.trust import SerialState, UnpinnedManifestWarning
 
+# Where each public name lives (the modules are private: import from ``pakr``).
 _EXPORTS = {
-    "AuditEvent": "pakr.audit",
-    "AuditPage": "pakr.audit",
-    "Registration": "pakr.operations.register",
-    "AlreadyRegistered": "pakr.proto.errors",
-    "AsyncClient": "pakr.async_client",
-    "TransportFactory": "pakr.async_client",
-    "grpc_transport": "pakr.async_client",
-    "Client": "pakr.sync_client",
-    "RetryPolicy": "pakr.fanout",
-    "NodeStatus": "pakr.operations.status",
-    "StatusReport": "pakr.operations.status",
-    "DevTokenProvider": "pakr.tokens",
-    "TokenProvider": "pakr.tokens",
-    "dev_token_provider": "pakr.tokens",
-    "GrpcTransport": "pakr.transport",
-    "NodeTransport": "pakr.transport",
-    "NodeUnreachable": "pakr.transport",
-    "Manifest": "pakr.proto.manifest",
+    "Client": "pakr._sync_client",
+    "AsyncClient": "pakr._async_client",
+    "Registration": "pakr._operations.register",
+    "NodeStatus": "pakr._operations.status",
+    "StatusReport": "pakr._operations.status",
+    "AuditEvent": "pakr._audit",
+    "AuditPage": "pakr._audit",
+    "RetryPolicy": "pakr._fanout",
+    "DevTokenProvider": "pakr._tokens",
+    "TokenProvider": "pakr._tokens",
+    "dev_token_provider": "pakr._tokens",
+    "GrpcTransport": "pakr._transport",
+    "NodeTransport": "pakr._transport",
+    "TransportFactory": "pakr._transport",
+    "grpc_transport": "pakr._transport",
+    "SerialState": "pakr._trust",
+    "UnpinnedManifestWarning": "pakr._trust",
     "INSECURE_UNPINNED": "pakr.proto.manifest",
-    "SerialState": "pakr.trust",
-    "UnpinnedManifestWarning": "pakr.trust",
+    "Manifest": "pakr.proto.manifest",
     "load_manifest": "pakr.proto.manifest",
-    "ClusterUnavailable": "pakr.proto.errors",
-    "CommitIncomplete": "pakr.proto.errors",
-    "ConfigError": "pakr.proto.errors",
-    "Conflict": "pakr.proto.errors",
-    "InvalidAuth": "pakr.proto.errors",
-    "InvalidPassword": "pakr.proto.errors",
-    "LockedOut": "pakr.proto.errors",
-    "NotRegistered": "pakr.proto.errors",
-    "PakrError": "pakr.proto.errors",
-    "ProtocolError": "pakr.proto.errors",
-    "RateLimited": "pakr.proto.errors",
-    "UpgradeRequired": "pakr.proto.errors",
-    "WeakParameters": "pakr.proto.errors",
+    "AlreadyRegistered": "pakr.errors",
+    "ClusterUnavailable": "pakr.errors",
+    "CommitIncomplete": "pakr.errors",
+    "ConfigError": "pakr.errors",
+    "Conflict": "pakr.errors",
+    "InvalidAuth": "pakr.errors",
+    "InvalidPassword": "pakr.errors",
+    "LockedOut": "pakr.errors",
+    "NodeUnreachable": "pakr.errors",
+    "NotRegistered": "pakr.errors",
+    "PakrError": "pakr.errors",
+    "PermanentError": "pakr.errors",
+    "ProtocolError": "pakr.errors",
+    "RateLimited": "pakr.errors",
+    "TransientError": "pakr.errors",
+    "UpgradeRequired": "pakr.errors",
+    "WeakParameters": "pakr.errors",
 }
+
+# The public submodules besides the names below (``pakr.proto``, ``pakr.node`` and
+# ``pakr.coordinator`` are packages of their own, not the SDK).
+_SUBMODULES = frozenset({"errors", "testing"})
 
 __all__ = [
     "INSECURE_UNPINNED",
@@ -116,6 +129,7 @@ __all__ = [
     "NodeUnreachable",
     "NotRegistered",
     "PakrError",
+    "PermanentError",
     "ProtocolError",
     "RateLimited",
     "Registration",
@@ -123,6 +137,7 @@ __all__ = [
     "SerialState",
     "StatusReport",
     "TokenProvider",
+    "TransientError",
     "TransportFactory",
     "UnpinnedManifestWarning",
     "UpgradeRequired",
@@ -141,6 +156,8 @@ def __getattr__(name: str) -> Any:
             return version("pakr")
         except PackageNotFoundError:
             return "0+unknown"
+    if name in _SUBMODULES:  # `import pakr; pakr.testing` without importing it first
+        return import_module(f"pakr.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'pakr' has no attribute {name!r}")

@@ -19,7 +19,7 @@ from pakr.coordinator.user_cli import EXAMPLE_FLAGS, _command, _token_setup, cli
 from pakr.proto.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pakr.audit import AuditEvent
+    from pakr import AuditEvent
 
 MAX_ALL_PAGES = 1000  # --all stops here (1,000 pages of up to 1,000 events)
 

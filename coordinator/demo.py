@@ -24,7 +24,7 @@ from pakr.coordinator.localcluster import LocalCluster
 from pakr.proto.errors import ClusterUnavailable, InvalidPassword, PakrError
 
 if TYPE_CHECKING:
-    from pakr.operations.status import NodeStatus
+    from pakr import NodeStatus
 
 NODES = 5
 THRESHOLD = 3

@@ -24,8 +24,18 @@ signal.signal(signal.SIGINT, _interrupted_while_loading)
 
 
 def run() -> NoReturn:
-    """Load the CLI, then run it with Python's usual KeyboardInterrupt on SIGINT."""
-    from pakr.coordinator.cli import main
+    """Load the CLI, then run it with Python's usual KeyboardInterrupt on SIGINT.
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    sys.exit(main())
+    In a base install (``pip install pakr``, the SDK alone) the server packages are missing:
+    one line says to install ``pakr[node]`` instead of a traceback.
+    """
+    try:
+        from pakr.coordinator.cli import main
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        code = main()
+    except ModuleNotFoundError as missing:
+        from pakr.node.extras import explain_missing
+
+        explain_missing(missing)
+    sys.exit(code)

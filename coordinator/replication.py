@@ -122,7 +122,7 @@ async def _list_node(transport: Any, tenant: str, token: str) -> dict[str, UserS
 
 async def collect(manifest: Manifest, key: TenantKey) -> Report:
     """Ask every node of ``manifest`` (in parallel) and compare."""
-    from pakr.async_client import grpc_transport
+    from pakr import grpc_transport
 
     names = {node.ref: node.ref.name for node in manifest.nodes}
     views: dict[str, Mapping[str, UserStatus] | None] = {}

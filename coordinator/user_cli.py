@@ -43,8 +43,7 @@ from pakr.proto.messages import DEFAULT_MAX_GUESSES, MAX_GUESSES_LIMIT
 from pakr.proto.seal import MAX_SECRET_LEN
 
 if TYPE_CHECKING:
-    from pakr.operations.status import NodeStatus, StatusReport
-    from pakr.sync_client import Client
+    from pakr import Client, NodeStatus, StatusReport
 
 TOKEN_CMD_TIMEOUT = 10.0
 TOKENS_EPILOG = (
@@ -303,7 +302,7 @@ class CommandTokenProvider:
 
 
 def _token_setup(args: argparse.Namespace, scope: str = "user") -> tuple[str, Any]:
-    from pakr.tokens import dev_token_provider
+    from pakr import dev_token_provider
 
     if args.token_key is not None:
         provider = dev_token_provider(args.token_key).with_scope(scope)
@@ -365,7 +364,7 @@ def client_for(
     args: argparse.Namespace, label: str, scope: str = "user"
 ) -> Iterator[tuple[Client, Progress]]:
     """A ``pakr.Client`` for the command's flags, with a spinner while it works."""
-    from pakr.sync_client import Client
+    from pakr import Client
 
     tenant, provider = _token_setup(args, scope)
     progress = Progress(label)

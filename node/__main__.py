@@ -2,6 +2,11 @@
 
 import sys
 
-from pakr.node.cli import main
+from pakr.node.extras import explain_missing
+
+try:
+    from pakr.node.cli import main
+except ModuleNotFoundError as missing:  # a base install: `pip install pakr` is the SDK alone
+    explain_missing(missing)
 
 sys.exit(main(["node", *sys.argv[1:]]))

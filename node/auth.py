@@ -1,11 +1,11 @@
 """Request authentication: the bearer token of every RPC, checked against the request.
 
 ``pakr.proto.tokens.verify_token`` checks the signature, algorithm, key id, issuer, audience
-(this node's id), lifetime and times; here the node adds what needs the request: ``sub`` is
-the header's user, the key's tenant is the header's tenant, the scope fits the RPC, a
-``jti`` is not replayed (Register2/3 and Delete: a captured token cannot re-run a state
-change) and Delete's token is fresh (``iat`` within 5 minutes, not in the future, and not
-after ``nbf``, so the freshness window covers the token's whole validity). Every failure is
+(this node's id), lifetime and times; ``pakr.proto.tokens.check_claims`` what needs the
+request: ``sub`` is the header's user, the key's tenant is the header's tenant, the scope fits
+the RPC, Delete's token is fresh (``iat`` within 5 minutes, not in the future, and not after
+``nbf``); here the node adds its memory: a ``jti`` is not replayed (Register2/3 and Delete: a
+captured token cannot re-run a state change). Every failure is
 the same typed refusal (INVALID_AUTH) whose message never contains the token.
 
 A single-use token is only *checked* here; it is *consumed* (:meth:`Authenticator.consume`)
@@ -22,15 +22,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pakr.proto.errors import ConfigError, ErrorKind, InvalidAuth, NodeRefusal
 from pakr.proto.messages import UserRef
-from pakr.proto.tokens import LEEWAY_SECONDS, Claims, parse_public_key, verify_token
+from pakr.proto.tokens import (
+    LEEWAY_SECONDS,
+    Claims,
+    check_claims,
+    parse_public_key,
+    verify_token,
+)
 
 AUTH_METADATA_KEY = "authorization"
 BEARER_PREFIX = "Bearer "
-DELETE_FRESHNESS_SECONDS = 300.0
 MAX_REPLAY_ENTRIES = 100_000  # ~20 MB at worst; only valid single-use tokens enter
-
-SCOPE_USER = "user"
-SCOPE_AUDIT = "audit"
 
 
 def refuse(reason: str) -> NodeRefusal:
@@ -172,19 +174,12 @@ class Authenticator:
             except InvalidAuth as exc:
                 raise NodeRefusal(ErrorKind.INVALID_AUTH, str(exc)) from None
             self._verified.add(token, claims)
-        if claims.tenant != user.tenant:
-            raise refuse("issued by another tenant")
-        if not (any_user and not user.user_id) and claims.user_id != user.user_id:
-            raise refuse("issued for another user")
-        if claims.scope != scope:
-            raise refuse(f"scope must be {scope!r} for this call")
-        if fresh_within is not None:
-            if now - claims.iat > fresh_within + LEEWAY_SECONDS:
-                raise refuse(f"must be issued within {int(fresh_within)} s for this call")
-            if claims.iat > now + LEEWAY_SECONDS:
-                raise refuse("issued in the future (check the clocks)")
-            if claims.nbf < claims.iat - LEEWAY_SECONDS:
-                raise refuse("valid before it was issued (nbf < iat); mint a new token")
+        try:
+            check_claims(
+                claims, user, scope=scope, now=now, fresh_within=fresh_within, any_user=any_user
+            )
+        except InvalidAuth as exc:
+            raise NodeRefusal(ErrorKind.INVALID_AUTH, str(exc)) from None
         if single_use and self._replays.seen(_replay_key(claims), now):
             raise refuse(_USED)
         return claims

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
-from pakr.node.auth import DELETE_FRESHNESS_SECONDS, SCOPE_AUDIT, SCOPE_USER, Authenticator
+from pakr.node.auth import Authenticator
 from pakr.node.crash import CrashPoints
 from pakr.node.metrics import NodeMetrics
 from pakr.node.ratelimit import RateLimiter
@@ -34,10 +34,17 @@ from pakr.proto.counting import Recover3Outcome, node_recover2
 from pakr.proto.errors import ErrorKind, MalformedMessage, NodeRefusal
 from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.messages import NONCE_LEN, NodeRef, Recover2, Recover2Reply, UserRef
+from pakr.proto.node_refusals import bad_unlock_tag, stale_attempt
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.register import check_register2
 from pakr.proto.reset import issue_nonce, open_nonce
-from pakr.proto.tokens import LEEWAY_SECONDS, Claims
+from pakr.proto.tokens import (
+    DELETE_FRESHNESS_SECONDS,
+    LEEWAY_SECONDS,
+    SCOPE_AUDIT,
+    SCOPE_USER,
+    Claims,
+)
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc
 
@@ -450,16 +457,8 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                     result.reply, user=user, node_id=self.node.node_id, request=message
                 )
             if result.outcome is Recover3Outcome.MISMATCH:
-                raise NodeRefusal(
-                    ErrorKind.BAD_UNLOCK_TAG,
-                    "unlock proof does not match; the guess stays counted",
-                    guesses_remaining=result.record.guesses_remaining,
-                )
-            raise NodeRefusal(
-                ErrorKind.STALE_ATTEMPT,
-                "no open Recover2 attempt with this id (used, replaced or never made);"
-                " start a new recovery",
-            )
+                raise bad_unlock_tag(result.record.guesses_remaining)
+            raise stale_attempt()
 
         return await self._handle("Recover3", context, body)
 

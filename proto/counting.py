@@ -141,7 +141,7 @@ def node_recover3(
     allowed guess's grace has run out (``lockout_due``) it is too late even for the right
     proof: LOCKED (the store erases the shares then, or on the next access).
     """
-    if record.lockout_due(now):
+    if record.lockout_due(now) or record.shares is None:  # due, or already erased
         raise NodeRefusal(ErrorKind.LOCKED, "this version is locked out", guesses_remaining=0)
     outcome = check_recover3(record, request)
     if outcome is Recover3Outcome.STALE:

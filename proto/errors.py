@@ -42,7 +42,25 @@ class PakrError(Exception):
     """Root of every error pakr raises."""
 
 
-class InvalidPassword(PakrError):
+class TransientError(PakrError):
+    """The cluster could not complete the call now; the same call may succeed later.
+
+    Retry after a pause (``RateLimited.retry_after`` says how long), with backoff: nodes
+    were unreachable or too few answered, another operation on the user won a race, or a
+    registration was left half-committed (call ``register`` again with
+    ``if_exists="replace"``). A recovery retried spends one more guess.
+    """
+
+
+class PermanentError(PakrError):
+    """Calling again unchanged gives the same answer; something must change first.
+
+    A wrong password, a user with no secret, a rejected token, a node speaking another
+    protocol version, a misbehaving node, unsafe parameters or an invalid argument.
+    """
+
+
+class InvalidPassword(PermanentError):
     """The password is wrong (or the version is locked out).
 
     ``guesses_remaining`` is how many more guesses the cluster will accept for this version.
@@ -77,14 +95,14 @@ class LockedOut(InvalidPassword):
         )
 
 
-class NotRegistered(PakrError):
+class NotRegistered(PermanentError):
     """No secret is registered for this user (never registered, or deleted)."""
 
     def __init__(self, message: str = "no secret is registered for this user") -> None:
         super().__init__(message)
 
 
-class AlreadyRegistered(PakrError):
+class AlreadyRegistered(PermanentError):
     """The user already has a secret and the registration did not ask to replace it.
 
     ``version`` is the registered version (hex) when the cluster settled on one. Pass
@@ -97,11 +115,11 @@ class AlreadyRegistered(PakrError):
         super().__init__(message)
 
 
-class InvalidAuth(PakrError):
+class InvalidAuth(PermanentError):
     """A node rejected the access token; mint a fresh token for that user and node."""
 
 
-class RateLimited(PakrError):
+class RateLimited(TransientError):
     """Too many requests; retry after ``retry_after`` seconds."""
 
     def __init__(self, retry_after: float, message: str | None = None) -> None:
@@ -109,11 +127,11 @@ class RateLimited(PakrError):
         super().__init__(message or f"rate limited: retry after {retry_after:.1f} s")
 
 
-class UpgradeRequired(PakrError):
+class UpgradeRequired(PermanentError):
     """A node does not speak this client's protocol version; upgrade the SDK or the node."""
 
 
-class Conflict(PakrError):
+class Conflict(TransientError):
     """Another operation on the same user ran at the same time and won; try again.
 
     A concurrent registration, or a recovery from another client that replaced this one's
@@ -121,7 +139,7 @@ class Conflict(PakrError):
     """
 
 
-class ClusterUnavailable(PakrError):
+class ClusterUnavailable(TransientError):
     """Too few nodes answered to complete the operation.
 
     ``reasons`` maps each node that failed (by its name) to a short reason a person can act
@@ -156,7 +174,7 @@ def group_reasons(reasons: Mapping[str, str]) -> str:
     return "; ".join(f"{', '.join(nodes)}: {why}" for why, nodes in by_reason.items())
 
 
-class ProtocolError(PakrError):
+class ProtocolError(PermanentError):
     """A node misbehaved or the cluster is inconsistent; ``nodes`` names the culprits."""
 
     def __init__(self, nodes: Sequence[str], reason: str) -> None:
@@ -166,11 +184,11 @@ class ProtocolError(PakrError):
         super().__init__(f"protocol error from {who}: {reason}")
 
 
-class WeakParameters(PakrError):
+class WeakParameters(PermanentError):
     """Argon2id parameters outside the client's floor/ceiling, or nodes disagree on them."""
 
 
-class CommitIncomplete(PakrError):
+class CommitIncomplete(TransientError):
     """Too few nodes committed a new registration.
 
     The new password may or may not be in force; calling ``register`` again with
@@ -178,12 +196,27 @@ class CommitIncomplete(PakrError):
     """
 
 
-class ConfigError(PakrError):
+class ConfigError(PermanentError):
     """A manifest, config file or argument is invalid; the message names what to fix."""
 
 
 class MalformedMessage(PakrError):
     """A field read off the wire or from storage has the wrong length or encoding."""
+
+
+class NodeUnreachable(TransientError):
+    """No usable answer from one node: refused connection, timeout, draining, TLS failure.
+
+    What a :class:`~pakr.NodeTransport` raises when a node did not answer; the SDK folds
+    these into :class:`ClusterUnavailable` when too few nodes answered. ``transient`` says
+    whether asking the same node again right away may help (a refused connection may; a
+    certificate that does not match the manifest's pin will not): the SDK retries those,
+    except Recover2/Recover3.
+    """
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        self.transient = transient
+        super().__init__(message)
 
 
 class NodeRefusal(PakrError):
@@ -208,7 +241,7 @@ class NodeRefusal(PakrError):
 
 
 # Most actionable first: InvalidPassword < NotRegistered < InvalidAuth < RateLimited <
-# UpgradeRequired < ProtocolError < ClusterUnavailable (docs/protocol.md §7).
+# UpgradeRequired < Conflict < ProtocolError < ClusterUnavailable (docs/protocol.md §7).
 _ORDER: tuple[type[PakrError], ...] = (
     InvalidPassword,
     NotRegistered,

@@ -18,7 +18,6 @@ made for.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 
 from Crypto.Hash import SHAKE256
@@ -27,7 +26,7 @@ from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from pakr.proto import kdf
+from pakr.proto import base64url, kdf
 from pakr.proto.errors import MalformedMessage
 from pakr.proto.messages import NODE_ID_LEN, VERSION_LEN, UserRef
 
@@ -40,6 +39,11 @@ TAG_LEN = 16
 SUITE_NAME = "X-Wing(ML-KEM-768+X25519) / HKDF-SHA256 / ChaCha20-Poly1305"
 
 _SUITE = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+
+# A fixed X25519 key to test public keys with: the exchange fails exactly when the peer's
+# point has small order (the shared secret is all zeros), which would make sealing to the
+# key fail later, after a node had already committed what the sealed reply answers.
+_PROBE = x25519.X25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +59,10 @@ class HpkePublicKey:
         if len(raw) != PUBLIC_KEY_LEN:
             raise MalformedMessage(f"{what} must be {PUBLIC_KEY_LEN} bytes, got {len(raw)}")
         try:
+            x_key = x25519.X25519PublicKey.from_public_bytes(raw[MLKEM_PUBLIC_LEN:])
+            _PROBE.exchange(x_key)  # ValueError for a low-order point (all-zero secret)
             key = hpke.MLKEM768X25519PublicKey(
-                mlkem.MLKEM768PublicKey.from_public_bytes(raw[:MLKEM_PUBLIC_LEN]),
-                x25519.X25519PublicKey.from_public_bytes(raw[MLKEM_PUBLIC_LEN:]),
+                mlkem.MLKEM768PublicKey.from_public_bytes(raw[:MLKEM_PUBLIC_LEN]), x_key
             )
         except ValueError:
             raise MalformedMessage(f"{what} is not a valid X-Wing public key") from None
@@ -67,15 +72,15 @@ class HpkePublicKey:
     def from_text(cls, text: str, what: str = "hpke public key") -> HpkePublicKey:
         """Parse the unpadded base64url form (manifests, ``hpke.pub``)."""
         try:
-            raw = base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
-        except (ValueError, UnicodeEncodeError):
+            raw = base64url.decode(text.strip())
+        except ValueError:
             raise MalformedMessage(f"{what} is not base64url") from None
         return cls.decode(raw, what)
 
     @property
     def text(self) -> str:
         """Unpadded base64url, as manifests and ``hpke.pub`` hold it."""
-        return base64.urlsafe_b64encode(self.encoded).rstrip(b"=").decode("ascii")
+        return base64url.encode(self.encoded)
 
     def seal(self, plaintext: bytes, info: bytes) -> bytes:
         """``enc || ct``: ``plaintext`` encrypted to this key under ``info``."""

@@ -1,6 +1,6 @@
 """Password stretching (Argon2id), hashing (TupleHash256) and MACs (KMAC256) of pakr v1.
 
-One named function per derived value of docs/protocol.md §3/§4, so the byte layout of every
+One named function per derived value of docs/protocol.md §1, so the byte layout of every
 derivation lives here once, and each uses its own customization label: no two uses (or two
 different field lists) can ever produce the same input. Multi-field inputs are unambiguous —
 TupleHash encodes each field's length itself, and MAC inputs prefix each field with its 4-byte

@@ -16,7 +16,6 @@ Loading checks every rule of §2 and raises ``ConfigError`` naming what is wrong
 
 from __future__ import annotations
 
-import base64
 import enum
 import hashlib
 import json
@@ -33,6 +32,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from pakr.proto import base64url
 from pakr.proto.errors import ConfigError, MalformedMessage, WeakParameters
 from pakr.proto.hostport import split_host_port
 from pakr.proto.hpke import HpkePublicKey
@@ -210,7 +210,7 @@ def sign_manifest(manifest: Manifest, key: SigningKey) -> dict[str, Any]:
         "signature": {
             "alg": "Ed25519",
             "public_key": key.public_key_text,
-            "value": base64.urlsafe_b64encode(signature).rstrip(b"=").decode("ascii"),
+            "value": base64url.encode(signature),
         },
     }
 
@@ -227,10 +227,15 @@ def write_manifest(document: Mapping[str, Any], path: str | os.PathLike[str]) ->
 # -- parsing -------------------------------------------------------------------------------------
 
 
+MAX_INTEGER = 2**53 - 1
+"""The largest integer a manifest may hold: every JSON implementation (JavaScript's doubles
+included) must read it exactly, or a client could not re-canonicalise what was signed."""
+
+
 def _int(obj: Mapping[str, Any], key: str, where: str) -> int:
     value = obj.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"manifest {where}{key} must be an integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INTEGER:
+        raise ConfigError(f"manifest {where}{key} must be an integer from 0 to 2^53 - 1")
     return value
 
 
@@ -433,9 +438,9 @@ def parse_manifest(document: Mapping[str, Any]) -> Manifest:
             NodeSet(_int(item, "threshold", where), _parse_nodes(item.get("nodes"), where))
         )
     threshold = _int(document, "threshold", "")
-    register_threshold = document.get("register_threshold", len(nodes))
-    if isinstance(register_threshold, bool) or not isinstance(register_threshold, int):
-        raise ConfigError("manifest register_threshold must be an integer")
+    register_threshold = (
+        _int(document, "register_threshold", "") if "register_threshold" in document else len(nodes)
+    )
     manifest = Manifest(
         cluster_id=_str(document, "cluster_id", ""),
         serial=_int(document, "serial", ""),
@@ -514,7 +519,7 @@ def load_manifest(
         raise ConfigError("manifest is signed by a different operator key than the pinned one")
     value = signature.get("value")
     try:
-        raw = base64.urlsafe_b64decode(str(value) + "=" * (-len(str(value)) % 4))
+        raw = base64url.decode(str(value))
     except ValueError as exc:
         raise ConfigError("manifest signature value is not base64url") from exc
     try:

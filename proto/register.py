@@ -5,7 +5,7 @@ Client: :func:`registration_epoch` (after Register1) → :func:`new_version` and
 :func:`prepare_registration` (the per-node Register2 requests) → Register3 to the nodes that
 acknowledged. Node: :func:`node_register2` stores the pending version, :func:`node_register3`
 commits it. The old committed version stays in force until the new one is committed, so an
-interrupted password change never strands the secret (the **[beyond]** of §3).
+interrupted password change never strands the secret (§3).
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def encrypt_secret(encryption_key: bytes, secret: bytes, ad: bytes) -> bytes:
     The all-zero nonce is safe because every key encrypts exactly one plaintext: the key is
     ``MAC(seed, …; s)`` with a fresh random scalar ``s`` (and a salt bound to a fresh
     ``version``) for every registration, and a retry resends the same ciphertext bytes instead
-    of encrypting again (docs/protocol.md §3). A random nonce would add 12 bytes and nothing else.
+    of encrypting again (docs/protocol.md §1). A random nonce would add 12 bytes and nothing else.
     """
     return _aead(encryption_key).encrypt(_NONCE, pad(secret), ad)
 

@@ -11,7 +11,6 @@ with mode 0600; their ``repr`` never shows the private key.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
@@ -25,14 +24,19 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from pakr.proto import base64url
 from pakr.proto.errors import ConfigError, InvalidAuth
 from pakr.proto.files import create_private_file
+from pakr.proto.messages import UserRef
 
 MAX_TOKEN_BYTES = 1000
 LEEWAY_SECONDS = 5
 MAX_LIFETIME_SECONDS = 24 * 3600
 DEFAULT_TTL_SECONDS = 300
-SCOPES = frozenset({"user", "audit"})
+SCOPE_USER = "user"  # a user's own RPCs
+SCOPE_AUDIT = "audit"  # ReadAudit / ListVersions: a tenant's or a user's audit log
+SCOPES = frozenset({SCOPE_USER, SCOPE_AUDIT})
+DELETE_FRESHNESS_SECONDS = 300.0  # Delete's token must be issued this recently
 MAX_JTI_LEN = 64
 MAX_TENANT_BYTES = 64
 MAX_USER_ID_BYTES = 128
@@ -40,13 +44,8 @@ _KEY_PREFIX = "ed25519:"
 _KEY_FILE_FORMAT = "pakr-key/1"
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64url(text: str) -> bytes:
-    padded = text + "=" * (-len(text) % 4)
-    return base64.urlsafe_b64decode(padded.encode("ascii"))
+_b64url = base64url.encode
+_unb64url = base64url.decode
 
 
 def public_key_text(key: Ed25519PublicKey) -> str:
@@ -328,3 +327,35 @@ def verify_token(
         exp=exp,
         jti=jti,
     )
+
+
+def check_claims(
+    claims: Claims,
+    user: UserRef,
+    *,
+    scope: str,
+    now: float,
+    fresh_within: float | None = None,
+    any_user: bool = False,
+) -> None:
+    """Node: match verified ``claims`` against the request; ``InvalidAuth`` if they do not fit.
+
+    ``user`` is the request header's; the token's tenant and ``sub`` must be its own (unless
+    ``any_user`` and the header names no user: a whole tenant's audit read), its ``scope``
+    the RPC's. ``fresh_within`` (Delete): issued that recently, not in the future, and not
+    valid before it was issued, so the freshness window covers the token's whole validity.
+    The ``jti`` replay check needs the node's memory and store: not here.
+    """
+    if claims.tenant != user.tenant:
+        raise _refuse("issued by another tenant")
+    if not (any_user and not user.user_id) and claims.user_id != user.user_id:
+        raise _refuse("issued for another user")
+    if claims.scope != scope:
+        raise _refuse(f"scope must be {scope!r} for this call")
+    if fresh_within is not None:
+        if now - claims.iat > fresh_within + LEEWAY_SECONDS:
+            raise _refuse(f"must be issued within {int(fresh_within)} s for this call")
+        if claims.iat > now + LEEWAY_SECONDS:
+            raise _refuse("issued in the future (check the clocks)")
+        if claims.nbf < claims.iat - LEEWAY_SECONDS:
+            raise _refuse("valid before it was issued (nbf < iat); mint a new token")

@@ -10,6 +10,11 @@ seconds; share one cluster when the tests do not disturb each other).
 ``built_wheel`` builds pakr's wheel once per session and installs it (without dependencies)
 into a directory of its own: ``(wheel file, install dir)``.
 
+``cluster`` is the started cluster a test module shares: 3-of-5 unless the module asks for
+another shape with ``pytestmark = pytest.mark.cluster(nodes=3, threshold=2, ...)`` (the
+marker's keywords are ``local_cluster``'s). ``fresh_cluster`` is the same shape, started anew
+for each test (for tests that leave the cluster in a state the next one must not see).
+
 ``cluster_dir`` is a temporary directory for tests that drive ``pakr cluster up`` as a
 subprocess: its finalizer kills whatever processes left pid files in it.
 
@@ -91,6 +96,24 @@ def module_local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
         yield make
     finally:
         _stop_all(clusters, dirs)
+
+
+def _shape(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The cluster the test module asks for (``pytest.mark.cluster(...)``), 3-of-5 by default."""
+    marker = request.node.get_closest_marker("cluster")
+    return {"nodes": 5, "threshold": 3, **(marker.kwargs if marker is not None else {})}
+
+
+@pytest.fixture(scope="module")
+def cluster(request: pytest.FixtureRequest, module_local_cluster: ClusterFactory) -> LocalCluster:
+    """The started local cluster this test module shares (shape: ``pytest.mark.cluster``)."""
+    return module_local_cluster(**_shape(request))
+
+
+@pytest.fixture
+def fresh_cluster(request: pytest.FixtureRequest, local_cluster: ClusterFactory) -> LocalCluster:
+    """A started local cluster of the module's shape for this test alone."""
+    return local_cluster(**_shape(request))
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate the per-deployment objects ``pakr-nodes.yaml`` expects, plus the signed manifest.
 
-Run once, on an operator workstation with pakr installed (``pip install pakr``)::
+Run once, on an operator workstation with pakr installed (``pip install 'pakr[node]'``)::
 
     python deploy/k8s/bootstrap.py --out ./pakr-k8s --tenant acme \\
         --address-template 'pakr-node-{i}.example.com:7443'

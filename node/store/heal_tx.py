@@ -13,8 +13,8 @@ from pakr.node.store.rows import VERSION_METADATA_SQL, user_statuses
 from pakr.node.store.schema import Dialect
 from pakr.node.store.sealing import Sealer
 from pakr.node.store.transactions import Fetch, Program, Q
-from pakr.proto.errors import ErrorKind, NodeRefusal
 from pakr.proto.messages import ResetGuesses, UserRef, UserStatus
+from pakr.proto.node_refusals import nonce_used
 from pakr.proto.reset import check_reset, node_reset, nonce_claim_key
 
 
@@ -34,7 +34,7 @@ def reset_guesses(
     assert record is not None
     fresh = yield from tx.claim_token(nonce_claim_key(user, request.nonce), expires_at, now)
     if not fresh:
-        raise NodeRefusal(ErrorKind.STALE_ATTEMPT, "reset nonce already used")
+        raise nonce_used()
     yield Q(
         "UPDATE versions SET guess_count = :count WHERE tenant = :tenant AND user_id = :user"
         " AND version = :version AND sealed_oprf_key_share IS NOT NULL",

@@ -34,8 +34,9 @@ from pakr.node.store.schema import Dialect
 from pakr.node.store.sealing import Sealer
 from pakr.proto.counting import Admission, Recover3Outcome, admit_recover2, node_recover3
 from pakr.proto.delete import node_delete
-from pakr.proto.errors import ErrorKind, NodeRefusal
+from pakr.proto.errors import NodeRefusal
 from pakr.proto.messages import NodeRef, Recover2, Recover3, Register2, UserRef
+from pakr.proto.node_refusals import locked_out, no_guesses, not_registered
 from pakr.proto.records import UserRecord, VersionRecord
 from pakr.proto.register import node_register2, node_register3
 
@@ -71,23 +72,6 @@ class Deferred:
     """A refusal raised only after the program's writes commit (a lazy lockout)."""
 
     error: NodeRefusal
-
-
-# ---------------------------------------------------------------- refusals (one text each)
-
-
-def not_registered() -> NodeRefusal:
-    return NodeRefusal(ErrorKind.NOT_REGISTERED, "this node holds no such version for the user")
-
-
-def locked_out() -> NodeRefusal:
-    return NodeRefusal(ErrorKind.LOCKED, "this version is locked out", guesses_remaining=0)
-
-
-def no_guesses() -> NodeRefusal:
-    return NodeRefusal(
-        ErrorKind.NO_GUESSES, "no guesses remain for this version", guesses_remaining=0
-    )
 
 
 # ---------------------------------------------------------------- decisions

@@ -25,9 +25,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pakr
+from pakr._transport import GrpcTransport, NodeTransport
 from pakr.coordinator.localcluster import LocalCluster
 from pakr.proto.manifest import Manifest, ManifestNode
-from pakr.transport import GrpcTransport, NodeTransport
 from tests.byzantine.lies import LURE, NAMED, VERIFIED_ONLY, method_of
 from tests.byzantine.proxy import Lie, LyingProxy
 from tests.security.sec_live import guess_counts

@@ -209,9 +209,9 @@ def test_ctrl_c_before_anything_prints_one_line(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_a_replaced_recovery_attempt_is_a_retryable_conflict() -> None:
+    from pakr._refusals import classify
     from pakr.proto.errors import ErrorKind, NodeRefusal
     from pakr.proto.messages import NodeRef
-    from pakr.refusals import classify
 
     node = NodeRef(node_id=bytes(16), index=1)
     stale = NodeRefusal(ErrorKind.STALE_ATTEMPT, "no open Recover2 attempt with this id")

@@ -10,7 +10,10 @@ import grpc
 import pytest
 from grpc import aio
 
-from pakr.fanout import NO_RETRY, InFlight, RetryPolicy, fan_out, hedged
+from pakr._fanout import NO_RETRY, InFlight, RetryPolicy, fan_out, hedged
+from pakr._refusals import step_failure
+from pakr._transport import refusal_from_rpc_error
+from pakr.errors import NodeUnreachable
 from pakr.proto import wire
 from pakr.proto.errors import (
     ClusterUnavailable,
@@ -21,8 +24,6 @@ from pakr.proto.errors import (
     RateLimited,
 )
 from pakr.proto.messages import NodeRef
-from pakr.refusals import step_failure
-from pakr.transport import NodeUnreachable, refusal_from_rpc_error
 
 NODES = [NodeRef(node_id=os.urandom(16), index=i) for i in range(1, 6)]
 

@@ -16,10 +16,6 @@ import pytest
 
 import pakr
 from pakr.coordinator.localcluster import LocalCluster
-from pakr.proto.group import Element
-from pakr.proto.manifest import Manifest, ManifestNode
-from pakr.proto.messages import Recover2, Recover2Reply, UserRef, UserStatus
-from pakr.transport import NodeTransport
 
 ClusterFactory = Callable[..., LocalCluster]  # module_local_cluster (tests/conftest.py)
 
@@ -95,86 +91,8 @@ async def test_async_face_register_recover(five: LocalCluster) -> None:
         assert sync_client.recover("async-bob", "pw") == SECRET[:16]
 
 
-def test_wrong_password_counts_then_lockout_even_with_the_right_one(five: LocalCluster) -> None:
-    with client_for(five) as client:
-        client.register("carol", "right", SECRET, max_guesses=3)
-        for left in (2, 1, 0):
-            with pytest.raises(pakr.InvalidPassword) as info:
-                client.recover("carol", "wrong")
-            assert info.value.guesses_remaining == left
-        with pytest.raises(pakr.InvalidPassword) as info:
-            client.recover("carol", "right")
-        assert info.value.guesses_remaining == 0
-
-
-def test_recover_with_n_minus_t_down_and_unavailable_with_one_more(five: LocalCluster) -> None:
-    with client_for(five, deadline=2.0) as client:
-        client.register("dave", "pw", SECRET)
-        with nodes_down(five, 1, 2):
-            assert client.recover("dave", "pw") == SECRET
-            with nodes_down(five, 3), pytest.raises(pakr.ClusterUnavailable) as info:
-                client.recover("dave", "pw")
-        names = {node.ref.name for node in five.manifest().nodes if node.index in (1, 2, 3)}
-        assert names <= set(info.value.reasons)
-        for name in names:
-            assert name in str(info.value)
-        assert client.recover("dave", "pw") == SECRET  # everyone back
-
-
-class ForgingTransport:
-    """Wraps a real node's transport and adds the generator to its evaluations.
-
-    It also claims the fewest guesses left in Recover1, the lie that gets a node asked first
-    (the client asks only t nodes for an evaluation, preferring those).
-    """
-
-    def __init__(self, inner: NodeTransport) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def recover1(self, user: UserRef, token: str, *, timeout: float) -> UserStatus:
-        status = await self.inner.recover1(user, token, timeout=timeout)
-        if status.committed is None:
-            return status
-        return replace(status, committed=replace(status.committed, guesses_remaining=1))
-
-    async def recover2(
-        self, user: UserRef, token: str, request: Recover2, *, timeout: float
-    ) -> Recover2Reply:
-        reply = await self.inner.recover2(user, token, request, timeout=timeout)
-        return replace(reply, evaluated_element=reply.evaluated_element + Element.generator())
-
-
-def test_forged_share_is_named_and_honest_nodes_still_recover(
-    five: LocalCluster, caplog: pytest.LogCaptureFixture
-) -> None:
-    liar_index = 4
-
-    def factory(node: ManifestNode, manifest: Manifest) -> NodeTransport:
-        transport = pakr.grpc_transport(node, manifest)
-        return ForgingTransport(transport) if node.index == liar_index else transport
-
-    liar = next(n.ref.name for n in five.manifest().nodes if n.index == liar_index)
-    with client_for(five) as honest:
-        honest.register("erin", "pw", SECRET)
-    with client_for(five, transport_factory=factory) as client:
-        with caplog.at_level(logging.WARNING, logger="pakr"):
-            assert client.recover("erin", "pw") == SECRET
-        assert liar in caplog.text
-        with nodes_down(five, 1, 2), pytest.raises(pakr.ProtocolError) as info:
-            client.recover("erin", "pw")
-    assert info.value.nodes == [liar]
-
-
-def test_two_of_three(three: LocalCluster) -> None:
-    with client_for(three, deadline=2.0) as client:
-        client.register("frank", "pw", SECRET)
-        with nodes_down(three, 2):
-            assert client.recover("frank", "pw") == SECRET
-        status = client.status("frank")
-        assert status.registered is True and len(status.nodes) == 3
+# Counting and lockout, t-of-n with nodes down, a forged evaluation named, 2-of-3: SDK
+# decisions that need no node processes, tested with pakr.testing in tests/client/test_testing.py.
 
 
 CliRunner = Callable[[list[str], str], tuple[int, str, str]]

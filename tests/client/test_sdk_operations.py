@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from pakr._tokens import DevTokenProvider
 from pakr.proto.errors import (
     ClusterUnavailable,
     CommitIncomplete,
@@ -30,15 +31,15 @@ from pakr.proto.group import Element
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import Recover2Reply, UserStatus
 from pakr.proto.tokens import TenantKey
-from pakr.tokens import DevTokenProvider
-from tests.client.sdk_fakes import TENANT, FakeCluster
+from pakr.testing import DEFAULT_TENANT as TENANT
+from pakr.testing import FakeCluster
 
 SECRET = bytes(range(32))
 
 
 async def test_register_then_recover_round_trip() -> None:
     cluster = FakeCluster(5, 3)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("alice", "correct horse", SECRET)
         assert await client.recover("alice", "correct horse") == SECRET
     assert all(t.closed for t in cluster.transports)
@@ -48,14 +49,14 @@ async def test_register_then_recover_round_trip() -> None:
 async def test_secret_sizes(size: int) -> None:
     cluster = FakeCluster(3, 2)
     secret = bytes([7]) * size
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("bob", "pw", secret)
         assert await client.recover("bob", "pw") == secret
 
 
 async def test_bad_arguments_refused_before_any_traffic() -> None:
     cluster = FakeCluster(3, 2)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         with pytest.raises(ConfigError, match="at most 128"):
             await client.register("bob", "pw", bytes(129))
         with pytest.raises(ConfigError, match="max_guesses"):
@@ -69,7 +70,7 @@ async def test_bad_arguments_refused_before_any_traffic() -> None:
 
 async def test_wrong_password_counts_and_reports_guesses_left() -> None:
     cluster = FakeCluster(3, 2)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("carol", "right", SECRET, max_guesses=4)
         with pytest.raises(InvalidPassword) as info:
             await client.recover("carol", "wrong")
@@ -86,7 +87,7 @@ async def test_wrong_password_counts_and_reports_guesses_left() -> None:
 
 async def test_a_recovery_asks_t_nodes_the_same_ones_every_time() -> None:
     cluster = FakeCluster(5, 3)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("cora", "right", SECRET, max_guesses=4)
         for _ in range(2):
             with pytest.raises(InvalidPassword):
@@ -97,14 +98,14 @@ async def test_a_recovery_asks_t_nodes_the_same_ones_every_time() -> None:
         assert all(t.calls["recover1"] == 2 for t in cluster.transports)  # Recover1: all n
         # A node asked so far goes down: the next one in line takes its place.
         down = next(t for t, c in zip(cluster.transports, counts, strict=True) if c)
-        down.knobs.down = True
+        down.faults.down = True
         assert await client.recover("cora", "right") == SECRET
         assert sum(t.calls["recover3"] for t in cluster.transports) == 3
 
 
 async def test_lockout_after_max_guesses_even_with_the_right_password() -> None:
     cluster = FakeCluster(3, 2)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("dave", "right", SECRET, max_guesses=2)
         for left in (1, 0):
             with pytest.raises(InvalidPassword) as info:
@@ -129,7 +130,7 @@ async def test_nfkc_normalisation_of_str_passwords() -> None:
     composed = "caf\u00e9 \uff11\uff12"  # é precomposed, full-width digits
     decomposed = unicodedata.normalize("NFD", "café 12")
     cluster = FakeCluster(3, 2)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("erin", composed, SECRET)
         assert await client.recover("erin", decomposed) == SECRET
         assert await client.recover("erin", "café 12".encode()) == SECRET
@@ -139,20 +140,20 @@ async def test_nfkc_normalisation_of_str_passwords() -> None:
 
 async def test_recover_with_n_minus_t_nodes_down() -> None:
     cluster = FakeCluster(5, 3)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("frank", "pw", SECRET)
         for transport in cluster.transports[:2]:
-            transport.knobs.down = True
+            transport.faults.down = True
         assert await client.recover("frank", "pw") == SECRET
 
 
 async def test_cluster_unavailable_names_the_down_nodes() -> None:
     cluster = FakeCluster(5, 3)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("gina", "pw", SECRET)
         down = cluster.transports[:3]
         for transport in down:
-            transport.knobs.down = True
+            transport.faults.down = True
         with pytest.raises(ClusterUnavailable) as info:
             await client.recover("gina", "pw")
     message = str(info.value)
@@ -164,9 +165,9 @@ async def test_cluster_unavailable_names_the_down_nodes() -> None:
 
 async def test_register_needs_r_nodes_and_writes_nothing_otherwise() -> None:
     cluster = FakeCluster(5, 3, r=4)
-    cluster.transports[0].knobs.down = True
-    cluster.transports[1].knobs.down = True
-    async with cluster.client() as client:
+    cluster.transports[0].faults.down = True
+    cluster.transports[1].faults.down = True
+    async with cluster.async_client() as client:
         with pytest.raises(ClusterUnavailable):
             await client.register("hank", "pw", SECRET)
     assert all(not node.users for node in cluster.nodes)
@@ -189,16 +190,16 @@ async def test_forged_evaluation_is_ignored_and_named_when_t_honest_remain(
             return replace(reply, evaluated_element=forged)
         return reply
 
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("ivan", "pw", SECRET)
-        liar.knobs.rewrite = forge
+        liar.faults.rewrite = forge
         with caplog.at_level(logging.WARNING, logger="pakr"):
             assert await client.recover("ivan", "pw") == SECRET
         assert liar.node.name in caplog.text
         assert "DLEQ" in caplog.text
         # With only t nodes reachable, one of them lying: named, never a wrong secret.
         for transport in cluster.transports[3:]:
-            transport.knobs.down = True
+            transport.faults.down = True
         with pytest.raises(ProtocolError) as info:
             await client.recover("ivan", "pw")
     assert info.value.nodes == [liar.node.name]
@@ -214,12 +215,12 @@ async def test_forged_secret_share_is_ignored_when_t_honest_remain() -> None:
             return replace(reply, secret_share=reply.secret_share + reply.secret_share)
         return reply
 
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("jane", "pw", SECRET)
-        cluster.transports[2].knobs.rewrite = forge
+        cluster.transports[2].faults.rewrite = forge
         assert await client.recover("jane", "pw") == SECRET
         for transport in cluster.transports[3:]:
-            transport.knobs.down = True
+            transport.faults.down = True
         with pytest.raises(ProtocolError) as info:
             await client.recover("jane", "pw")
     assert info.value.nodes == [cluster.transports[2].node.name]
@@ -236,15 +237,15 @@ async def test_weak_parameters_from_nodes_are_refused_before_any_guess(
             return replace(reply, committed=replace(reply.committed, argon2=weak))
         return reply
 
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("kate", "pw", SECRET)
         for transport in cluster.transports:
-            transport.knobs.rewrite = lower
+            transport.faults.rewrite = lower
         with pytest.raises(WeakParameters, match="memory_kib=1024"):
             await client.recover("kate", "pw")
         # One node lowering its parameters alone is outvoted and never used.
         for transport in cluster.transports[1:]:
-            transport.knobs.rewrite = None
+            transport.faults.rewrite = None
         with caplog.at_level(logging.WARNING, logger="pakr"):
             assert await client.recover("kate", "pw") == SECRET
         assert cluster.transports[0].node.name in caplog.text
@@ -254,7 +255,7 @@ async def test_weak_parameters_from_nodes_are_refused_before_any_guess(
 
 async def test_recover2_and_recover3_are_never_retried() -> None:
     cluster = FakeCluster(5, 3)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("liam", "pw", SECRET)
 
         def ask_me_first(rpc: str, reply: Any) -> Any:
@@ -264,9 +265,9 @@ async def test_recover2_and_recover3_are_never_retried() -> None:
 
         flaky, shaky = cluster.transports[0], cluster.transports[1]
         for transport in (flaky, shaky):  # make sure the client asks these two
-            transport.knobs.rewrite = ask_me_first
-        flaky.knobs.transient_failures["recover2"] = 1
-        shaky.knobs.transient_failures["recover3"] = 1
+            transport.faults.rewrite = ask_me_first
+        flaky.faults.transient_failures["recover2"] = 1
+        shaky.faults.transient_failures["recover3"] = 1
         assert await client.recover("liam", "pw") == SECRET  # spares took their place
     assert flaky.calls["recover2"] == 1 and flaky.calls["recover3"] == 0
     assert shaky.calls["recover2"] == 1 and shaky.calls["recover3"] == 1
@@ -276,10 +277,10 @@ async def test_recover2_and_recover3_are_never_retried() -> None:
 async def test_transient_failures_of_idempotent_steps_are_retried() -> None:
     cluster = FakeCluster(3, 2)
     for transport in cluster.transports:
-        transport.knobs.transient_failures.update(
+        transport.faults.transient_failures.update(
             {"register1": 1, "register2": 2, "register3": 1, "recover1": 1}
         )
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("mia", "pw", SECRET)
         assert await client.recover("mia", "pw") == SECRET
     for transport in cluster.transports:
@@ -291,9 +292,9 @@ async def test_a_hung_node_does_not_hold_up_the_others() -> None:
     import time
 
     cluster = FakeCluster(5, 3)
-    async with cluster.client(deadline=3.0) as client:
+    async with cluster.async_client(deadline=3.0) as client:
         await client.register("noah", "pw", SECRET)
-        cluster.transports[4].knobs.delay = 60.0
+        cluster.transports[4].faults.delay = 60.0
         start = time.monotonic()
         assert await client.recover("noah", "pw") == SECRET
         assert time.monotonic() - start < 1.5
@@ -303,10 +304,10 @@ async def test_step_deadline_bounds_a_failing_operation() -> None:
     import time
 
     cluster = FakeCluster(3, 2)
-    async with cluster.client(deadline=0.3) as client:
+    async with cluster.async_client(deadline=0.3) as client:
         await client.register("olga", "pw", SECRET)
         for transport in cluster.transports[:2]:
-            transport.knobs.delay = 60.0
+            transport.faults.delay = 60.0
         start = time.monotonic()
         with pytest.raises(ClusterUnavailable, match=r"deadline|no answer in time"):
             await client.recover("olga", "pw")
@@ -316,8 +317,8 @@ async def test_step_deadline_bounds_a_failing_operation() -> None:
 async def test_invalid_auth_outranks_unavailability() -> None:
     cluster = FakeCluster(3, 2)
     stranger = DevTokenProvider(TenantKey.generate(TENANT, number=7))
-    async with cluster.client(token_provider=stranger) as client:
-        cluster.transports[0].knobs.down = True
+    async with cluster.async_client(token_provider=stranger) as client:
+        cluster.transports[0].faults.down = True
         with pytest.raises(InvalidAuth, match="unknown signing key"):
             await client.register("pia", "pw", SECRET)
 
@@ -325,13 +326,13 @@ async def test_invalid_auth_outranks_unavailability() -> None:
 async def test_tokens_are_per_node_and_never_reused_for_replay_checked_rpcs() -> None:
     seen: list[tuple[str, str]] = []
     cluster = FakeCluster(3, 2)
-    inner = cluster.provider()
+    inner = cluster.token_provider()
 
     async def provider(user_id: str, audience: str) -> str:  # async providers work too
         seen.append((user_id, audience))
         return inner(user_id, audience)
 
-    async with cluster.client(token_provider=provider) as client:
+    async with cluster.async_client(token_provider=provider) as client:
         await client.register("quinn", "pw", SECRET)
         audiences = {aud for _, aud in seen}
         assert audiences == {t.node.node_id.hex() for t in cluster.transports}
@@ -346,14 +347,14 @@ async def test_tokens_are_per_node_and_never_reused_for_replay_checked_rpcs() ->
 
 async def test_not_registered_needs_more_than_n_minus_t_nodes_saying_so() -> None:
     cluster = FakeCluster(3, 2)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         with pytest.raises(NotRegistered):
             await client.recover("rose", "pw")
         assert (await client.status("rose")).registered is False
-        cluster.transports[0].knobs.down = True  # 2 of 3 say "none": more than n - t = 1
+        cluster.transports[0].faults.down = True  # 2 of 3 say "none": more than n - t = 1
         with pytest.raises(NotRegistered):
             await client.recover("rose", "pw")
-        cluster.transports[1].knobs.down = True  # 1 answer: can't tell, never "not registered"
+        cluster.transports[1].faults.down = True  # 1 answer: can't tell, never "not registered"
         with pytest.raises(ClusterUnavailable):
             await client.recover("rose", "pw")
         with pytest.raises(ClusterUnavailable):
@@ -362,21 +363,21 @@ async def test_not_registered_needs_more_than_n_minus_t_nodes_saying_so() -> Non
 
 async def test_a_minority_claiming_not_registered_cannot_hide_a_live_secret() -> None:
     cluster = FakeCluster(5, 3)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("rick", "pw", SECRET)
         for transport in cluster.transports[:2]:
-            transport.knobs.rewrite = lambda rpc, reply: (
+            transport.faults.rewrite = lambda rpc, reply: (
                 UserStatus() if rpc == "recover1" else reply
             )
         assert await client.recover("rick", "pw") == SECRET
-        cluster.transports[2].knobs.down = True  # 2 liars + 2 honest: unavailable, not "none"
+        cluster.transports[2].faults.down = True  # 2 liars + 2 honest: unavailable, not "none"
         with pytest.raises(ClusterUnavailable):
             await client.recover("rick", "pw")
 
 
 async def test_change_password_then_old_fails_and_new_works() -> None:
     cluster = FakeCluster(5, 3)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("sam", "old", SECRET, max_guesses=7)
         await client.change_password("sam", "old", "new")
         assert await client.recover("sam", "new") == SECRET
@@ -387,14 +388,14 @@ async def test_change_password_then_old_fails_and_new_works() -> None:
 
 async def test_interrupted_password_change_keeps_the_old_password() -> None:
     cluster = FakeCluster(3, 2)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("tom", "old", SECRET)
         for transport in cluster.transports:
-            transport.knobs.refuse["register3"] = NodeRefusal(ErrorKind.INTERNAL, "crash")
+            transport.faults.refuse["register3"] = NodeRefusal(ErrorKind.INTERNAL, "crash")
         with pytest.raises(CommitIncomplete, match="call register again"):
             await client.change_password("tom", "old", "new")
         for transport in cluster.transports:
-            transport.knobs.refuse.clear()
+            transport.faults.refuse.clear()
         assert await client.recover("tom", "old") == SECRET
         with pytest.raises(InvalidPassword):
             await client.recover("tom", "new")
@@ -402,10 +403,10 @@ async def test_interrupted_password_change_keeps_the_old_password() -> None:
 
 async def test_conflict_starts_over_from_register1() -> None:
     cluster = FakeCluster(3, 2)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("uma", "pw1", SECRET)
         # Another client's registration lands between our Register1 and Register2.
-        other = cluster.client()
+        other = cluster.async_client()
         original = cluster.transports[0].register2
         raced = False
 
@@ -424,13 +425,13 @@ async def test_conflict_starts_over_from_register1() -> None:
 
 async def test_pending_nodes_are_rolled_forward_by_a_recovery() -> None:
     cluster = FakeCluster(5, 3, r=4)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         straggler = cluster.transports[4]
-        straggler.knobs.refuse["register3"] = NodeRefusal(ErrorKind.INTERNAL, "crash")
+        straggler.faults.refuse["register3"] = NodeRefusal(ErrorKind.INTERNAL, "crash")
         await client.register("vera", "pw", SECRET)
         user = cluster.user("vera")
         assert straggler.fake.users[user].pending is not None
-        straggler.knobs.refuse.clear()
+        straggler.faults.refuse.clear()
         assert await client.recover("vera", "pw") == SECRET
     record = straggler.fake.users[user]
     assert record.pending is None and record.committed is not None
@@ -438,7 +439,7 @@ async def test_pending_nodes_are_rolled_forward_by_a_recovery() -> None:
 
 async def test_delete_then_not_registered() -> None:
     cluster = FakeCluster(3, 2)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("walt", "pw", SECRET)
         await client.delete("walt")
         with pytest.raises(NotRegistered, match="nothing was deleted"):
@@ -452,9 +453,9 @@ async def test_delete_then_not_registered() -> None:
 
 async def test_status_reports_each_node() -> None:
     cluster = FakeCluster(3, 2)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("xena", "pw", SECRET, max_guesses=5)
-        cluster.transports[2].knobs.down = True
+        cluster.transports[2].faults.down = True
         with pytest.raises(InvalidPassword):
             await client.recover("xena", "bad")
         report = await client.status("xena")
@@ -467,7 +468,7 @@ async def test_status_reports_each_node() -> None:
 
 async def test_closed_client_refuses_calls() -> None:
     cluster = FakeCluster(3, 2)
-    client = cluster.client()
+    client = cluster.async_client()
     await client.close()
     await client.close()
     with pytest.raises(ConfigError, match="closed"):
@@ -482,10 +483,7 @@ class MovedCluster:
         from pakr.proto.manifest import NodeSet, new_manifest
 
         self.old = FakeCluster(3, 2)
-        self.new = FakeCluster(5, 3)
-        self.new.key = self.old.key  # one tenant key trusted everywhere
-        for node in self.new.nodes:
-            node.keys = dict(self.old.nodes[0].keys)
+        self.new = FakeCluster(5, 3, tenant_key=self.old.tenant_key)  # one tenant everywhere
         self.new.manifest = new_manifest(
             cluster_id="moved",
             nodes=self.new.manifest.nodes,
@@ -497,12 +495,12 @@ class MovedCluster:
         self.transports = {**self.old._by_id, **self.new._by_id}
 
     def client(self) -> Any:
-        from pakr.async_client import AsyncClient
+        from pakr._async_client import AsyncClient
 
         return AsyncClient(
             self.new.manifest,
             tenant=TENANT,
-            token_provider=self.old.provider(),
+            token_provider=self.old.token_provider(),
             transport_factory=lambda node, manifest: self.transports[node.node_id],
             deadline=2.0,
         )
@@ -510,7 +508,7 @@ class MovedCluster:
 
 async def test_recovery_from_a_previous_configuration_migrates_the_user() -> None:
     moved = MovedCluster()
-    async with moved.old.client() as old_client:
+    async with moved.old.async_client() as old_client:
         await old_client.register("yuri", "pw", SECRET, max_guesses=6)
     async with moved.client() as client:
         assert await client.recover("yuri", "pw") == SECRET
@@ -519,13 +517,13 @@ async def test_recovery_from_a_previous_configuration_migrates_the_user() -> Non
             record = node.users[user].committed
             assert record is not None and record.max_guesses == 6
         for transport in moved.old.transports:
-            transport.knobs.down = True  # the old cluster is gone: still recoverable
+            transport.faults.down = True  # the old cluster is gone: still recoverable
         assert await client.recover("yuri", "pw") == SECRET
 
 
 async def test_a_deleted_user_is_not_resurrected_from_a_previous_configuration() -> None:
     moved = MovedCluster()
-    async with moved.old.client() as old_client:
+    async with moved.old.async_client() as old_client:
         await old_client.register("zoe", "pw", SECRET)
     async with moved.client() as client:
         assert await client.recover("zoe", "pw") == SECRET  # migrates
@@ -537,13 +535,13 @@ async def test_a_deleted_user_is_not_resurrected_from_a_previous_configuration()
 
 
 async def test_endless_conflicts_give_up_after_a_bounded_number_of_rounds() -> None:
-    from pakr.operations.register import MAX_CONFLICT_RETRIES
+    from pakr._operations.register import MAX_CONFLICT_RETRIES
     from pakr.proto.errors import Conflict
 
     cluster = FakeCluster(3, 2)
     for transport in cluster.transports:
-        transport.knobs.refuse["register2"] = NodeRefusal(ErrorKind.CONFLICT, "raced")
-    async with cluster.client() as client:
+        transport.faults.refuse["register2"] = NodeRefusal(ErrorKind.CONFLICT, "raced")
+    async with cluster.async_client() as client:
         with pytest.raises(Conflict, match="try again"):
             await client.register("abe", "pw", SECRET)
     for transport in cluster.transports:
@@ -559,7 +557,7 @@ async def test_status_of_a_locked_out_user_says_so_consistently() -> None:
     from pakr.proto.errors import LockedOut
 
     cluster = FakeCluster(3, 2)
-    async with cluster.client() as client:
+    async with cluster.async_client() as client:
         await client.register("yolanda", "pw", SECRET, max_guesses=2)
         for _ in range(2):
             with pytest.raises(InvalidPassword):

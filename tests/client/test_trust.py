@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 import pakr
+from pakr._trust import SerialState, UnpinnedManifestWarning, load_trusted_manifest
 from pakr.proto.errors import ConfigError
 from pakr.proto.hpke import HpkePrivateKey
 from pakr.proto.kdf import DEV_ARGON2
 from pakr.proto.manifest import ManifestNode, OperatorKey, new_manifest, sign_manifest
-from pakr.trust import SerialState, UnpinnedManifestWarning, load_trusted_manifest
 
 
 def _document(operator: OperatorKey, serial: int = 1, port: int = 7000) -> dict[str, Any]:
@@ -93,7 +93,7 @@ def test_a_damaged_serial_state_is_an_error_not_a_reset(tmp_path: Path) -> None:
 
 def test_serial_state_survives_concurrent_writers(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
-    code = "import sys; from pakr.trust import SerialState as S\n"
+    code = "import sys; from pakr._trust import SerialState as S\n"
     code += "S(sys.argv[1]).record('k', int(sys.argv[2]))"
     procs = [
         subprocess.Popen([sys.executable, "-c", code, str(path), str(serial)])

@@ -79,3 +79,59 @@ def test_documented_commands_parse(page: Path) -> None:
 
 def test_quickstart_has_commands() -> None:
     assert len(_shell_commands(ROOT / "docs" / "quickstart.md")) >= 10
+
+
+def test_exit_codes_are_listed_once_and_match_the_source() -> None:
+    """operator.md's table is the docs' one list of exit codes, equal to what ``--help``
+    prints (``EXIT_CODES_HELP``, from the same enum); no other page repeats the list."""
+    from pakr.proto.exitcodes import EXIT_CODES_HELP, ExitCode
+
+    text = (ROOT / "docs" / "operator.md").read_text()
+    section = text.split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| (\d+) \| ([^|]+?) \|", section, flags=re.MULTILINE))
+    helped = dict(re.findall(r"(\d+) ([^,.]+(?:\([^)]*\))?)", EXIT_CODES_HELP.split(": ", 1)[1]))
+    assert {int(code) for code in rows} == {int(code) for code in ExitCode}
+    assert rows == helped
+    for page in (ROOT / "docs").glob("*.md"):
+        if page.name != "operator.md":
+            assert "3 invalid password" not in page.read_text(), f"{page.name} repeats the list"
+
+
+def test_dotted_names_in_the_docs_exist() -> None:
+    """Every `pakr.module.name` a page names resolves (modules move: the docs follow)."""
+    found = 0
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for name in sorted(set(re.findall(r"`(pakr(?:\.[A-Za-z_]\w*)+)", page.read_text()))):
+            if name.startswith("pakr.v1."):
+                continue  # a protobuf package, not a Python one
+            found += 1
+            parts = name.split(".")
+            for cut in range(len(parts), 0, -1):
+                try:
+                    obj: object = importlib.import_module(".".join(parts[:cut]))
+                except ImportError:
+                    continue
+                break
+            for attr in parts[cut:]:
+                assert hasattr(obj, attr), f"{page.name} names {name}, which does not exist"
+                obj = getattr(obj, attr)
+    assert found >= 10
+
+
+def test_every_rpc_field_is_in_the_specs_wire_table() -> None:
+    """docs/protocol.md §6 has a row per RPC of node.proto naming every field of its request
+    and reply, so a field added to the wire without a line in the spec fails here."""
+    proto = (ROOT / "proto" / "pakr" / "v1" / "node.proto").read_text()
+    spec = (ROOT / "docs" / "protocol.md").read_text()
+    messages = dict(re.findall(r"^message (\w+) \{([^}]*)\}", proto, flags=re.MULTILINE))
+    rpcs = re.findall(r"rpc (\w+)\((\w+)\) returns \((\w+)\)", proto)
+    assert len(rpcs) >= 10
+    for rpc, request, reply in rpcs:
+        rows = re.findall(rf"^\| {rpc} \|.*$", spec, flags=re.MULTILINE)
+        assert len(rows) == 1, f"no row for {rpc} in the spec's wire table"
+        for message in (request, reply):
+            for field in re.findall(
+                r"^\s+(?:repeated )?\w+ (\w+) = \d+;", messages[message], flags=re.MULTILINE
+            ):
+                if field != "header":
+                    assert f"`{field}`" in rows[0], f"{rpc}: {message}.{field} not in the spec"

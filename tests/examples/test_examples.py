@@ -10,23 +10,15 @@ import importlib.util
 import re
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pakr.coordinator.localcluster import LocalCluster
 
-ClusterFactory = Callable[..., LocalCluster]  # module_local_cluster (tests/conftest.py)
-
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def cluster(module_local_cluster: ClusterFactory) -> LocalCluster:
-    return module_local_cluster(nodes=5, threshold=3)
 
 
 def run_in_process(script: str, args: list[str]) -> int:

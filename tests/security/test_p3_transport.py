@@ -24,22 +24,17 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import pakr
+from pakr._transport import GrpcTransport
 from pakr.coordinator.localcluster import LocalCluster
+from pakr.errors import NodeUnreachable
 from pakr.node.tls import make_self_signed
 from pakr.proto.errors import ConfigError
 from pakr.proto.manifest import OperatorKey, load_manifest, new_manifest, sign_manifest
 from pakr.proto.messages import UserRef
-from pakr.transport import GrpcTransport, NodeUnreachable
-from tests.conftest import ClusterFactory
 from tests.security.sec_live import client_for
 from tests.security.sec_malicious_node import MaliciousNode
 
-pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="module")
-def cluster(module_local_cluster: ClusterFactory) -> LocalCluster:
-    return module_local_cluster(nodes=3, threshold=2)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.cluster(nodes=3, threshold=2)]
 
 
 class Relay:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import pytest
 
 import pakr
+from pakr._transport import GrpcTransport
 from pakr.coordinator.localcluster import LocalCluster
 from pakr.node.config import RateLimits
 from pakr.proto import kdf
@@ -35,12 +36,15 @@ from pakr.proto.records import ShareMaterial, VersionRecord
 from pakr.proto.recover import finish_recover2, start_recover2
 from pakr.proto.register import new_version, prepare_registration
 from pakr.proto.tokens import TenantKey, issue_token
-from pakr.transport import GrpcTransport
-from tests.conftest import ClusterFactory
 from tests.node.node_helpers import ANY_REPLY_KEY
 from tests.security.sec_live import async_client_for, client_for, guess_counts
 
-pytestmark = pytest.mark.timeout(180)
+# Per-user limits the storms never hit: this module counts guesses, not rate limits.
+LIMITS = RateLimits(user_rate=1000.0, user_burst=1000)
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.cluster(nodes=3, threshold=2, rate_limits=LIMITS),
+]
 
 # ------------------------------------------------------------------------ the guess bound
 
@@ -92,13 +96,6 @@ def test_guess_bound_matches_the_documented_formula(n: int, t: int, f: int, m: i
 
 
 # ------------------------------------------------------------------------ live cluster
-
-
-@pytest.fixture(scope="module")
-def cluster(module_local_cluster: ClusterFactory) -> LocalCluster:
-    # Per-user limits the storms never hit: this module counts guesses, not rate limits.
-    limits = RateLimits(user_rate=1000.0, user_burst=1000)
-    return module_local_cluster(nodes=3, threshold=2, rate_limits=limits)
 
 
 def test_concurrent_wrong_guesses_never_exceed_the_limit(cluster: LocalCluster) -> None:

@@ -21,7 +21,9 @@ from typing import Any
 import pytest
 
 import pakr
+from pakr._transport import NodeTransport
 from pakr.coordinator.localcluster import LocalCluster
+from pakr.errors import NodeUnreachable
 from pakr.node.config import HpkeKeyFiles
 from pakr.node.hpke_keys import load_private_key
 from pakr.proto import kdf
@@ -30,8 +32,6 @@ from pakr.proto.kdf import Argon2Params
 from pakr.proto.manifest import Manifest, ManifestNode
 from pakr.proto.messages import UserRef
 from pakr.proto.tokens import TenantKey, verify_token
-from pakr.transport import NodeTransport, NodeUnreachable
-from tests.conftest import ClusterFactory
 from tests.security.sec_malicious_node import MaliciousNode
 
 pytestmark = pytest.mark.timeout(180)
@@ -39,11 +39,6 @@ pytestmark = pytest.mark.timeout(180)
 SECRET = bytes(range(48))
 EVIL = 5
 DEADLINE = 2.0
-
-
-@pytest.fixture(scope="module")
-def cluster(module_local_cluster: ClusterFactory) -> LocalCluster:
-    return module_local_cluster(nodes=5, threshold=3)
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,9 @@ import pytest
 
 import pakr
 from pakr.coordinator.localcluster import LocalCluster
-from tests.conftest import ClusterFactory
 from tests.security.sec_live import client_for, guess_counts
 
-pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="module")
-def cluster(module_local_cluster: ClusterFactory) -> LocalCluster:
-    return module_local_cluster(nodes=3, threshold=2)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.cluster(nodes=3, threshold=2)]
 
 
 def power_loss(cluster: LocalCluster) -> None:

@@ -17,7 +17,7 @@ import base64
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -32,10 +32,14 @@ from pakr.proto.messages import PROTOCOL_VERSION
 from pakr.proto.tokens import TenantKey, issue_token
 from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc as pb_grpc
-from tests.conftest import ClusterFactory
 from tests.security.sec_live import client_for, db_dump, guess_counts
 
-pytestmark = pytest.mark.timeout(180)
+# Per-user limits the controls never hit: this module tests tokens, not rate limits.
+LIMITS = RateLimits(user_rate=1000.0, user_burst=1000)
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.cluster(nodes=3, threshold=2, rate_limits=LIMITS),
+]
 
 
 def _b64(data: bytes) -> str:
@@ -103,14 +107,10 @@ def bad_providers(cluster: LocalCluster) -> dict[str, Provider]:
     }
 
 
-@pytest.fixture(scope="module")
-def cluster(module_local_cluster: ClusterFactory) -> Iterator[LocalCluster]:
-    # Per-user limits the controls never hit: this module tests tokens, not rate limits.
-    limits = RateLimits(user_rate=1000.0, user_burst=1000)
-    cluster = module_local_cluster(nodes=3, threshold=2, rate_limits=limits)
+@pytest.fixture(scope="module", autouse=True)
+def victim(cluster: LocalCluster) -> None:
     with client_for(cluster) as c:
         c.register("victim", "right", b"victim's secret")
-    yield cluster
 
 
 PROVIDER_NAMES = [

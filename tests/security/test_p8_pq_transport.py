@@ -39,12 +39,11 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 import pakr
+from pakr._transport import GrpcTransport, fetch_pinned_certificate
 from pakr.coordinator.health import probe
 from pakr.coordinator.localcluster import COORDINATOR_SERVICE, LocalCluster
 from pakr.coordinator.service import NodeProber
 from pakr.proto.messages import UserRef
-from pakr.transport import GrpcTransport, fetch_pinned_certificate
-from tests.conftest import ClusterFactory
 from tests.security.hello_tap import HelloTap
 from tests.security.tls_hello import (
     HRR_RANDOM,
@@ -60,7 +59,10 @@ from tests.security.tls_hello import (
     parse_server_hello,
 )
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.cluster(nodes=3, threshold=2, with_coordinator=True),
+]
 
 TLS13 = 0x0304
 NODE_SCRIPT = Path(__file__).with_name("node_tls_group.mjs")
@@ -178,11 +180,6 @@ def test_parser_rejects_garbage_with_a_typed_error(up: bytes, down: bytes) -> No
 
 
 # -- the listeners, against real processes ---------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def cluster(module_local_cluster: ClusterFactory) -> LocalCluster:
-    return module_local_cluster(nodes=3, threshold=2, with_coordinator=True)
 
 
 @pytest.fixture

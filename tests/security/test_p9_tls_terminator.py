@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 import pakr
+from pakr._transport import NodeTransport
 from pakr.proto.manifest import Manifest, ManifestNode, OperatorKey, sign_manifest
 from pakr.proto.messages import Recover3, Recover3Reply, Register2, UserRef
-from pakr.transport import NodeTransport
 from tests.conftest import ClusterFactory
 from tests.security.sec_tls_proxy import RecordingProxy
 

@@ -249,11 +249,17 @@ class Ops:
             self.model.violation(f"final {user.user_id}: a deleted user recovered")
             return
         errors = []
-        for password, _, _ in list(user.candidates):
+        # newest first: the last write is the likeliest in force, so the fewest guesses are
+        # spent on candidates that are not
+        for password, _, _ in reversed(user.candidates):
             try:
                 got = self.client.recover(user.user_id, password)
             except pakr.PakrError as error:
                 errors.append(error)
+                if isinstance(error, pakr.InvalidPassword) and not isinstance(
+                    error, pakr.LockedOut
+                ):
+                    user.spent += 1
                 continue
             allowed = user.accepts(password, got)
             if allowed is None:
@@ -263,6 +269,18 @@ class Ops:
             return
         if user.maybe_deleted and any(isinstance(e, pakr.NotRegistered) for e in errors):
             user.candidates, user.deleted, user.maybe_deleted = [], True, False
+            return
+        limit = min((c[2] for c in user.candidates), default=0)
+        if (
+            errors
+            and all(isinstance(e, pakr.InvalidPassword) for e in errors)
+            and (user.spent >= limit)
+        ):
+            # Honest lockout: the guesses that may have been counted since the last login
+            # (wrong passwords, and candidates of ambiguous writes that were not in force)
+            # reach the limit of the version that may be in force. Only below it is a refusal
+            # of the right password a violation.
+            self.model.note("final: locked out after the guesses its ambiguity spent (allowed)")
             return
         if strict or not all(isinstance(e, pakr.ClusterUnavailable) for e in errors):
             self.model.violation(f"final {user.user_id}: no allowed password works: {errors!r}")

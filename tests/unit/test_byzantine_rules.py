@@ -111,7 +111,7 @@ def test_node_refuses_a_jump_past_the_limit() -> None:
 def test_distrust_memory_puts_set_aside_nodes_last_until_it_expires() -> None:
     """Issue 12 finding 3: a node that claims one guess left is asked first, until this client
     sets it aside; then it is asked last, whatever it claims, for the memory's lifetime."""
-    from pakr.distrust import Distrust
+    from pakr._distrust import Distrust
 
     now = [0.0]
     memory = Distrust(ttl=60.0, clock=lambda: now[0])

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pakr.operations.register import current_policy
+from pakr._operations.register import current_policy
 from pakr.proto.choice import choose_version
 from pakr.proto.errors import ErrorKind, NodeRefusal
 from pakr.proto.heal import fill_wanted, missing_copies, newer_seen

@@ -25,6 +25,7 @@ from pakr.proto.counting import (
 from pakr.proto.delete import delete_epoch, node_delete
 from pakr.proto.errors import (
     ConfigError,
+    ErrorKind,
     InvalidPassword,
     NodeRefusal,
     NotRegistered,
@@ -207,6 +208,22 @@ def test_lockout_after_max_guesses_even_with_right_password() -> None:
     with pytest.raises(InvalidPassword) as info:
         cluster.recover(b"right")
     assert info.value.guesses_remaining == 0
+
+
+def test_recover3_for_an_erased_version_is_locked_not_stale() -> None:
+    """A Recover3 arriving after the node erased the version's shares answers LOCKED (the
+    SDK counts it as "cannot serve"), not STALE_ATTEMPT (which reads as a concurrent login)."""
+    cluster = Cluster(3, 2)
+    version = cluster.register(b"right", b"secret")
+    node = cluster.nodes[0]
+    assert node.user is not None
+    record = node.user.version(version)
+    assert record is not None
+    node.user = node.user.with_version(record.locked_out())
+    request = Recover3(version=version, attempt_id=bytes(16), unlock_proof=bytes(32))
+    with pytest.raises(NodeRefusal) as refused:
+        node.recover3(request)
+    assert refused.value.kind is ErrorKind.LOCKED
 
 
 def test_tampered_evaluation_is_named_and_honest_nodes_still_recover() -> None:

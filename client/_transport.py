@@ -6,9 +6,9 @@ an in-process fake that runs the pure node steps, and wrap it to make one node m
 
 A node's answer is either a reply, a :class:`~pakr.proto.errors.NodeRefusal` (the node said no,
 with a typed :class:`~pakr.proto.errors.ErrorKind` from the ``pakr-error-bin`` trailer), a
-:class:`NodeUnreachable` (no answer: connection refused, deadline, draining) or a
-:class:`~pakr.proto.errors.MalformedMessage` (the node answered garbage, which the caller
-treats as misbehaviour).
+:class:`~pakr.proto.errors.NodeUnreachable` (no answer: connection refused, deadline,
+draining) or a :class:`~pakr.proto.errors.MalformedMessage` (the node answered garbage, which
+the caller treats as misbehaviour).
 """
 
 from __future__ import annotations
@@ -25,9 +25,16 @@ from grpc import aio
 
 from pakr.proto import wire
 from pakr.proto.channel import pinned_aio_channel, refusal_from_trailers
-from pakr.proto.errors import ConfigError, ErrorKind, NodeRefusal, PakrError
+from pakr.proto.errors import (
+    ConfigError,
+    ErrorKind,
+    NodeRefusal,
+    NodeUnreachable,
+    PakrError,
+)
 from pakr.proto.hostport import split_host_port
 from pakr.proto.hpke import HpkePublicKey
+from pakr.proto.manifest import Manifest, ManifestNode
 from pakr.proto.messages import (
     REQUEST_ID_LEN,
     AuditRow,
@@ -47,18 +54,6 @@ from pakr.proto.v1 import node_pb2 as pb
 from pakr.proto.v1 import node_pb2_grpc as pb_grpc
 
 _T = TypeVar("_T")
-
-
-class NodeUnreachable(PakrError):
-    """No usable answer from a node: refused connection, timeout, draining, TLS failure.
-
-    ``transient`` says whether retrying the same request may help (the fan-out retries those,
-    except for Recover2/Recover3).
-    """
-
-    def __init__(self, message: str, *, transient: bool = True) -> None:
-        self.transient = transient
-        super().__init__(message)
 
 
 class NodeTransport(Protocol):
@@ -385,3 +380,19 @@ class GrpcTransport:
         channel, self._channel, self._stub = self._channel, None, None
         if channel is not None:
             await channel.close()
+
+
+TransportFactory = Callable[[ManifestNode, Manifest], NodeTransport]
+"""Builds the transport for one manifest node (default: :func:`grpc_transport`)."""
+
+
+def grpc_transport(node: ManifestNode, manifest: Manifest) -> NodeTransport:
+    """The default transport: gRPC over TLS pinned to the manifest's certificate."""
+    return GrpcTransport(
+        node.ref,
+        node.address,
+        tls_cert_pem=node.tls_cert_pem,
+        tls_cert_sha256=node.tls_cert_sha256,
+        insecure=manifest.dev and node.insecure,
+        hpke_public_key=node.hpke_public_key,
+    )

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 
-from pakr.cluster import ClusterContext
-from pakr.operations.register import MAX_CONFLICT_RETRIES, read_states
+from pakr._cluster import ClusterContext
+from pakr._operations.register import MAX_CONFLICT_RETRIES
+from pakr._operations.states import read_states
+from pakr._transport import NodeTransport
 from pakr.proto.delete import delete_epoch
 from pakr.proto.errors import Conflict, NotRegistered
 from pakr.proto.messages import Delete, UserRef
-from pakr.transport import NodeTransport
 
 log = logging.getLogger("pakr")
 
@@ -27,7 +28,7 @@ async def delete(ctx: ClusterContext, user: UserRef) -> None:
     """Replace every version of ``user`` with a tombstone on at least r nodes."""
     r = ctx.register_threshold
     for round_ in range(1, MAX_CONFLICT_RETRIES + 1):
-        states = await read_states(ctx, user, need=r)
+        states = (await read_states(ctx, user, step="register1", need=r)).require(r)
         if all(s.committed is None and s.pending is None for s in states.values()):
             raise NotRegistered(
                 f"no secret is registered for {user.user_id!r} (never registered, or already"

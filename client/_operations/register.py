@@ -15,9 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from pakr.cluster import ClusterContext
-from pakr.fanout import is_transient
-from pakr.passwords import stretch
+from pakr._cluster import ClusterContext
+from pakr._fanout import is_transient
+from pakr._operations.states import read_states
+from pakr._passwords import stretch
+from pakr._transport import NodeTransport
 from pakr.proto.choice import choose_version
 from pakr.proto.errors import (
     AlreadyRegistered,
@@ -45,7 +47,6 @@ from pakr.proto.register import (
     prepare_registration,
     registration_epoch,
 )
-from pakr.transport import NodeTransport
 
 log = logging.getLogger("pakr")
 
@@ -65,18 +66,6 @@ class Registration:
 
     version: str
     replaced: str | None = None
-
-
-async def read_states(
-    ctx: ClusterContext, user: UserRef, *, need: int
-) -> dict[NodeRef, UserStatus]:
-    """Register1 at every node: each node's view of the user (≥ ``need`` answers or raise)."""
-
-    async def rpc(transport: NodeTransport, token: str, timeout: float) -> UserStatus:
-        return await transport.register1(user, token, timeout=timeout)
-
-    result = await ctx.step("register1", user, ctx.nodes, rpc, need=need)
-    return result.require(need)
 
 
 async def commit(
@@ -191,7 +180,7 @@ async def register_once(
     """
     r = ctx.register_threshold
     if states is None:
-        states = await read_states(ctx, user, need=r)
+        states = (await read_states(ctx, user, step="register1", need=r)).require(r)
     registered, replaced = registered_version(ctx, user, states)
     if registered and if_exists == "refuse":
         what = f"a secret (version {replaced[:12]}…)" if replaced else "what may be a secret"

@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from pakr.cluster import ClusterContext
-from pakr.operations import register as registration
-from pakr.operations.recover import read_states, recover, recover_outcome
+from pakr._cluster import ClusterContext
+from pakr._operations import register as registration
+from pakr._operations.recover import recover, recover_outcome
+from pakr._operations.states import read_states
 from pakr.proto.errors import NotRegistered, PakrError
 from pakr.proto.messages import NodeRef, UserRef, UserStatus
 
@@ -44,7 +45,9 @@ async def recover_or_migrate(
     except NotRegistered as not_here:
         if not previous:
             raise
-        answers, _ = await read_states(ctx, user, wait_all=True)
+        answers = (
+            await read_states(ctx, user, step="recover1", need=ctx.threshold, wait_all=True)
+        ).replies
         if not unknown_to_cluster(ctx, answers):
             raise
         failure: PakrError = not_here

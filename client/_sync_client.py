@@ -6,24 +6,25 @@ Every method runs the async implementation on a private event-loop thread
 
 from __future__ import annotations
 
-import os
 from types import TracebackType
-from typing import Any
 
+from pakr._async_client import AsyncClient
+from pakr._audit import AuditPage
+from pakr._cluster import PhaseObserver
+from pakr._fanout import RetryPolicy
+from pakr._from_manifest import FromManifest
+from pakr._operations.register import IfExists, Registration
+from pakr._operations.status import StatusReport
+from pakr._passwords import Password
 from pakr._sync import LoopThread
-from pakr.async_client import AsyncClient, ManifestSource
-from pakr.audit import AuditPage
-from pakr.operations.register import IfExists, Registration
-from pakr.operations.status import StatusReport
-from pakr.passwords import Password
-from pakr.proto.errors import ConfigError
-from pakr.proto.manifest import Manifest, OperatorPin
+from pakr._tokens import TokenProvider
+from pakr._transport import TransportFactory, grpc_transport
+from pakr.proto.manifest import Manifest
 from pakr.proto.messages import DEFAULT_MAX_GUESSES
-from pakr.tokens import TokenProvider
-from pakr.trust import SerialState, load_trusted_manifest
+from pakr.proto.randomness import SYSTEM, Randomness
 
 
-class Client:
+class Client(FromManifest):
     """Register, recover, change and delete a user's secret on a pakr cluster (blocking).
 
     Same arguments and behaviour as :class:`pakr.AsyncClient`; use as a context manager
@@ -31,34 +32,37 @@ class Client:
     from several threads run concurrently on the client's loop.
     """
 
-    def __init__(self, manifest: Manifest, **kwargs: Any) -> None:
-        self._loop = LoopThread()
-        try:
-            self._async = self._loop.run(_construct(manifest, kwargs))
-        except BaseException:
-            self._loop.stop()
-            raise
-
-    @classmethod
-    def from_manifest(
-        cls,
-        source: ManifestSource,
+    def __init__(
+        self,
+        manifest: Manifest,
         *,
         tenant: str,
         token_provider: TokenProvider,
-        operator_key: OperatorPin | None = None,
-        min_serial: int = 0,
-        serial_state: str | os.PathLike[str] | SerialState | None = None,
         deadline: float = 5.0,
-        **kwargs: Any,
-    ) -> Client:
-        """A client for the cluster in the signed manifest ``source`` (path or JSON dict)."""
-        manifest = load_trusted_manifest(
-            source, operator_key=operator_key, min_serial=min_serial, serial_state=serial_state
-        )
-        return cls(
-            manifest, tenant=tenant, token_provider=token_provider, deadline=deadline, **kwargs
-        )
+        retry: RetryPolicy | None = None,
+        transport_factory: TransportFactory = grpc_transport,
+        rng: Randomness = SYSTEM,
+        on_phase: PhaseObserver | None = None,
+    ) -> None:
+        self._loop = LoopThread()
+
+        async def construct() -> AsyncClient:  # on the loop thread: transports bind to it
+            return AsyncClient(
+                manifest,
+                tenant=tenant,
+                token_provider=token_provider,
+                deadline=deadline,
+                retry=retry,
+                transport_factory=transport_factory,
+                rng=rng,
+                on_phase=on_phase,
+            )
+
+        try:
+            self._async = self._loop.run(construct())
+        except BaseException:
+            self._loop.stop()
+            raise
 
     @property
     def manifest(self) -> Manifest:
@@ -153,10 +157,3 @@ class Client:
 
     def __repr__(self) -> str:
         return repr(self._async).replace("AsyncClient", "Client", 1)
-
-
-async def _construct(manifest: Manifest, kwargs: dict[str, Any]) -> AsyncClient:
-    """Build the async client on the loop thread (its transports bind to that loop)."""
-    if "loop" in kwargs:
-        raise ConfigError("Client does not take a loop")
-    return AsyncClient(manifest, **kwargs)

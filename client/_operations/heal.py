@@ -12,14 +12,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from pakr.cluster import ClusterContext
-from pakr.operations import register as registration
+from pakr._cluster import ClusterContext
+from pakr._operations import register as registration
+from pakr._operations.states import read_states
+from pakr._refusals import reason
+from pakr._transport import NodeTransport
 from pakr.proto.choice import VersionChoice
 from pakr.proto.errors import PakrError
 from pakr.proto.heal import fill_wanted, newer_seen
 from pakr.proto.messages import NodeRef, ResetGuesses, UserRef, UserStatus
-from pakr.refusals import reason
-from pakr.transport import NodeTransport
 
 log = logging.getLogger("pakr")
 
@@ -61,7 +62,8 @@ async def fill(
     if not fill_wanted(answers, choice.version, choice.epoch):
         return False
     try:
-        states = await registration.read_states(ctx, user, need=ctx.register_threshold)
+        r = ctx.register_threshold
+        states = (await read_states(ctx, user, step="register1", need=r)).require(r)
         if newer_seen(states.values(), choice.version, choice.epoch):
             log.info("recover: a newer registration exists; the copies are not filled")
             return False

@@ -1,8 +1,8 @@
 """The cluster as one operation sees it: nodes, thresholds, transports, tokens, deadlines.
 
-:class:`ClusterContext` is what every ``pakr.operations`` module receives. It owns the
+:class:`ClusterContext` is what every ``pakr._operations`` module receives. It owns the
 per-node transports and the token provider, and runs a protocol step at a set of nodes through
-:func:`pakr.fanout.fan_out`, fetching a fresh token for the node on every attempt (nodes keep a
+:func:`pakr._fanout.fan_out`, fetching a fresh token for the node on every attempt (nodes keep a
 ``jti`` replay cache, so a retried Register2/3 or Delete needs a new one).
 """
 
@@ -14,14 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from pakr.distrust import Distrust
-from pakr.fanout import NO_RETRY, InFlight, RetryPolicy, StepResult, fan_out, hedged
+from pakr._distrust import Distrust
+from pakr._fanout import NO_RETRY, InFlight, RetryPolicy, StepResult, fan_out, hedged
+from pakr._tokens import TokenCache, TokenProvider, fetch_token
+from pakr._transport import NodeTransport
 from pakr.proto.errors import ErrorKind, InvalidAuth, NodeRefusal, PakrError
 from pakr.proto.kdf import Argon2Params
 from pakr.proto.messages import NodeRef, UserRef
 from pakr.proto.randomness import SYSTEM, Randomness
-from pakr.tokens import TokenCache, TokenProvider, fetch_token
-from pakr.transport import NodeTransport
 
 T = TypeVar("T")
 

@@ -8,7 +8,7 @@ failures are retried with jittered exponential backoff inside the deadline, exce
 Recover2/Recover3, which spend or consume a guess and are never retried automatically.
 
 Failures are kept per node, so the SDK can name them and turn typed refusals into the most
-actionable SDK error (:mod:`pakr.refusals`).
+actionable SDK error (:mod:`pakr._refusals`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from pakr.proto.errors import ErrorKind, NodeRefusal, PakrError
+from pakr._refusals import step_failure
+from pakr.proto.errors import ErrorKind, NodeRefusal, NodeUnreachable, PakrError
 from pakr.proto.messages import NodeRef
-from pakr.refusals import step_failure
-from pakr.transport import NodeUnreachable
 
 T = TypeVar("T")
 

@@ -9,9 +9,9 @@ on recovery; never another version's count) is kept unless a new one is given.
 
 from __future__ import annotations
 
-from pakr.cluster import ClusterContext
-from pakr.operations.recover import recover_outcome
-from pakr.operations.register import register
+from pakr._cluster import ClusterContext
+from pakr._operations.recover import recover_outcome
+from pakr._operations.register import register
 from pakr.proto.messages import UserRef
 
 

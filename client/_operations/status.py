@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from pakr.cluster import ClusterContext
-from pakr.operations.recover import read_states
+from pakr._cluster import ClusterContext
+from pakr._operations.states import read_states
+from pakr._refusals import reason, step_failure
 from pakr.proto.choice import choose_version
 from pakr.proto.errors import InvalidPassword, LockedOut, NotRegistered, PakrError
 from pakr.proto.messages import NodeRef, UserRef, UserStatus
-from pakr.refusals import reason, step_failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,8 @@ def _locked_version(answers: dict[NodeRef, UserStatus]) -> bytes | None:
 
 async def status(ctx: ClusterContext, user: UserRef) -> StatusReport:
     """Ask every node about ``user`` and summarise."""
-    answers, errors = await read_states(ctx, user, wait_all=True)
+    states = await read_states(ctx, user, step="recover1", need=ctx.threshold, wait_all=True)
+    answers, errors = states.replies, states.errors
     if len(answers) < ctx.threshold:
         raise step_failure("recover1", errors, have=len(answers), need=ctx.threshold)
     registered: bool | None

@@ -1,6 +1,6 @@
 """``pakr.AsyncClient``: the SDK's one implementation, on asyncio.
 
-Each method runs one operation from :mod:`pakr.operations` against the cluster described by a
+Each method runs one operation from :mod:`pakr._operations` against the cluster described by a
 signed manifest. Transports (one per node, reused across calls) are created from the manifest
 by a factory, which tests replace to run in-process fake nodes or to make one node misbehave.
 """
@@ -8,47 +8,28 @@ by a factory, which tests replace to run in-process fake nodes or to make one no
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from types import TracebackType
-from typing import Any
 
-from pakr.audit import AuditPage, read_audit
-from pakr.cluster import ClusterContext, PhaseObserver
-from pakr.fanout import RetryPolicy
-from pakr.operations.change_password import change_password
-from pakr.operations.delete import delete
-from pakr.operations.migrate import recover_or_migrate
-from pakr.operations.register import IfExists, Registration, register
-from pakr.operations.status import StatusReport, status
-from pakr.passwords import Password, check_secret, check_user, password_bytes
+from pakr._audit import AuditPage, read_audit
+from pakr._cluster import ClusterContext, PhaseObserver
+from pakr._fanout import RetryPolicy
+from pakr._from_manifest import FromManifest
+from pakr._operations.change_password import change_password
+from pakr._operations.delete import delete
+from pakr._operations.migrate import recover_or_migrate
+from pakr._operations.register import IfExists, Registration, register
+from pakr._operations.status import StatusReport, status
+from pakr._passwords import Password, check_secret, check_user, password_bytes
+from pakr._tokens import DevTokenProvider, TokenProvider
+from pakr._transport import NodeTransport, TransportFactory, grpc_transport
 from pakr.proto.errors import ConfigError
-from pakr.proto.manifest import Manifest, ManifestNode, OperatorPin
+from pakr.proto.manifest import Manifest, ManifestNode
 from pakr.proto.messages import DEFAULT_MAX_GUESSES, NodeRef, UserRef
 from pakr.proto.randomness import SYSTEM, Randomness
 from pakr.proto.tokens import check_tenant_name
-from pakr.tokens import DevTokenProvider, TokenProvider
-from pakr.transport import GrpcTransport, NodeTransport
-from pakr.trust import SerialState, load_trusted_manifest
-
-TransportFactory = Callable[[ManifestNode, Manifest], NodeTransport]
-"""Builds the transport for one manifest node (default: :func:`grpc_transport`)."""
-
-ManifestSource = str | os.PathLike[str] | Mapping[str, Any]
-
-
-def grpc_transport(node: ManifestNode, manifest: Manifest) -> NodeTransport:
-    """The default transport: gRPC over TLS pinned to the manifest's certificate."""
-    return GrpcTransport(
-        node.ref,
-        node.address,
-        tls_cert_pem=node.tls_cert_pem,
-        tls_cert_sha256=node.tls_cert_sha256,
-        insecure=manifest.dev and node.insecure,
-        hpke_public_key=node.hpke_public_key,
-    )
 
 
 def _all_nodes(manifest: Manifest) -> Iterator[ManifestNode]:
@@ -58,12 +39,17 @@ def _all_nodes(manifest: Manifest) -> Iterator[ManifestNode]:
         yield from node_set.nodes
 
 
-class AsyncClient:
+class AsyncClient(FromManifest):
     """Register, recover, change and delete a user's secret on a pakr cluster (asyncio).
 
     Use as ``async with AsyncClient.from_manifest(...) as client:`` or call :meth:`close`.
-    ``deadline`` bounds each protocol step (seconds, per round of RPCs). Passwords are ``str``
-    (normalised to NFKC, then UTF-8) or ``bytes`` (used as is); secrets are 0..128 bytes.
+    ``manifest`` is a verified manifest (``from_manifest`` verifies one). ``token_provider``
+    is ``(user_id, audience) -> token``, sync or async. ``deadline`` bounds each protocol
+    step (seconds, per round of RPCs); ``retry`` is the backoff of the idempotent steps;
+    ``transport_factory`` builds each node's transport (tests pass ``pakr.testing``'s);
+    ``rng`` is the randomness source (seeded only in tests); ``on_phase(name, seconds)``
+    observes each phase for metrics. Passwords are ``str`` (normalised to NFKC, then UTF-8)
+    or ``bytes`` (used as is); secrets are 0..128 bytes.
     """
 
     def __init__(
@@ -113,33 +99,6 @@ class AsyncClient:
         self._closed = False
         # One operation at a time per user (see _one_at_a_time): lock and its waiter count.
         self._user_locks: dict[UserRef, tuple[asyncio.Lock, list[int]]] = {}
-
-    @classmethod
-    def from_manifest(
-        cls,
-        source: ManifestSource,
-        *,
-        tenant: str,
-        token_provider: TokenProvider,
-        operator_key: OperatorPin | None = None,
-        min_serial: int = 0,
-        serial_state: str | os.PathLike[str] | SerialState | None = None,
-        deadline: float = 5.0,
-        **kwargs: Any,
-    ) -> AsyncClient:
-        """A client for the cluster in the signed manifest ``source`` (path or JSON dict).
-
-        ``operator_key`` (``ed25519:...``, required) pins the operator who must have signed
-        it; ``pakr.INSECURE_UNPINNED`` opts out (dev clusters only; warns). ``min_serial``
-        and ``serial_state`` (a small JSON file holding the highest serial seen per operator
-        key, updated here) refuse rollbacks to an older manifest than one already seen.
-        """
-        manifest = load_trusted_manifest(
-            source, operator_key=operator_key, min_serial=min_serial, serial_state=serial_state
-        )
-        return cls(
-            manifest, tenant=tenant, token_provider=token_provider, deadline=deadline, **kwargs
-        )
 
     @property
     def manifest(self) -> Manifest:
@@ -278,7 +237,7 @@ class AsyncClient:
     ) -> AuditPage:
         """A page of the nodes' audit logs: the whole tenant's, or ``user_id``'s.
 
-        Events of every node, oldest first (see :mod:`pakr.audit` for the events); pass the
+        Events of every node, oldest first (see :mod:`pakr._audit` for the events); pass the
         page's ``cursor`` back for the next page. Needs audit-scope tokens: from
         ``token_provider`` (called with the user id, or ``"*"`` for the whole tenant, and the
         node id), by default this client's ``dev_token_provider`` switched to that scope.

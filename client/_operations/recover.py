@@ -15,7 +15,7 @@ attempt id and blinded element are a free replay at a node that counted it. Node
 replies fail verification are named in a warning (logger ``pakr``) when enough honest nodes
 remain to recover anyway, and in a ``ProtocolError`` otherwise; a reply that does not decode,
 does not combine or does not verify is set aside and replaced by a spare node's in the same
-attempt, and this client asks that node last afterwards (:mod:`pakr.distrust`). ``LockedOut``
+attempt, and this client asks that node last afterwards (:mod:`pakr._distrust`). ``LockedOut``
 only when it is certain (:func:`~pakr.proto.choice.lockout_is_certain`), counting every
 Recover1 answer that arrives before the deadline. After a success, nodes holding the version
 only as pending get a Register3 to roll them forward.
@@ -28,11 +28,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pakr.cluster import ClusterContext, NodeStep
-from pakr.fanout import StepResult
-from pakr.operations.heal import fill as heal_fill
-from pakr.operations.heal import reset_counts
-from pakr.passwords import stretch
+from pakr._cluster import ClusterContext
+from pakr._fanout import StepResult
+from pakr._operations.heal import fill as heal_fill
+from pakr._operations.heal import reset_counts
+from pakr._operations.states import state_rpc
+from pakr._passwords import stretch
+from pakr._refusals import reason, step_failure
+from pakr._transport import NodeTransport
 from pakr.proto.choice import (
     VersionChoice,
     choose_version,
@@ -47,6 +50,7 @@ from pakr.proto.errors import (
     LockedOut,
     MalformedMessage,
     NodeRefusal,
+    NodeUnreachable,
     NotRegistered,
     PakrError,
     ProtocolError,
@@ -71,29 +75,8 @@ from pakr.proto.recover import (
     verify_recover3_reply,
 )
 from pakr.proto.reset import reset_requests, reset_targets
-from pakr.refusals import reason, step_failure
-from pakr.transport import NodeTransport, NodeUnreachable
 
 log = logging.getLogger("pakr")
-
-
-async def read_states(
-    ctx: ClusterContext, user: UserRef, *, wait_all: bool = False
-) -> tuple[dict[NodeRef, UserStatus], dict[NodeRef, PakrError]]:
-    """Recover1 at every node: the answers and the per-node failures."""
-    result = await ctx.step(
-        "recover1", user, ctx.nodes, _recover1(user), need=ctx.threshold, wait_all=wait_all
-    )
-    return result.replies, result.errors
-
-
-def _recover1(user: UserRef) -> NodeStep[UserStatus]:
-    """The Recover1 RPC for ``user`` at one node."""
-
-    async def rpc(transport: NodeTransport, token: str, timeout: float) -> UserStatus:
-        return await transport.recover1(user, token, timeout=timeout)
-
-    return rpc
 
 
 def decide(ctx: ClusterContext, user: UserRef, answers: StepResult[UserStatus]) -> VersionChoice:
@@ -149,7 +132,7 @@ async def recover_outcome(
     share are reset alongside Recover3 (§4a), pending holders rolled forward, and (with
     ``fill``) missing copies filled by one compare-and-swap re-registration (§4b)."""
     t = ctx.threshold
-    flight = ctx.start("recover1", user, ctx.nodes, _recover1(user))
+    flight = ctx.start("recover1", user, ctx.nodes, state_rpc("recover1", user))
     try:
         with ctx.phase("recover1"):
             await flight.gather(

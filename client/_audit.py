@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from pakr.cluster import ClusterContext
+from pakr._cluster import ClusterContext
+from pakr._refusals import reason
+from pakr._tokens import TokenCache, TokenProvider
+from pakr._transport import NodeTransport
 from pakr.proto.errors import ConfigError
 from pakr.proto.messages import AuditRow, UserRef
-from pakr.refusals import reason
-from pakr.tokens import TokenCache, TokenProvider
-from pakr.transport import NodeTransport
 
 MAX_PAGE = 1000  # the nodes' own limit per ReadAudit
 TENANT_WIDE_SUBJECT = "*"

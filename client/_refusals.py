@@ -17,6 +17,7 @@ from pakr.proto.errors import (
     InvalidAuth,
     MalformedMessage,
     NodeRefusal,
+    NodeUnreachable,
     NotRegistered,
     PakrError,
     ProtocolError,
@@ -25,7 +26,6 @@ from pakr.proto.errors import (
     most_actionable,
 )
 from pakr.proto.messages import NodeRef
-from pakr.transport import NodeUnreachable
 
 # What a person can do about an unreachable node, by the words gRPC and the OS use for it
 # (first match wins; the full text stays in ``ClusterUnavailable.details``).
