@@ -23,6 +23,8 @@ platform.transportFactory ??= webTransport;
 
 export {
   AlreadyRegistered,
+  PermanentError,
+  TransientError,
   ClusterUnavailable,
   CommitIncomplete,
   ConfigError,

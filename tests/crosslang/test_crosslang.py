@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import pakr
-from pakr.async_client import grpc_transport
+from pakr import grpc_transport
 from pakr.coordinator.localcluster import LocalCluster
 from pakr.proto.manifest import OperatorKey
 from pakr.proto.messages import UserRef, UserStatus

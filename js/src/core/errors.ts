@@ -31,8 +31,17 @@ export class PakrError extends Error {
   }
 }
 
+/**
+ * The cluster could not complete the call now; the same call may succeed later (retry after
+ * a pause, with backoff; a recovery retried spends one more guess).
+ */
+export class TransientError extends PakrError {}
+
+/** Calling again unchanged gives the same answer; something must change first. */
+export class PermanentError extends PakrError {}
+
 /** The password is wrong (or the version is locked out); `guessesRemaining` more are accepted. */
-export class InvalidPassword extends PakrError {
+export class InvalidPassword extends PermanentError {
   readonly guessesRemaining: number;
   constructor(guessesRemaining: number, message?: string) {
     super(
@@ -57,14 +66,14 @@ export class LockedOut extends InvalidPassword {
 }
 
 /** No secret is registered for this user (never registered, or deleted). */
-export class NotRegistered extends PakrError {
+export class NotRegistered extends PermanentError {
   constructor(message = "no secret is registered for this user") {
     super(message);
   }
 }
 
 /** The user already has a secret and the registration did not ask to replace it. */
-export class AlreadyRegistered extends PakrError {
+export class AlreadyRegistered extends PermanentError {
   readonly version: string | null;
   constructor(message: string, version: string | null = null) {
     super(message);
@@ -73,10 +82,10 @@ export class AlreadyRegistered extends PakrError {
 }
 
 /** A node rejected the access token; mint a fresh token for that user and node. */
-export class InvalidAuth extends PakrError {}
+export class InvalidAuth extends PermanentError {}
 
 /** Too many requests; retry after `retryAfter` seconds. */
-export class RateLimited extends PakrError {
+export class RateLimited extends TransientError {
   readonly retryAfter: number;
   constructor(retryAfter: number, message?: string) {
     super(message ?? `rate limited: retry after ${retryAfter.toFixed(1)} s`);
@@ -85,10 +94,10 @@ export class RateLimited extends PakrError {
 }
 
 /** A node does not speak this client's protocol version; upgrade the SDK or the node. */
-export class UpgradeRequired extends PakrError {}
+export class UpgradeRequired extends PermanentError {}
 
 /** Another operation on the same user ran at the same time and won; try again. */
-export class Conflict extends PakrError {}
+export class Conflict extends TransientError {}
 
 /** `node1, node2: connection refused; node5: timeout`: one entry per distinct reason. */
 export function groupReasons(reasons: Readonly<Record<string, string>>): string {
@@ -103,7 +112,7 @@ export function groupReasons(reasons: Readonly<Record<string, string>>): string 
 }
 
 /** Too few nodes answered to complete the operation; `reasons` says why, per node name. */
-export class ClusterUnavailable extends PakrError {
+export class ClusterUnavailable extends TransientError {
   readonly reasons: Readonly<Record<string, string>>;
   readonly details: Readonly<Record<string, string>>;
   readonly answered: number | null;
@@ -125,7 +134,7 @@ export class ClusterUnavailable extends PakrError {
 }
 
 /** A node misbehaved or the cluster is inconsistent; `nodes` names the culprits. */
-export class ProtocolError extends PakrError {
+export class ProtocolError extends PermanentError {
   readonly nodes: readonly string[];
   readonly reason: string;
   constructor(nodes: readonly string[], reason: string) {
@@ -136,13 +145,13 @@ export class ProtocolError extends PakrError {
 }
 
 /** Argon2id parameters outside the client's floor/ceiling, or nodes disagree on them. */
-export class WeakParameters extends PakrError {}
+export class WeakParameters extends PermanentError {}
 
 /** Too few nodes committed a new registration; registering again with replace is safe. */
-export class CommitIncomplete extends PakrError {}
+export class CommitIncomplete extends TransientError {}
 
 /** A manifest, config file or argument is invalid; the message names what to fix. */
-export class ConfigError extends PakrError {}
+export class ConfigError extends PermanentError {}
 
 /** A field read off the wire or from storage has the wrong length or encoding. */
 export class MalformedMessage extends PakrError {}
@@ -169,7 +178,7 @@ export class NodeRefusal extends PakrError {
  * `transient` says whether retrying the same request may help (never for Recover2/Recover3).
  * (In Python this lives in the SDK's transport module; the TypeScript SDK keeps every error here.)
  */
-export class NodeUnreachable extends PakrError {
+export class NodeUnreachable extends TransientError {
   readonly transient: boolean;
   constructor(message: string, options: { transient?: boolean } = {}) {
     super(message);

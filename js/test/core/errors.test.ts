@@ -9,7 +9,7 @@ import { ExitCode, exitCodeFor } from "../../src/core/exitcodes.js";
 import * as recover from "../../src/core/recover.js";
 import { REPO } from "./helpers.js";
 
-const SOURCES = ["proto/errors.py", "proto/recover.py", "client/transport.py"];
+const SOURCES = ["proto/errors.py", "proto/recover.py"];
 const ours: Record<string, unknown> = { ...errors, ...recover };
 
 function pythonErrors(): Map<string, string> {
