@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 import pakr
+from pakr import NodeTransport
 from pakr.proto.manifest import Manifest, ManifestNode, OperatorKey, sign_manifest
-from pakr.transport import NodeTransport
 from tests.conftest import ClusterFactory
 from tests.security.sec_tls_proxy import RecordingProxy
 from tests.security.test_p9_tls_terminator import Spy, _windows

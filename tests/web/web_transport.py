@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from pakr import NodeTransport
+from pakr.errors import NodeUnreachable
 from pakr.proto import wire
 from pakr.proto.errors import MalformedMessage, NodeRefusal
 from pakr.proto.manifest import Manifest, ManifestNode
@@ -36,7 +38,6 @@ from pakr.proto.messages import (
     UserStatus,
 )
 from pakr.proto.v1 import node_pb2 as pb
-from pakr.transport import NodeTransport, NodeUnreachable
 
 SERVICE = "pakr.v1.Node"
 
