@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint docs proto bench faults fuzz soak byzantine wheel sbom audit clean venv lock deploy-test
+.PHONY: test-js-client web-demo demo test test-fast lint docs proto bench faults fuzz soak byzantine wheel sbom audit clean venv lock deploy-test
 
 SOAK_SECONDS ?= 600
 SOAK_ARGS ?=
@@ -19,6 +19,7 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/pakr demo
+	@echo "The browser example (examples/web): make web-demo serves it and prints its URL."
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -44,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/steps.py
 	$(BIN)/python bench/node_throughput.py
 	$(BIN)/python bench/recover_latency.py
+	$(BIN)/python bench/web_recover.py
 	$(BIN)/python bench/web_listener.py
 
 faults: $(STAMP)
@@ -83,3 +85,29 @@ audit: sbom
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# TypeScript SDK, I/O half: npm packages from the lockfile, the client's unit tests (the
+# cross-language and browser tests are pytest tests: tests/crosslang, tests/browser), and the
+# browser example served against a local cluster (Ctrl-C stops the page; `pakr cluster down`).
+JS_STAMP := js/node_modules/.installed
+$(JS_STAMP): js/package-lock.json
+	cd js && npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
+test-js-client: $(JS_STAMP)
+	cd js && npm run --silent test:client
+test: test-js-client
+web-demo: $(STAMP) $(JS_STAMP)
+	$(BIN)/pakr cluster up --dir build/web-demo --detach >/dev/null
+	cd js && node scripts/build-web.mjs --operator-key "$$(cat ../build/web-demo/operator.pub)"
+	$(BIN)/python examples/web/server.py --cluster build/web-demo --port 8080
+
+# TypeScript SDK, protocol core: typecheck (the whole package), the stubs' drift check and the
+# core's unit tests (RFC 9496/9497/9106 vectors, the pakr-v2.json replay, Python-signed manifests).
+.PHONY: test-js-core bench-js-core
+test-js-core: $(JS_STAMP)
+	cd js && npm run --silent typecheck && npm run --silent gen:check && npm run --silent test:core
+test: test-js-core
+# Bundle sizes with and without the Argon2 WASM; Argon2id WASM vs pure JS as a ratio.
+bench-js-core: $(JS_STAMP)
+	cd js && npm run --silent bench
+bench: bench-js-core
