@@ -10,6 +10,7 @@ with psutil, so the guard holds on every platform psutil supports, not only wher
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal as signals
 import socket
@@ -51,14 +52,19 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 
 def port_is_free(host: str, port: int) -> bool:
     """Whether ``host:port`` can be bound right now (nobody listens on it)."""
+    return _bind_error(host, port) is None
+
+
+def _bind_error(host: str, port: int) -> int | None:
+    """The errno binding ``host:port`` here fails with, or None when it binds."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+        except OSError as exc:
+            return exc.errno if exc.errno is not None else -1
+    return None
 
 
 def pakr_command(*args: str) -> list[str]:
@@ -249,7 +255,9 @@ def check_ports_free(nodes: Iterable[tuple[str, str, Supervised]]) -> None:
         if proc.pid() is not None:
             continue
         host, port = split_host_port(address, f"{name} address")
-        if not port_is_free(host, port):
+        # EADDRNOTAVAIL: the address is not on this host (a node in its own network
+        # namespace binds it there), so no program here can hold it
+        if _bind_error(host, port) not in (None, errno.EADDRNOTAVAIL):
             raise ClusterStartError(
                 f"port {port} of {name} ({address}) is taken by another program: stop it, or"
                 " create a new cluster in a fresh --dir (optionally with --base-port)"
