@@ -22,6 +22,9 @@ SERVER_MODULES = {
     "prometheus_client": "prometheus-client",
     "tomli_w": "tomli-w",
     "psutil": "psutil",
+    "connectrpc": "connectrpc",  # the web listener (pakr.node.web)
+    "uvicorn": "uvicorn",
+    "starlette": "starlette",
 }
 
 EXIT_MISSING = 2  # pakr.proto.exitcodes.ExitCode.USAGE: a configuration problem
