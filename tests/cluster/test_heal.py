@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +140,7 @@ def test_repro3_a_login_fills_the_node_that_missed_a_registration(
         fresh_cluster.kill_node(5)
         client.register(user, PASSWORD, SECRET, if_exists="replace")
         fresh_cluster.start_node(5)
+        _until_answering(client, user, 5)
         before = committed(fresh_cluster, user)
         assert len({h.version for h in before.values() if h}) == 2
         assert client.recover(user, PASSWORD) == SECRET
@@ -151,6 +153,18 @@ def test_repro3_a_login_fills_the_node_that_missed_a_registration(
         fresh_cluster.kill_node(1)
         fresh_cluster.kill_node(2)
         assert client.recover(user, PASSWORD) == SECRET
+
+
+def _until_answering(client: pakr.Client, user: str, index: int) -> None:
+    """Wait until this client reaches node ``index`` again (its channel reconnects with
+    backoff after a restart): a fill needs the node's Recover1 answer, and a node that does
+    not answer in time is treated as merely down (no fill, by design)."""
+    for _ in range(100):
+        report = client.status(user)
+        if any(node.index == index and node.reachable for node in report.nodes):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"node {index} never answered after its restart")
 
 
 def test_no_fill_while_a_node_is_merely_down(

@@ -26,7 +26,7 @@ def test_wheel_builds_and_imports(built_wheel: tuple[Path, Path], tmp_path: Path
         "pakr/proto/v1/node_pb2.pyi",
         "pakr/node/__init__.py",
         "pakr/node/store/__init__.py",
-        "pakr/coordinator/cli.py",
+        "pakr/coordinator/cli/__init__.py",
     ):
         assert required in names, f"{required} missing from the wheel"
     assert not any(name.startswith(("tests/", "bench/", "examples/")) for name in names)
