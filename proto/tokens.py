@@ -44,13 +44,9 @@ _KEY_PREFIX = "ed25519:"
 _KEY_FILE_FORMAT = "pakr-key/1"
 
 
-_b64url = base64url.encode
-_unb64url = base64url.decode
-
-
 def public_key_text(key: Ed25519PublicKey) -> str:
     """The text form of a public key used in configs and manifests: ``ed25519:<base64url>``."""
-    return _KEY_PREFIX + _b64url(key.public_bytes_raw())
+    return _KEY_PREFIX + base64url.encode(key.public_bytes_raw())
 
 
 def parse_public_key(text: str) -> Ed25519PublicKey:
@@ -58,7 +54,7 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
     if not isinstance(text, str) or not text.startswith(_KEY_PREFIX):
         raise ConfigError("a public key must look like 'ed25519:<base64url>'")
     try:
-        raw = _unb64url(text[len(_KEY_PREFIX) :])
+        raw = base64url.decode(text[len(_KEY_PREFIX) :])
     except (ValueError, UnicodeEncodeError) as exc:
         raise ConfigError("a public key is not valid base64url") from exc
     if len(raw) != 32:
@@ -123,7 +119,7 @@ class SigningKey:
             "name": self.name,
             "number": self.number,
             "kid": self.kid,
-            "private_key": _b64url(raw),
+            "private_key": base64url.encode(raw),
             "public_key": self.public_key_text,
         }
 
@@ -135,7 +131,7 @@ class SigningKey:
                 raise ConfigError(f"key file format must be {_KEY_FILE_FORMAT!r}")
             name = doc["name"]
             number = doc["number"]
-            raw = _unb64url(doc["private_key"])
+            raw = base64url.decode(doc["private_key"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(
                 "key file is malformed: expected name, number and private_key"
@@ -238,7 +234,7 @@ def issue_token(
         "iat": issued,
         "nbf": issued,
         "exp": issued + ttl,
-        "jti": jti if jti is not None else _b64url(secrets.token_bytes(16)),
+        "jti": jti if jti is not None else base64url.encode(secrets.token_bytes(16)),
     }
     token = jwt.encode(claims, key.private_key, algorithm="EdDSA", headers={"kid": key.kid})
     if len(token.encode("ascii")) > MAX_TOKEN_BYTES:
